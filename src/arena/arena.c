@@ -1,0 +1,447 @@
+/* Arenas: large aligned reservations handed out in segment-sized blocks.
+ *
+ * Per arena, one bit per block in each bitmap:
+ *   inuse      claimed by a segment (or, briefly, by the purger while it purges the block)
+ *   committed  accessible (only tracked when the backend needs recommits)
+ *   dirty      handed out before, so not known to be zero
+ *   purge      freed and waiting for its purge delay
+ *   flags[]    segment-layer marks (abandoned, purge pending), claimed by atomic clear
+ * Invariant: a block with its purge bit set is not in use, except while the purger holds it.
+ * Arenas are never unmapped while the process runs; their blocks are purged instead.
+ */
+#include <errno.h>
+
+#include "arena/arena.h"
+#include "arena/bitmap.h"
+
+typedef struct lm_arena_s {
+  uint8_t* start;
+  size_t block_count;
+  int id;                   /* index + 1 */
+  bool exclusive;           /* used only when asked for by id */
+  bool is_pinned;           /* large OS pages: never purged */
+  bool track_commit;        /* the committed bitmap matters (recommit or lazy commit) */
+  lm_memid_t memid;         /* of the reserved range */
+  lm_memid_t meta_memid;    /* of this struct and its bitmaps */
+  size_t meta_size;
+  _Atomic(int64_t) purge_expire;
+  _Atomic(size_t) search_idx;
+  lm_bitmap_field_t* inuse;
+  lm_bitmap_field_t* committed;
+  lm_bitmap_field_t* dirty;
+  lm_bitmap_field_t* purge;
+  lm_bitmap_field_t* flags[LM_BLOCK_FLAG_COUNT];
+} lm_arena_t;
+
+void lm_mem_config_default(lm_mem_config_t* config) {
+  *config = (lm_mem_config_t){.purge_delay_ms = 10,
+                              .arena_purge_mult = 10,
+                              .purge_decommits = true,
+                              .arena_reserve = LM_GiB,
+                              .arena_eager_commit = 2,
+                              .disallow_os_alloc = false};
+}
+
+static void backend_message(const lm_backend_t* backend, const char* msg) {
+  if (backend != NULL && backend->output != NULL) backend->output(msg);
+}
+
+int lm_arenas_init(lm_arenas_t* arenas, const lm_backend_t* backend,
+                   const lm_mem_config_t* config) {
+  *arenas = (lm_arenas_t){0};
+  if (backend == NULL || backend->init == NULL || backend->reserve == NULL ||
+      backend->release == NULL || backend->commit == NULL || backend->decommit == NULL ||
+      backend->clock_ms == NULL || backend->output == NULL) {
+    backend_message(backend, "libmimalloc: error: the OS backend lacks a required function\n");
+    return EINVAL;
+  }
+  backend->init(&arenas->caps);
+  const lm_backend_caps_t* caps = &arenas->caps;
+  bool caps_ok = lm_is_power_of_two(caps->page_size) &&
+                 lm_is_power_of_two(caps->alloc_granularity) &&
+                 caps->alloc_granularity >= caps->page_size &&
+                 caps->alloc_granularity <= LM_ARENA_BLOCK_SIZE &&
+                 (!caps->has_threads ||
+                  (backend->thread_start != NULL && backend->wait_on != NULL &&
+                   backend->wake_all != NULL));
+  if (!caps_ok) {
+    backend_message(backend, "libmimalloc: error: the OS backend declares inconsistent "
+                             "capabilities\n");
+    return EINVAL;
+  }
+  arenas->backend = backend;
+  if (config != NULL) arenas->config = *config;
+  else lm_mem_config_default(&arenas->config);
+  return 0;
+}
+
+static lm_arena_t* arena_at(lm_arenas_t* arenas, size_t i) {
+  return atomic_load_explicit(&arenas->arenas[i], memory_order_acquire);
+}
+static size_t arena_count(lm_arenas_t* arenas) {
+  return atomic_load_explicit(&arenas->arena_count, memory_order_acquire);
+}
+
+static void arena_release(lm_arenas_t* arenas, lm_arena_t* arena) {
+  lm_memid_t memid = arena->memid;
+  lm_memid_t meta = arena->meta_memid;
+  size_t bytes = arena->block_count * LM_ARENA_BLOCK_SIZE;
+  lm_os_free(arenas, arena->start, bytes, &memid);
+  lm_os_free(arenas, arena, arena->meta_size, &meta);
+}
+
+void lm_arenas_destroy(lm_arenas_t* arenas) {
+  size_t n = arena_count(arenas);
+  for (size_t i = 0; i < n; i++) {
+    lm_arena_t* arena = arena_at(arenas, i);
+    if (arena == NULL) continue;
+    atomic_store(&arenas->arenas[i], NULL);
+    arena_release(arenas, arena);
+  }
+  atomic_store(&arenas->arena_count, 0);
+}
+
+/* ---- creating arenas ------------------------------------------------------------------- */
+
+static bool eager_commit(const lm_arenas_t* arenas) {
+  int mode = arenas->config.arena_eager_commit;
+  return mode == 1 || (mode == 2 && arenas->caps.has_overcommit);
+}
+
+/* Register `start` as an arena; returns its id or 0 on failure. */
+static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committed, bool is_zero,
+                     bool exclusive, const lm_memid_t* memid) {
+  size_t blocks = size / LM_ARENA_BLOCK_SIZE;
+  size_t fields = lm_divide_up(blocks, LM_BITMAP_FIELD_BITS);
+  size_t bitmaps = 4 + LM_BLOCK_FLAG_COUNT;
+  size_t meta_size = sizeof(lm_arena_t) + bitmaps * fields * sizeof(lm_bitmap_field_t);
+  lm_memid_t meta_memid;
+  lm_arena_t* arena = lm_os_alloc(arenas, meta_size, true, &meta_memid);
+  if (arena == NULL) return 0;
+  lm_bitmap_field_t* bits = (lm_bitmap_field_t*)(arena + 1);
+  /* Fresh OS memory may not be zero (the backend says so): clear the metadata explicitly. */
+  for (size_t i = 0; i < bitmaps * fields; i++) atomic_init(&bits[i], 0);
+  *arena = (lm_arena_t){.start = start,
+                        .block_count = blocks,
+                        .is_pinned = memid->is_pinned,
+                        .exclusive = exclusive,
+                        .memid = *memid,
+                        .meta_memid = meta_memid,
+                        .meta_size = meta_size,
+                        .inuse = bits,
+                        .committed = bits + fields,
+                        .dirty = bits + 2 * fields,
+                        .purge = bits + 3 * fields};
+  for (size_t f = 0; f < LM_BLOCK_FLAG_COUNT; f++) arena->flags[f] = bits + (4 + f) * fields;
+  arena->track_commit = !committed || !arenas->caps.has_overcommit;
+  if (committed) lm_bitmap_set(arena->committed, 0, blocks);
+  if (!is_zero) lm_bitmap_set(arena->dirty, 0, blocks);
+  /* Mark the tail bits of the last field as in use so no claim runs past the end. */
+  size_t tail = fields * LM_BITMAP_FIELD_BITS - blocks;
+  if (tail > 0) lm_bitmap_set(arena->inuse, blocks, tail);
+
+  lm_spin_lock(&arenas->reserve_lock);
+  size_t i = arena_count(arenas);
+  if (i >= LM_MAX_ARENAS) {
+    lm_spin_unlock(&arenas->reserve_lock);
+    lm_os_free(arenas, arena, meta_size, &meta_memid);
+    return 0;
+  }
+  arena->id = (int)i + 1;
+  atomic_store_explicit(&arenas->arenas[i], arena, memory_order_release);
+  atomic_store_explicit(&arenas->arena_count, i + 1, memory_order_release);
+  lm_spin_unlock(&arenas->reserve_lock);
+  atomic_fetch_add_explicit(&arenas->stats.arena_count, 1, memory_order_relaxed);
+  return arena->id;
+}
+
+int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
+                     int* arena_id) {
+  if (arena_id != NULL) *arena_id = 0;
+  size = lm_align_up(size, LM_ARENA_BLOCK_SIZE);
+  if (size == 0) return ENOMEM;
+  lm_memid_t memid;
+  void* start = lm_os_alloc_aligned(arenas, size, LM_ARENA_BLOCK_SIZE, 0, commit, &memid);
+  if (start == NULL) return ENOMEM;
+  int id = arena_add(arenas, start, size, commit, memid.initially_zero, exclusive, &memid);
+  if (id == 0) {
+    lm_os_free(arenas, start, size, &memid);
+    return ENOMEM;
+  }
+  if (arena_id != NULL) *arena_id = id;
+  return 0;
+}
+
+/* A new automatic arena; later ones grow so a big heap needs few of them. */
+static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size) {
+  size_t size = arenas->config.arena_reserve;
+  if (size == 0) return false;
+  size_t n = arena_count(arenas);
+  if (n >= LM_MAX_ARENAS - 4) return false;
+  if (n >= 8) size <<= lm_min(n / 8, 16);
+  if (size < min_size) size = min_size;
+  return lm_arena_reserve(arenas, size, eager_commit(arenas), false, NULL) == 0;
+}
+
+/* ---- claiming and freeing blocks ---------------------------------------------------------- */
+
+static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t blocks, bool commit,
+                             lm_memid_t* memid) {
+  size_t start = atomic_load_explicit(&arena->search_idx, memory_order_relaxed);
+  size_t idx;
+  if (!lm_bitmap_try_claim(arena->inuse, arena->block_count, start, blocks, &idx)) return NULL;
+  atomic_store_explicit(&arena->search_idx, idx + blocks, memory_order_relaxed);
+  uint8_t* p = arena->start + idx * LM_ARENA_BLOCK_SIZE;
+  /* Claiming cancels any pending purge of these blocks. */
+  lm_bitmap_clear(arena->purge, idx, blocks);
+  bool was_clean = lm_bitmap_set(arena->dirty, idx, blocks);
+  bool committed = lm_bitmap_is_all_set(arena->committed, idx, blocks);
+  if (commit && !committed) {
+    bool is_zero = false;
+    if (!lm_os_commit(arenas, p, blocks * LM_ARENA_BLOCK_SIZE, &is_zero)) {
+      lm_bitmap_clear(arena->inuse, idx, blocks);
+      return NULL;
+    }
+    lm_bitmap_set(arena->committed, idx, blocks);
+    committed = true;
+  }
+  *memid = (lm_memid_t){.kind = LM_MEM_ARENA,
+                        .arena_index = (uint32_t)(arena->id - 1),
+                        .block_index = (uint32_t)idx,
+                        .block_count = (uint32_t)blocks,
+                        .is_pinned = arena->is_pinned,
+                        .initially_committed = committed,
+                        .initially_zero = was_clean};
+  return p;
+}
+
+static void* arenas_try_alloc(lm_arenas_t* arenas, size_t blocks, bool commit, int arena_id,
+                              lm_memid_t* memid) {
+  size_t n = arena_count(arenas);
+  for (size_t i = 0; i < n; i++) {
+    lm_arena_t* arena = arena_at(arenas, i);
+    if (arena == NULL) continue;
+    bool suitable = arena_id > 0 ? arena->id == arena_id : !arena->exclusive;
+    if (!suitable) continue;
+    void* p = arena_try_claim(arenas, arena, blocks, commit, memid);
+    if (p != NULL) return p;
+  }
+  return NULL;
+}
+
+void* lm_arena_alloc(lm_arenas_t* arenas, size_t size, size_t align, size_t offset, bool commit,
+                     int arena_id, lm_memid_t* memid) {
+  *memid = (lm_memid_t){.kind = LM_MEM_NONE};
+  if (size == 0) return NULL;
+  bool arena_fit = align <= LM_ARENA_BLOCK_SIZE && offset == 0 && size >= LM_ARENA_BLOCK_SIZE / 2;
+  if (arena_fit) {
+    size_t blocks = lm_divide_up(size, LM_ARENA_BLOCK_SIZE);
+    void* p = arenas_try_alloc(arenas, blocks, commit, arena_id, memid);
+    if (p != NULL) return p;
+    if (arena_id <= 0 && !arenas->config.disallow_os_alloc) {
+      lm_spin_lock(&arenas->reserve_lock); /* one thread reserves; the others then find room */
+      p = arenas_try_alloc(arenas, blocks, commit, arena_id, memid);
+      lm_spin_unlock(&arenas->reserve_lock);
+      if (p != NULL) return p;
+      if (arena_reserve_auto(arenas, blocks * LM_ARENA_BLOCK_SIZE)) {
+        p = arenas_try_alloc(arenas, blocks, commit, arena_id, memid);
+        if (p != NULL) return p;
+      }
+    }
+  }
+  if (arena_id > 0 || arenas->config.disallow_os_alloc) return NULL;
+  return lm_os_alloc_aligned(arenas, size, align, offset, commit, memid);
+}
+
+static lm_arena_t* arena_of(lm_arenas_t* arenas, const lm_memid_t* memid) {
+  if (memid->kind != LM_MEM_ARENA || memid->arena_index >= arena_count(arenas)) return NULL;
+  return arena_at(arenas, memid->arena_index);
+}
+
+static void arena_purge_blocks(lm_arenas_t* arenas, lm_arena_t* arena, size_t idx, size_t n) {
+  bool needs_recommit =
+      lm_os_purge(arenas, arena->start + idx * LM_ARENA_BLOCK_SIZE, n * LM_ARENA_BLOCK_SIZE);
+  if (needs_recommit) lm_bitmap_clear(arena->committed, idx, n);
+}
+
+static void arenas_note_purge_expire(lm_arenas_t* arenas, int64_t expire) {
+  int64_t cur = lm_load_relaxed(&arenas->purge_expire);
+  while ((cur == 0 || expire < cur) &&
+         !atomic_compare_exchange_weak_explicit(&arenas->purge_expire, &cur, expire,
+                                                memory_order_acq_rel, memory_order_relaxed)) {
+  }
+}
+
+void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid) {
+  if (p == NULL || size == 0) return;
+  if (memid->kind == LM_MEM_OS) {
+    lm_os_free(arenas, p, size, memid);
+    return;
+  }
+  lm_arena_t* arena = arena_of(arenas, memid);
+  if (arena == NULL) return;
+  size_t idx = memid->block_index;
+  size_t n = memid->block_count;
+  /* The purger's BUSY flag is its own to clear (the owner waited for it before freeing). */
+  lm_bitmap_clear(arena->flags[LM_BLOCK_ABANDONED], idx, n);
+  lm_bitmap_clear(arena->flags[LM_BLOCK_PURGE_PENDING], idx, n);
+  int64_t delay = arenas->config.purge_delay_ms;
+  if (!arena->is_pinned && delay >= 0 && arenas->caps.has_decommit) {
+    if (delay == 0) {
+      arena_purge_blocks(arenas, arena, idx, n);
+    } else {
+      int64_t mult = arenas->config.arena_purge_mult > 0 ? arenas->config.arena_purge_mult : 1;
+      int64_t expire = lm_os_clock(arenas) + delay * mult;
+      lm_bitmap_set(arena->purge, idx, n);
+      int64_t old = lm_load_relaxed(&arena->purge_expire);
+      if (old == 0) lm_store_relaxed(&arena->purge_expire, expire);
+      arenas_note_purge_expire(arenas, old == 0 ? expire : old);
+      lm_arenas_wake_purger(arenas);
+    }
+  }
+  lm_bitmap_clear(arena->inuse, idx, n);
+}
+
+/* ---- purging ------------------------------------------------------------------------------ */
+
+/* Purge this arena's pending blocks; returns true if some remain pending. */
+static bool arena_try_purge(lm_arenas_t* arenas, lm_arena_t* arena, int64_t now, bool force) {
+  int64_t expire = lm_load_relaxed(&arena->purge_expire);
+  if (expire == 0) return false;
+  if (!force && expire > now) return true;
+  lm_store_relaxed(&arena->purge_expire, 0);
+  bool pending = false;
+  for (size_t idx = 0; idx < arena->block_count; idx++) {
+    if (!lm_bitmap_is_any_set(arena->purge, idx, 1)) continue;
+    /* Claim the block as in use so no thread allocates it while we purge it. */
+    if (!lm_bitmap_try_set_range(arena->inuse, idx, 1)) {
+      pending = true; /* taken meanwhile (its purge bit is being cleared) or busy */
+      continue;
+    }
+    if (lm_bitmap_clear(arena->purge, idx, 1)) arena_purge_blocks(arenas, arena, idx, 1);
+    lm_bitmap_clear(arena->inuse, idx, 1);
+  }
+  if (pending) {
+    lm_store_relaxed(&arena->purge_expire, now + 1);
+  }
+  return pending || lm_bitmap_count(arena->purge, arena->block_count) > 0;
+}
+
+bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force) {
+  int64_t expire = lm_load_acquire(&arenas->purge_expire);
+  if (expire == 0) return false;
+  int64_t now = lm_os_clock(arenas);
+  if (!force && expire > now) return true;
+  if (!lm_spin_try_lock(&arenas->purge_guard)) return true;
+  lm_store_relaxed(&arenas->purge_expire, 0);
+  bool pending = false;
+  int64_t next = 0;
+  size_t n = arena_count(arenas);
+  for (size_t i = 0; i < n; i++) {
+    lm_arena_t* arena = arena_at(arenas, i);
+    if (arena == NULL) continue;
+    if (arena_try_purge(arenas, arena, now, force)) {
+      pending = true;
+      int64_t e = lm_load_relaxed(&arena->purge_expire);
+      if (e != 0 && (next == 0 || e < next)) next = e;
+    }
+  }
+  lm_spin_unlock(&arenas->purge_guard);
+  if (pending) arenas_note_purge_expire(arenas, next != 0 ? next : now + 1);
+  return pending;
+}
+
+int64_t lm_arenas_purge_deadline(lm_arenas_t* arenas) {
+  return lm_load_acquire(&arenas->purge_expire);
+}
+
+bool lm_arenas_contain(lm_arenas_t* arenas, const void* p) {
+  size_t n = arena_count(arenas);
+  for (size_t i = 0; i < n; i++) {
+    lm_arena_t* arena = arena_at(arenas, i);
+    if (arena == NULL) continue;
+    const uint8_t* q = (const uint8_t*)p;
+    if (q >= arena->start && q < arena->start + arena->block_count * LM_ARENA_BLOCK_SIZE) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/* ---- block flags ------------------------------------------------------------------------ */
+
+static lm_arena_t* arena_containing(lm_arenas_t* arenas, const void* p, size_t* idx) {
+  size_t n = arena_count(arenas);
+  for (size_t i = 0; i < n; i++) {
+    lm_arena_t* arena = arena_at(arenas, i);
+    if (arena == NULL) continue;
+    const uint8_t* q = (const uint8_t*)p;
+    if (q >= arena->start && q < arena->start + arena->block_count * LM_ARENA_BLOCK_SIZE) {
+      *idx = (size_t)(q - arena->start) / LM_ARENA_BLOCK_SIZE;
+      return arena;
+    }
+  }
+  return NULL;
+}
+
+bool lm_arena_flag_set(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag) {
+  size_t idx;
+  lm_arena_t* arena = arena_containing(arenas, block, &idx);
+  if (arena == NULL) return false;
+  atomic_fetch_or(&arena->flags[flag][idx / 64], (uint64_t)1 << (idx % 64));
+  return true;
+}
+
+bool lm_arena_flag_clear(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag) {
+  size_t idx;
+  lm_arena_t* arena = arena_containing(arenas, block, &idx);
+  if (arena == NULL) return false;
+  uint64_t mask = (uint64_t)1 << (idx % 64);
+  return (atomic_fetch_and(&arena->flags[flag][idx / 64], ~mask) & mask) != 0;
+}
+
+bool lm_arena_flag_is_set(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag) {
+  size_t idx;
+  lm_arena_t* arena = arena_containing(arenas, block, &idx);
+  if (arena == NULL) return false;
+  return (atomic_load(&arena->flags[flag][idx / 64]) & ((uint64_t)1 << (idx % 64))) != 0;
+}
+
+void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, size_t* cursor) {
+  /* cursor = arena index * 2^32 + next block index to look at */
+  size_t n = arena_count(arenas);
+  for (size_t i = *cursor >> 32; i < n; i++) {
+    lm_arena_t* arena = arena_at(arenas, i);
+    size_t b = (i == (*cursor >> 32)) ? (*cursor & 0xFFFFFFFFu) : 0;
+    for (; arena != NULL && b < arena->block_count; b++) {
+      uint64_t field = atomic_load_explicit(&arena->flags[flag][b / 64], memory_order_acquire);
+      if ((field >> (b % 64)) == 0) {
+        b = lm_align_up(b + 1, 64) - 1; /* nothing more in this field */
+        continue;
+      }
+      if (field & ((uint64_t)1 << (b % 64))) {
+        *cursor = (i << 32) | (b + 1);
+        return arena->start + b * LM_ARENA_BLOCK_SIZE;
+      }
+    }
+  }
+  *cursor = (size_t)n << 32;
+  return NULL;
+}
+
+size_t lm_arena_flag_count(lm_arenas_t* arenas, lm_block_flag_t flag) {
+  size_t count = 0;
+  size_t n = arena_count(arenas);
+  for (size_t i = 0; i < n; i++) {
+    lm_arena_t* arena = arena_at(arenas, i);
+    if (arena != NULL) count += lm_bitmap_count(arena->flags[flag], arena->block_count);
+  }
+  return count;
+}
+
+void lm_arenas_wake_purger(lm_arenas_t* arenas) {
+  if (lm_load_relaxed(&arenas->purger_idle) == 0) return;
+  if (atomic_exchange(&arenas->purger_idle, 0) == 1 && arenas->backend->wake_all != NULL) {
+    arenas->backend->wake_all(&arenas->purger_idle);
+  }
+}

@@ -1,0 +1,174 @@
+/* The arena layer: every byte the engine gets from the OS passes through here.
+ *
+ * Two services:
+ *  - OS memory with policy and statistics (os.c): aligned reservations (over-allocate and trim
+ *    where the backend cannot align), commit, decommit/reset ("purge" per the configuration),
+ *    protect; all page-rounded, all counted.
+ *  - Arenas (arena.c): large aligned reservations (1 GiB by default) handed out in blocks of one
+ *    segment (32 MiB) through atomic bitmaps, so that claiming and freeing a segment is
+ *    lock-free. Freed blocks are purged after a delay (purge_delay x arena_purge_mult); a single
+ *    purger at a time (try-guard) does the purging. Per-block flag bitmaps let the segment layer
+ *    mark segments as abandoned or as having purges pending, and claim them back atomically.
+ *
+ * Everything is reached through an `lm_arenas_t` context that holds the backend, so tests build
+ * a fresh context over a fake backend. This layer calls only the backend.
+ */
+#pragma once
+#ifndef LM_ARENA_H
+#define LM_ARENA_H
+
+#include "backend/backend.h"
+#include "common/common.h"
+
+/* ---- geometry shared by the layers above ------------------------------------------------- */
+#define LM_SEGMENT_SHIFT 25                            /* 32 MiB */
+#define LM_SEGMENT_SIZE ((size_t)1 << LM_SEGMENT_SHIFT)
+#define LM_SEGMENT_MASK (LM_SEGMENT_SIZE - 1)
+#define LM_ARENA_BLOCK_SIZE LM_SEGMENT_SIZE            /* an arena hands out whole segments */
+#define LM_MAX_ARENAS 128
+#define LM_BITMAP_FIELD_BITS 64
+
+/* ---- where a piece of memory came from, so it can be given back the same way ------------- */
+typedef enum lm_mem_kind_e {
+  LM_MEM_NONE,   /* nothing (a failed allocation) */
+  LM_MEM_OS,     /* a direct OS reservation */
+  LM_MEM_ARENA,  /* blocks of an arena */
+  LM_MEM_STATIC, /* static storage (never freed) */
+} lm_mem_kind_t;
+
+typedef struct lm_memid_s {
+  lm_mem_kind_t kind;
+  void* os_base;        /* LM_MEM_OS: the whole reservation (may exceed the memory handed out) */
+  size_t os_size;
+  uint32_t arena_index; /* LM_MEM_ARENA */
+  uint32_t block_index;
+  uint32_t block_count;
+  bool is_pinned;           /* large/huge OS pages: never decommitted */
+  bool initially_committed; /* the whole range was committed when handed out */
+  bool initially_zero;      /* the whole range read as zero when handed out */
+} lm_memid_t;
+
+/* ---- policy, copied from the options once at start ---------------------------------------- */
+typedef struct lm_mem_config_s {
+  int64_t purge_delay_ms;   /* < 0: never purge; 0: purge at once */
+  int64_t arena_purge_mult; /* arena purge delay = purge_delay_ms * this */
+  bool purge_decommits;     /* purge = decommit (MADV_DONTNEED); else reset (MADV_FREE) */
+  size_t arena_reserve;     /* bytes per new arena; 0 disables automatic arenas */
+  int arena_eager_commit;   /* 0 no, 1 yes, 2 when the OS overcommits */
+  bool disallow_os_alloc;   /* only pre-reserved arenas may be used */
+} lm_mem_config_t;
+
+/* ---- statistics of OS traffic (all atomic: updated from any thread) ----------------------- */
+typedef struct lm_stat_count_s {
+  _Atomic(int64_t) current;
+  _Atomic(int64_t) peak;
+  _Atomic(int64_t) total;
+} lm_stat_count_t;
+
+typedef struct lm_os_stats_s {
+  lm_stat_count_t reserved;
+  lm_stat_count_t committed;
+  _Atomic(int64_t) purged;        /* bytes purged (decommit or reset) */
+  _Atomic(int64_t) reserve_calls;
+  _Atomic(int64_t) commit_calls;
+  _Atomic(int64_t) purge_calls;
+  _Atomic(int64_t) arena_count;
+} lm_os_stats_t;
+
+void lm_stat_increase(lm_stat_count_t* s, int64_t amount);
+void lm_stat_decrease(lm_stat_count_t* s, int64_t amount);
+
+struct lm_arena_s;
+
+/* The arena context: the backend, its capabilities, the policy, and the arenas. */
+typedef struct lm_arenas_s {
+  const lm_backend_t* backend;
+  lm_backend_caps_t caps;
+  lm_mem_config_t config;
+  lm_os_stats_t stats;
+  _Atomic(struct lm_arena_s*) arenas[LM_MAX_ARENAS];
+  _Atomic(size_t) arena_count;
+  _Atomic(int64_t) purge_expire; /* earliest pending arena purge (0: none) */
+  lm_spinlock_t purge_guard;     /* at most one thread purges arenas at a time (try-lock) */
+  lm_spinlock_t reserve_lock;    /* serialises creating new arenas (rare) */
+  _Atomic(uint32_t) purger_idle; /* 1 while the background purger sleeps with nothing to do */
+} lm_arenas_t;
+
+/* Validate `backend` (required functions present, capabilities consistent), read its
+ * capabilities and set up an empty context. Returns 0 or EINVAL with a message written to the
+ * backend's output. */
+int lm_arenas_init(lm_arenas_t* arenas, const lm_backend_t* backend,
+                   const lm_mem_config_t* config);
+/* Release every arena (tests; destroy at exit). Memory still in use becomes invalid. */
+void lm_arenas_destroy(lm_arenas_t* arenas);
+void lm_mem_config_default(lm_mem_config_t* config);
+
+/* ---- OS memory (os.c) ---------------------------------------------------------------------- */
+/* Reserve (and commit when asked) `size` bytes such that `p + offset` is aligned to `align`.
+ * Returns NULL with memid->kind == LM_MEM_NONE on failure. */
+void* lm_os_alloc_aligned(lm_arenas_t* arenas, size_t size, size_t align, size_t offset,
+                          bool commit, lm_memid_t* memid);
+static inline void* lm_os_alloc(lm_arenas_t* arenas, size_t size, bool commit,
+                                lm_memid_t* memid) {
+  return lm_os_alloc_aligned(arenas, size, 0, 0, commit, memid);
+}
+/* Give back memory from lm_os_alloc*; `size` is the size that was asked for. */
+void lm_os_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid);
+/* Commit (liberal rounding: outward to pages). False on failure. */
+bool lm_os_commit(lm_arenas_t* arenas, void* p, size_t size, bool* is_zero);
+/* Purge per the policy (conservative rounding: inward). Returns whether the range must be
+ * committed again before use. */
+bool lm_os_purge(lm_arenas_t* arenas, void* p, size_t size);
+/* Decommit regardless of policy; returns whether a recommit is needed. */
+bool lm_os_decommit(lm_arenas_t* arenas, void* p, size_t size);
+bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect);
+int64_t lm_os_clock(lm_arenas_t* arenas);
+size_t lm_os_page_size(const lm_arenas_t* arenas);
+
+/* ---- arenas (arena.c) ---------------------------------------------------------------------- */
+/* Allocate `size` bytes aligned to `align` (<= LM_SEGMENT_SIZE, offset 0) from an arena, or from
+ * the OS when no arena fits (unless disallowed). `arena_id` > 0 restricts to that arena. */
+void* lm_arena_alloc(lm_arenas_t* arenas, size_t size, size_t align, size_t offset, bool commit,
+                     int arena_id, lm_memid_t* memid);
+/* Free memory from lm_arena_alloc. `committed_size` bytes at the start are known to be
+ * committed (purged later); the rest is treated as possibly dirty. */
+void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid);
+/* Purge the arena blocks whose purge delay expired (all pending ones when `force`). Returns
+ * true if some purge is still pending. Only one thread purges at a time. */
+bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force);
+/* The time of the earliest pending arena purge, or 0 if none. */
+int64_t lm_arenas_purge_deadline(lm_arenas_t* arenas);
+/* Is p inside any arena? */
+bool lm_arenas_contain(lm_arenas_t* arenas, const void* p);
+/* Reserve a new arena of `size` bytes now (mi_reserve_os_memory). Returns 0 or ENOMEM. */
+int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
+                     int* arena_id);
+
+/* ---- per-block flags for the segment layer ------------------------------------------------- */
+typedef enum lm_block_flag_e {
+  LM_BLOCK_ABANDONED,     /* the segment at this block was abandoned by its thread */
+  LM_BLOCK_PURGE_PENDING, /* the segment at this block has segment-level purges scheduled */
+  LM_BLOCK_PURGER_BUSY,   /* the background purger is looking at the segment at this block */
+  LM_BLOCK_FLAG_COUNT
+} lm_block_flag_t;
+
+/* Flags are addressed by the start of an arena block; memory outside arenas has no flags (set
+ * returns false). Set and clear are sequentially consistent: the segment layer builds a
+ * Dekker-style handshake from them (purger: set BUSY, then claim PENDING; owner: clear PENDING,
+ * then wait for BUSY to clear). */
+bool lm_arena_flag_set(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag);
+/* Clear a flag; returns true if this call cleared it (a claim). */
+bool lm_arena_flag_clear(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag);
+bool lm_arena_flag_is_set(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag);
+/* The next block with `flag` set at or after *cursor (an opaque position, start at 0), without
+ * claiming it; NULL after a full scan found none. Advances *cursor past the result. */
+void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, size_t* cursor);
+/* How many flags of this kind are set (for bounding searches). */
+size_t lm_arena_flag_count(lm_arenas_t* arenas, lm_block_flag_t flag);
+
+/* ---- waking the background purger ---------------------------------------------------------- */
+/* The purger sleeps on `purger_idle` (backend wait_on) when it has nothing scheduled; code that
+ * schedules a purge or notices abandoned memory calls this: one relaxed load when it is awake. */
+void lm_arenas_wake_purger(lm_arenas_t* arenas);
+
+#endif

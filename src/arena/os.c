@@ -1,0 +1,152 @@
+/* OS memory with policy and statistics: the only file that calls the backend's memory
+ * functions. Owns page rounding (liberal outward for commit, conservative inward for purge and
+ * protect), aligned reservations, and the OS counters in lm_os_stats_t.
+ */
+#include <errno.h>
+
+#include "arena/arena.h"
+
+void lm_stat_increase(lm_stat_count_t* s, int64_t amount) {
+  int64_t cur = atomic_fetch_add_explicit(&s->current, amount, memory_order_relaxed) + amount;
+  atomic_fetch_add_explicit(&s->total, amount, memory_order_relaxed);
+  int64_t peak = lm_load_relaxed(&s->peak);
+  while (cur > peak &&
+         !atomic_compare_exchange_weak_explicit(&s->peak, &peak, cur, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+  }
+}
+void lm_stat_decrease(lm_stat_count_t* s, int64_t amount) {
+  atomic_fetch_sub_explicit(&s->current, amount, memory_order_relaxed);
+}
+
+size_t lm_os_page_size(const lm_arenas_t* arenas) { return arenas->caps.page_size; }
+int64_t lm_os_clock(lm_arenas_t* arenas) { return arenas->backend->clock_ms(); }
+
+static size_t granular(const lm_arenas_t* arenas, size_t size) {
+  return lm_align_up(size, lm_max(arenas->caps.alloc_granularity, arenas->caps.page_size));
+}
+
+/* One backend reservation, counted. */
+static void* os_reserve(lm_arenas_t* arenas, size_t size, size_t try_align, bool commit,
+                        bool* is_zero) {
+  void* p = NULL;
+  bool zero = false;
+  atomic_fetch_add_explicit(&arenas->stats.reserve_calls, 1, memory_order_relaxed);
+  int err = arenas->backend->reserve(NULL, size, try_align, commit, &p, &zero);
+  if (err != 0 || p == NULL) return NULL;
+  lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
+  if (commit) lm_stat_increase(&arenas->stats.committed, (int64_t)size);
+  *is_zero = zero;
+  return p;
+}
+
+static void os_release(lm_arenas_t* arenas, void* p, size_t size, bool committed) {
+  if (arenas->backend->release(p, size) != 0) return; /* nothing changed: keep counts true */
+  lm_stat_decrease(&arenas->stats.reserved, (int64_t)size);
+  if (committed) lm_stat_decrease(&arenas->stats.committed, (int64_t)size);
+}
+
+static bool is_aligned_at(void* p, size_t align, size_t offset) {
+  return align <= 1 || (((uintptr_t)p + offset) & (align - 1)) == 0;
+}
+
+void* lm_os_alloc_aligned(lm_arenas_t* arenas, size_t size, size_t align, size_t offset,
+                          bool commit, lm_memid_t* memid) {
+  *memid = (lm_memid_t){.kind = LM_MEM_NONE};
+  if (size == 0 || (align > 1 && !lm_is_power_of_two(align))) return NULL;
+  size = granular(arenas, size);
+  if (align < arenas->caps.page_size) align = 0;
+  bool is_zero = false;
+  void* base = os_reserve(arenas, size, align, commit, &is_zero);
+  if (base == NULL) return NULL;
+  void* p = base;
+  size_t base_size = size;
+  if (!is_aligned_at(base, align, offset)) {
+    /* Over-allocate and place the aligned part inside. */
+    os_release(arenas, base, size, commit);
+    size_t over = granular(arenas, size + align);
+    if (over < size) return NULL; /* overflow */
+    base = os_reserve(arenas, over, align, commit, &is_zero);
+    if (base == NULL) return NULL;
+    uintptr_t aligned = lm_align_up((uintptr_t)base + offset, align) - offset;
+    p = (void*)aligned;
+    base_size = over;
+    if (arenas->caps.has_partial_release) {
+      size_t pre = aligned - (uintptr_t)base;
+      size_t post = over - pre - size;
+      if (pre > 0) os_release(arenas, base, pre, commit);
+      if (post > 0) os_release(arenas, (uint8_t*)p + size, post, commit);
+      base = p;
+      base_size = size;
+    }
+  }
+  *memid = (lm_memid_t){.kind = LM_MEM_OS,
+                        .os_base = base,
+                        .os_size = base_size,
+                        .initially_committed = commit,
+                        .initially_zero = is_zero};
+  return p;
+}
+
+void lm_os_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid) {
+  (void)p;
+  (void)size;
+  if (memid->kind != LM_MEM_OS) return;
+  os_release(arenas, memid->os_base, memid->os_size, memid->initially_committed);
+}
+
+bool lm_os_commit(lm_arenas_t* arenas, void* p, size_t size, bool* is_zero) {
+  size_t page = arenas->caps.page_size;
+  uintptr_t start = lm_align_down((uintptr_t)p, page);
+  uintptr_t end = lm_align_up((uintptr_t)p + size, page);
+  bool zero = false;
+  atomic_fetch_add_explicit(&arenas->stats.commit_calls, 1, memory_order_relaxed);
+  if (arenas->backend->commit((void*)start, end - start, &zero) != 0) return false;
+  lm_stat_increase(&arenas->stats.committed, (int64_t)(end - start));
+  if (is_zero != NULL) *is_zero = zero;
+  return true;
+}
+
+/* Inward rounding: never touch a page that is partly outside the range. */
+static bool inner_range(const lm_arenas_t* arenas, void* p, size_t size, uintptr_t* start,
+                        uintptr_t* end) {
+  size_t page = arenas->caps.page_size;
+  *start = lm_align_up((uintptr_t)p, page);
+  *end = lm_align_down((uintptr_t)p + size, page);
+  return *end > *start;
+}
+
+bool lm_os_decommit(lm_arenas_t* arenas, void* p, size_t size) {
+  uintptr_t start, end;
+  if (!inner_range(arenas, p, size, &start, &end)) return false;
+  bool needs_recommit = true;
+  atomic_fetch_add_explicit(&arenas->stats.purge_calls, 1, memory_order_relaxed);
+  if (arenas->backend->decommit((void*)start, end - start, &needs_recommit) != 0) return false;
+  atomic_fetch_add_explicit(&arenas->stats.purged, (int64_t)(end - start), memory_order_relaxed);
+  /* "committed" counts accessible memory: a range that stays accessible stays counted (its
+   * physical pages are gone, which `purged` records). */
+  if (needs_recommit) lm_stat_decrease(&arenas->stats.committed, (int64_t)(end - start));
+  return needs_recommit;
+}
+
+bool lm_os_purge(lm_arenas_t* arenas, void* p, size_t size) {
+  if (!arenas->caps.has_decommit) return false;
+  if (arenas->config.purge_decommits || arenas->backend->reset == NULL) {
+    return lm_os_decommit(arenas, p, size);
+  }
+  uintptr_t start, end;
+  if (!inner_range(arenas, p, size, &start, &end)) return false;
+  atomic_fetch_add_explicit(&arenas->stats.purge_calls, 1, memory_order_relaxed);
+  if (arenas->backend->reset((void*)start, end - start) == 0) {
+    atomic_fetch_add_explicit(&arenas->stats.purged, (int64_t)(end - start),
+                              memory_order_relaxed);
+  }
+  return false; /* a reset range stays committed */
+}
+
+bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect) {
+  uintptr_t start, end;
+  if (arenas->backend->protect == NULL) return false;
+  if (!inner_range(arenas, p, size, &start, &end)) return false;
+  return arenas->backend->protect((void*)start, end - start, protect) == 0;
+}

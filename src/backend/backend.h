@@ -1,0 +1,110 @@
+/* The OS interface: the only way the engine reaches the operating system.
+ *
+ * A backend is one `const lm_backend_t` (function pointers) plus a capability record that the
+ * backend fills once at start (`init`). The engine never asks "which OS am I on": it reads the
+ * capabilities and calls the functions. Exactly one backend is compiled into a build
+ * (src/backend/<os>/), and it exports `lm_backend_default()`. Tests link a fake instead.
+ *
+ * Contracts, shared by every function below:
+ *  - Addresses and sizes passed in are multiples of `caps.page_size` (and of
+ *    `caps.alloc_granularity` for reserve/release); sizes are > 0.
+ *  - Results are 0 on success or an errno value (ENOMEM, EINVAL, ...) on failure; on failure
+ *    nothing was changed and out-parameters are left untouched.
+ *  - `is_zero` may be set to true only when every byte of the range is guaranteed zero.
+ *  - The hot paths (malloc/free fast paths) never call the backend; it is called on page,
+ *    segment and arena refills, on purges, and at process/thread start and end.
+ *  - No function may call malloc (directly or through libc functions that might), since the
+ *    backend serves the allocator that *is* malloc.
+ *  - Functions marked optional may be NULL; `lm_backend_validate` (arena layer) fills no
+ *    defaults silently: it reports what is missing and the engine reads the capability bits.
+ */
+#pragma once
+#ifndef LM_BACKEND_H
+#define LM_BACKEND_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the platform can do; filled once by `init`, then read-only. */
+typedef struct lm_backend_caps_s {
+  size_t page_size;          /* OS page: unit of commit, decommit, reset and protect */
+  size_t alloc_granularity;  /* unit (and address alignment) of reserve/release */
+  size_t large_page_size;    /* 2 MiB-style large pages, 0 if none */
+  bool has_overcommit;       /* committed-but-untouched memory costs nothing (Linux) */
+  bool has_partial_release;  /* any aligned subrange of a reservation may be released */
+  bool has_virtual_reserve;  /* address space can be reserved without committing it */
+  bool has_decommit;         /* decommit/reset return physical memory (false on wasm) */
+  bool has_threads;          /* thread_start works: a background purger may run */
+  bool has_numa;             /* numa_node/numa_node_count give real answers */
+} lm_backend_caps_t;
+
+/* A function run at thread exit with the value given to `thread_exit_arm`. */
+typedef void lm_thread_exit_fun(void* arg);
+/* The body of a background thread. */
+typedef void lm_thread_fun(void* arg);
+
+typedef struct lm_backend_s {
+  const char* name; /* "linux", "fake", ... for messages */
+
+  /* Fill the capabilities. Called once, before anything else. */
+  void (*init)(lm_backend_caps_t* caps);
+
+  /* --- memory ------------------------------------------------------------------------- */
+
+  /* Reserve `size` bytes of address space. `commit` makes it readable and writable at once;
+   * otherwise it is inaccessible until `commit`. `try_align` is a hint only: the result may be
+   * unaligned (the arena layer over-allocates then). `hint` may be NULL. */
+  int (*reserve)(void* hint, size_t size, size_t try_align, bool commit, void** addr,
+                 bool* is_zero);
+  /* Give a reservation (or, with has_partial_release, an aligned part of one) back. */
+  int (*release)(void* addr, size_t size);
+  /* Make a reserved range accessible. */
+  int (*commit)(void* addr, size_t size, bool* is_zero);
+  /* Return the physical memory of a range. `*needs_recommit` says whether `commit` must be
+   * called before the range is touched again (Windows, debug builds) or whether it stays
+   * accessible and reads back as zero (Linux MADV_DONTNEED). */
+  int (*decommit)(void* addr, size_t size, bool* needs_recommit);
+  /* The contents of the range may be discarded lazily (MADV_FREE); it stays accessible. */
+  int (*reset)(void* addr, size_t size);
+  /* Make a committed range inaccessible (true) or accessible again (false): guard pages. */
+  int (*protect)(void* addr, size_t size, bool protect);
+  /* Optional: allocate `size` bytes (a multiple of 1 GiB) of huge OS pages, bound to
+   * `numa_node` when >= 0. */
+  int (*reserve_huge)(void* hint, size_t size, int numa_node, void** addr, bool* is_zero);
+
+  /* --- machine ------------------------------------------------------------------------ */
+
+  int (*numa_node)(void);        /* optional: the node of the calling thread's CPU, or 0 */
+  int (*numa_node_count)(void);  /* optional: number of nodes, at least 1 */
+  int64_t (*clock_ms)(void);     /* monotonic milliseconds */
+  /* Fill `buf` with strong random bytes; false if no strong source is available. */
+  bool (*random_bytes)(void* buf, size_t len);
+  /* Look `name` up in the environment, case-insensitively, without allocating. Returns true
+   * and a NUL-terminated copy in `buf` (truncated to size-1) when found. */
+  bool (*getenv)(const char* name, char* buf, size_t size);
+  /* Write a NUL-terminated message to the default output (stderr), without allocating. */
+  void (*output)(const char* msg);
+
+  /* --- threads ------------------------------------------------------------------------ */
+
+  /* Register the one function to run at thread exit (once, at process init). */
+  int (*thread_exit_register)(lm_thread_exit_fun* fn);
+  /* Arm the exit function for the calling thread with `arg` (NULL disarms). */
+  void (*thread_exit_arm)(void* arg);
+  /* Optional (has_threads): start a detached background thread running fn(arg). */
+  int (*thread_start)(lm_thread_fun* fn, void* arg);
+  /* Optional (has_threads): sleep while `*addr == expected`, at most `timeout_ms`
+   * (negative: no limit). Spurious wake-ups are allowed. */
+  void (*wait_on)(_Atomic(uint32_t)* addr, uint32_t expected, int64_t timeout_ms);
+  /* Optional (has_threads): wake every thread sleeping in wait_on(addr). */
+  void (*wake_all)(_Atomic(uint32_t)* addr);
+  /* Optional: run prepare/parent/child around fork(). */
+  int (*atfork)(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+} lm_backend_t;
+
+/* The backend compiled into this build (src/backend/<os>/), or a test's fake. */
+const lm_backend_t* lm_backend_default(void);
+
+#endif

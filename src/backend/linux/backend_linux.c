@@ -1,0 +1,385 @@
+/* The Linux backend: mmap/madvise/mprotect for memory, futexes and pthreads for threads.
+ *
+ * Owns the few facts it learns at `init` (page size, overcommit mode) and three one-way
+ * switches (MADV_FREE unsupported, 1 GiB huge pages unavailable, VMA naming unsupported).
+ * Nothing here calls malloc: files are read with raw syscalls, the environment is scanned
+ * directly, numbers are formatted by hand. The exceptions are pthread_create (glibc allocates the
+ * new thread's TLS vector) and pthread_atfork: callers must not hold allocator locks there.
+ * libnuma is never called (it allocates); LM_HAVE_LIBNUMA only switches NUMA awareness on.
+ */
+#define _GNU_SOURCE
+#include "backend/backend.h"
+#include "common/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Kernel ABI values that older (or glibc's own) headers may lack. */
+#ifndef MAP_HUGE_1GB
+#define MAP_HUGE_2MB (21 << 26)
+#define MAP_HUGE_1GB (30 << 26)
+#endif
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+#define LINUX_GRND_NONBLOCK 0x0001
+#define LINUX_MPOL_PREFERRED 1 /* <numaif.h> belongs to libnuma */
+#define MAX_NUMA_NODES 256
+#ifndef LM_HAVE_LIBNUMA
+#define LM_HAVE_LIBNUMA 0
+#endif
+
+extern char** environ;
+
+static size_t page_size = 4096;
+static bool overcommit = true;
+static _Atomic(bool) reset_uses_dontneed; /* MADV_FREE gave EINVAL (kernel < 4.5) */
+static _Atomic(bool) huge_1gib_failed;    /* stop asking for 1 GiB pages once refused */
+static _Atomic(bool) naming_unsupported;  /* kernel without CONFIG_ANON_VMA_NAME */
+static _Atomic(int) numa_count_cache;     /* 0: not counted yet */
+
+/* ---- raw file reads: open/read/close as syscalls, so no libc layer can buffer or allocate -- */
+
+static long read_file(const char* path, void* buf, size_t len) {
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t done = 0;
+  while (done < len) {
+    long n = syscall(SYS_read, (int)fd, (char*)buf + done, len - done);
+    if (n > 0) done += (size_t)n;
+    else if (n < 0 && errno == EINTR) continue;
+    else break;
+  }
+  syscall(SYS_close, (int)fd);
+  return (long)done;
+}
+
+/* ---- memory -------------------------------------------------------------------------------- */
+
+static int map_flags(void) {
+  /* NORESERVE keeps untouched memory out of the commit charge; under strict accounting
+   * (mode 2) it would only turn ENOMEM at mmap into SIGSEGV at first touch, so leave it off. */
+  return MAP_PRIVATE | MAP_ANONYMOUS | (overcommit ? MAP_NORESERVE : 0);
+}
+
+static void name_and_advise(void* p, size_t size, size_t try_align, bool commit) {
+  /* "[anon:libmimalloc]" in /proc/<pid>/maps helps whoever reads a memory map. */
+  if (!lm_load_relaxed(&naming_unsupported) &&
+      prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)p, size, "libmimalloc") != 0) {
+    lm_store_relaxed(&naming_unsupported, true);
+  }
+  /* Transparent huge pages only for eagerly committed, 2 MiB-shaped blocks: those are used
+   * whole; in lazily committed arenas a huge page would inflate the resident size. */
+  if (commit && try_align % (2 * LM_MiB) == 0 && try_align != 0 && size % (2 * LM_MiB) == 0) {
+    madvise(p, size, MADV_HUGEPAGE);
+  }
+}
+
+static int linux_reserve(void* hint, size_t size, size_t try_align, bool commit, void** addr,
+                         bool* is_zero) {
+  const int prot = commit ? PROT_READ | PROT_WRITE : PROT_NONE;
+  char* p = mmap(hint, size, prot, map_flags(), -1, 0);
+  /* Without MAP_FIXED, EINVAL only means a length the kernel (or valgrind) cannot place:
+   * to the caller every failure here is "no memory". */
+  if (p == MAP_FAILED) return ENOMEM;
+  /* Unaligned: map once more with slack and trim both ends (munmap of a part is cheap here).
+   * Later mappings usually land next to this one and come out aligned the first time. Should
+   * the larger map fail, the unaligned block is still a valid answer: the caller over-allocates. */
+  if (hint == NULL && try_align > page_size && lm_is_power_of_two(try_align) &&
+      ((uintptr_t)p & (try_align - 1)) != 0 && size <= SIZE_MAX - try_align) {
+    size_t over = size + try_align - page_size;
+    char* q = mmap(NULL, over, prot, map_flags(), -1, 0);
+    if (q != MAP_FAILED) {
+      munmap(p, size);
+      p = lm_align_up_ptr(q, try_align);
+      size_t head = (size_t)(p - q), tail = over - head - size;
+      if (head > 0) munmap(q, head);
+      if (tail > 0) munmap(p + size, tail);
+    }
+  }
+  name_and_advise(p, size, try_align, commit);
+  *addr = p;
+  *is_zero = true; /* fresh anonymous memory is always zero-filled */
+  return 0;
+}
+
+static int linux_release(void* addr, size_t size) {
+  return munmap(addr, size) == 0 ? 0 : errno;
+}
+
+static int linux_commit(void* addr, size_t size, bool* is_zero) {
+  if (mprotect(addr, size, PROT_READ | PROT_WRITE) != 0) return errno;
+  *is_zero = false; /* the range may have been committed and written before */
+  return 0;
+}
+
+static int linux_decommit(void* addr, size_t size, bool* needs_recommit) {
+  /* DONTNEED frees the pages now; the range stays mapped and refaults as zero pages. */
+  if (madvise(addr, size, MADV_DONTNEED) != 0) return errno;
+  *needs_recommit = false;
+  return 0;
+}
+
+static int linux_reset(void* addr, size_t size) {
+  /* MADV_FREE is lazy (pages are taken only under memory pressure), hence cheaper. */
+  while (!lm_load_relaxed(&reset_uses_dontneed)) {
+    if (madvise(addr, size, MADV_FREE) == 0) return 0;
+    if (errno == EAGAIN) continue;
+    if (errno != EINVAL) return errno;
+    lm_store_relaxed(&reset_uses_dontneed, true); /* kernel predates MADV_FREE */
+  }
+  return madvise(addr, size, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+static int linux_protect(void* addr, size_t size, bool protect) {
+  return mprotect(addr, size, protect ? PROT_NONE : PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
+}
+
+static int linux_reserve_huge(void* hint, size_t size, int numa_node, void** addr,
+                              bool* is_zero) {
+  /* No NORESERVE: a hugetlb mapping without a pool reservation can SIGBUS on first touch. */
+  const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB;
+  void* p = MAP_FAILED;
+  if (!lm_load_relaxed(&huge_1gib_failed)) {
+    p = mmap(hint, size, PROT_READ | PROT_WRITE, flags | MAP_HUGE_1GB, -1, 0);
+    if (p == MAP_FAILED) lm_store_relaxed(&huge_1gib_failed, true);
+  }
+  if (p == MAP_FAILED) p = mmap(hint, size, PROT_READ | PROT_WRITE, flags | MAP_HUGE_2MB, -1, 0);
+  if (p == MAP_FAILED) return ENOMEM; /* no pool configured (nr_hugepages = 0): the usual case */
+  if (numa_node >= 0 && numa_node < MAX_NUMA_NODES) {
+    /* Pages are placed at first touch, so binding now still decides where they land.
+     * The kernel reads maxnode-1 bits, hence the +1. A failed bind is only a lost hint. */
+    unsigned long mask[MAX_NUMA_NODES / (8 * sizeof(unsigned long))] = {0};
+    mask[numa_node / (8 * sizeof(unsigned long))] |= 1UL << (numa_node % (8 * sizeof(long)));
+    syscall(SYS_mbind, p, size, LINUX_MPOL_PREFERRED, mask, MAX_NUMA_NODES + 1, 0);
+  }
+  *addr = p;
+  *is_zero = true;
+  return 0;
+}
+
+/* ---- machine ------------------------------------------------------------------------------- */
+
+static int linux_numa_node(void) {
+  unsigned cpu = 0, node = 0;
+  if (syscall(SYS_getcpu, &cpu, &node, NULL) != 0) return 0;
+  return (int)node;
+}
+
+static int linux_numa_node_count(void) {
+  int count = lm_load_relaxed(&numa_count_cache);
+  if (count > 0) return count;
+  /* Node ids may be sparse: count up to the highest present id so numa_node() < count. */
+  static const char prefix[] = "/sys/devices/system/node/node";
+  char path[sizeof(prefix) + 4];
+  for (size_t i = 0; i < sizeof(prefix); i++) path[i] = prefix[i];
+  int highest = -1;
+  for (int id = 0; id < MAX_NUMA_NODES; id++) {
+    char* d = path + sizeof(prefix) - 1;
+    if (id >= 100) *d++ = (char)('0' + id / 100);
+    if (id >= 10) *d++ = (char)('0' + id / 10 % 10);
+    *d++ = (char)('0' + id % 10);
+    *d = 0;
+    if (syscall(SYS_faccessat, AT_FDCWD, path, F_OK) == 0) highest = id;
+  }
+  count = highest < 0 ? 1 : highest + 1;
+  lm_store_relaxed(&numa_count_cache, count);
+  return count;
+}
+
+static int64_t linux_clock_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static bool linux_random_bytes(void* buf, size_t len) {
+  size_t done = 0;
+  while (done < len) {
+    long n = syscall(SYS_getrandom, (char*)buf + done, len - done, LINUX_GRND_NONBLOCK);
+    if (n > 0) done += (size_t)n;
+    else if (n < 0 && errno == EINTR) continue;
+    else break; /* ENOSYS (old kernel, seccomp) or EAGAIN (pool not yet seeded at boot) */
+  }
+  if (done == len) return true;
+  return read_file("/dev/urandom", (char*)buf + done, len - done) == (long)(len - done);
+}
+
+static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
+static bool linux_getenv(const char* name, char* buf, size_t size) {
+  if (environ == NULL || name == NULL || name[0] == 0 || size == 0) return false;
+  /* Scanned directly: getenv() is safe too, but this works before libc is fully set up. */
+  for (size_t i = 0; i < 10000 && environ[i] != NULL; i++) {
+    const char* e = environ[i];
+    size_t n = 0;
+    while (name[n] != 0 && ascii_lower(e[n]) == ascii_lower(name[n])) n++;
+    if (name[n] != 0 || e[n] != '=') continue;
+    const char* value = e + n + 1;
+    size_t k = 0;
+    for (; k + 1 < size && value[k] != 0; k++) buf[k] = value[k];
+    buf[k] = 0;
+    return true;
+  }
+  return false;
+}
+
+static void linux_output(const char* msg) {
+  size_t len = lm_strlen(msg), done = 0;
+  while (done < len) {
+    ssize_t n = write(STDERR_FILENO, msg + done, len - done);
+    if (n > 0) done += (size_t)n;
+    else if (n < 0 && errno == EINTR) continue;
+    else break; /* stderr closed or full: nowhere else to report */
+  }
+}
+
+/* ---- threads ------------------------------------------------------------------------------- */
+
+static pthread_key_t exit_key;
+static _Atomic(int) exit_key_state; /* 0: none, 1: being created, 2: ready */
+static lm_thread_exit_fun* _Atomic exit_fun;
+
+/* pthread clears the slot before calling this and calls it only for a non-NULL value, so each
+ * arming runs fn exactly once; should fn (or a later destructor) re-arm the thread, pthread
+ * runs another round, up to PTHREAD_DESTRUCTOR_ITERATIONS. */
+static void exit_destructor(void* value) {
+  lm_thread_exit_fun* fn = atomic_load(&exit_fun);
+  if (fn != NULL) fn(value);
+}
+
+static int linux_thread_exit_register(lm_thread_exit_fun* fn) {
+  atomic_store(&exit_fun, fn);
+  int state = 0;
+  if (atomic_compare_exchange_strong(&exit_key_state, &state, 1)) {
+    int err = pthread_key_create(&exit_key, exit_destructor);
+    atomic_store(&exit_key_state, err == 0 ? 2 : 0);
+    return err;
+  }
+  while ((state = atomic_load(&exit_key_state)) == 1) lm_cpu_relax();
+  return state == 2 ? 0 : EAGAIN;
+}
+
+static void linux_thread_exit_arm(void* arg) {
+  /* glibc keeps keys 0..31 inside the thread descriptor; a key made at process start is one
+   * of them, so this does not allocate. */
+  if (lm_load_acquire(&exit_key_state) == 2) pthread_setspecific(exit_key, arg);
+}
+
+static void linux_wait_on(_Atomic(uint32_t)* addr, uint32_t expected, int64_t timeout_ms) {
+  struct timespec ts, *timeout = NULL;
+  if (timeout_ms >= 0) {
+    ts.tv_sec = (time_t)(timeout_ms / 1000);
+    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000;
+    timeout = &ts;
+  }
+  int saved = errno; /* ETIMEDOUT/EAGAIN are expected; keep the caller's errno */
+  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAIT_PRIVATE, expected, timeout, NULL, 0);
+  errno = saved;
+}
+
+static void linux_wake_all(_Atomic(uint32_t)* addr) {
+  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* fn and arg travel on the starter's stack; it waits until the new thread has copied them,
+ * which avoids allocating a start record. */
+typedef struct start_s {
+  lm_thread_fun* fn;
+  void* arg;
+  _Atomic(uint32_t) taken;
+} start_t;
+
+static void* thread_main(void* p) {
+  start_t* start = p;
+  lm_thread_fun* fn = start->fn;
+  void* arg = start->arg;
+  lm_store_release(&start->taken, 1);
+  /* The starter may already be gone; a wake on its old stack slot is at worst spurious. */
+  linux_wake_all(&start->taken);
+  fn(arg);
+  return NULL;
+}
+
+static int linux_thread_start(lm_thread_fun* fn, void* arg) {
+  start_t start = {.fn = fn, .arg = arg, .taken = 0};
+  pthread_attr_t attr;
+  int err = pthread_attr_init(&attr);
+  if (err != 0) return err;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  /* A background thread must never run the application's signal handlers: block everything
+   * while creating it, since a new thread inherits the creator's mask. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t thread;
+  err = pthread_create(&thread, &attr, thread_main, &start);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (err != 0) return err;
+  while (lm_load_acquire(&start.taken) == 0) linux_wait_on(&start.taken, 0, -1);
+  return 0;
+}
+
+static int linux_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+  return pthread_atfork(prepare, parent, child);
+}
+
+/* ---- the backend --------------------------------------------------------------------------- */
+
+static void linux_init(lm_backend_caps_t* caps) {
+  long ps = sysconf(_SC_PAGESIZE);
+  page_size = ps > 0 ? (size_t)ps : 4096;
+  /* Modes 0 (heuristic) and 1 (always) overcommit, 2 (strict) does not; an unreadable file
+   * (a sandbox) is taken as the kernel default, 0. */
+  char mode = '0';
+  read_file("/proc/sys/vm/overcommit_memory", &mode, 1);
+  overcommit = mode == '0' || mode == '1';
+  *caps = (lm_backend_caps_t){
+      .page_size = page_size,
+      .alloc_granularity = page_size,
+      .large_page_size = 2 * LM_MiB,
+      .has_overcommit = overcommit,
+      .has_partial_release = true,
+      .has_virtual_reserve = true,
+      .has_decommit = true,
+      .has_threads = true,
+      .has_numa = LM_HAVE_LIBNUMA && linux_numa_node_count() > 1,
+  };
+}
+
+static const lm_backend_t linux_backend = {
+    .name = "linux",
+    .init = linux_init,
+    .reserve = linux_reserve,
+    .release = linux_release,
+    .commit = linux_commit,
+    .decommit = linux_decommit,
+    .reset = linux_reset,
+    .protect = linux_protect,
+    .reserve_huge = linux_reserve_huge,
+    .numa_node = linux_numa_node,
+    .numa_node_count = linux_numa_node_count,
+    .clock_ms = linux_clock_ms,
+    .random_bytes = linux_random_bytes,
+    .getenv = linux_getenv,
+    .output = linux_output,
+    .thread_exit_register = linux_thread_exit_register,
+    .thread_exit_arm = linux_thread_exit_arm,
+    .thread_start = linux_thread_start,
+    .wait_on = linux_wait_on,
+    .wake_all = linux_wake_all,
+    .atfork = linux_atfork,
+};
+
+const lm_backend_t* lm_backend_default(void) { return &linux_backend; }

@@ -1,0 +1,149 @@
+/* Leaf helpers every layer may use: build configuration, compiler hints, bit tricks, alignment,
+ * assertions, the thread id, and a tiny spin lock for the rare slow paths that need one.
+ * This header includes no OS header; compiler- and architecture-specific lines live only here.
+ */
+#pragma once
+#ifndef LM_COMMON_H
+#define LM_COMMON_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- build configuration: always 0/1 values so `if (LM_SECURE)` compiles everywhere ------- */
+#ifndef LM_DEBUG
+#define LM_DEBUG 0 /* 1: cheap asserts, 2: internal asserts, 3: full invariant walks */
+#endif
+#ifndef LM_SECURE
+#define LM_SECURE 0
+#endif
+
+/* ---- compiler hints -------------------------------------------------------------------- */
+#define lm_likely(x) __builtin_expect(!!(x), 1)
+#define lm_unlikely(x) __builtin_expect(!!(x), 0)
+#define lm_noinline __attribute__((noinline))
+#define lm_hidden __attribute__((visibility("hidden")))
+#define lm_unused __attribute__((unused))
+
+/* ---- assertions -------------------------------------------------------------------------- */
+void lm_assert_fail(const char* expr, const char* file, int line, const char* func);
+#if LM_DEBUG >= 1
+#define lm_assert(x) ((x) ? (void)0 : lm_assert_fail(#x, __FILE__, __LINE__, __func__))
+#else
+#define lm_assert(x) ((void)0)
+#endif
+#if LM_DEBUG >= 2
+#define lm_assert_internal(x) lm_assert(x)
+#else
+#define lm_assert_internal(x) ((void)0)
+#endif
+#if LM_DEBUG >= 3
+#define lm_assert_expensive(x) lm_assert(x)
+#else
+#define lm_assert_expensive(x) ((void)0)
+#endif
+
+/* ---- sizes and alignment ----------------------------------------------------------------- */
+#define LM_KiB ((size_t)1024)
+#define LM_MiB (LM_KiB * LM_KiB)
+#define LM_GiB (LM_MiB * LM_KiB)
+#define LM_INTPTR_SIZE ((size_t)sizeof(void*))
+
+static inline bool lm_is_power_of_two(uintptr_t x) { return x != 0 && (x & (x - 1)) == 0; }
+static inline uintptr_t lm_align_up(uintptr_t x, size_t align) {
+  return lm_is_power_of_two(align) ? (x + align - 1) & ~(uintptr_t)(align - 1)
+                                   : ((x + align - 1) / align) * align;
+}
+static inline uintptr_t lm_align_down(uintptr_t x, size_t align) {
+  return lm_is_power_of_two(align) ? x & ~(uintptr_t)(align - 1) : (x / align) * align;
+}
+static inline void* lm_align_up_ptr(void* p, size_t align) {
+  return (void*)lm_align_up((uintptr_t)p, align);
+}
+static inline size_t lm_min(size_t a, size_t b) { return a < b ? a : b; }
+static inline size_t lm_max(size_t a, size_t b) { return a > b ? a : b; }
+static inline size_t lm_divide_up(size_t n, size_t d) { return (n + d - 1) / d; }
+
+/* Overflow-checked count*size. */
+static inline bool lm_mul_overflow(size_t count, size_t size, size_t* total) {
+  return __builtin_mul_overflow(count, size, total);
+}
+
+/* ---- bits ---------------------------------------------------------------------------------- */
+static inline size_t lm_clz(uintptr_t x) { return x == 0 ? 64 : (size_t)__builtin_clzll(x); }
+static inline size_t lm_ctz(uintptr_t x) { return x == 0 ? 64 : (size_t)__builtin_ctzll(x); }
+static inline size_t lm_bsr(uintptr_t x) { return x == 0 ? 64 : 63 - (size_t)__builtin_clzll(x); }
+static inline size_t lm_popcount(uintptr_t x) { return (size_t)__builtin_popcountll(x); }
+static inline uintptr_t lm_rotl(uintptr_t x, uintptr_t r) {
+  r &= 63;
+  return r == 0 ? x : (x << r) | (x >> (64 - r));
+}
+static inline uintptr_t lm_rotr(uintptr_t x, uintptr_t r) {
+  r &= 63;
+  return r == 0 ? x : (x >> r) | (x << (64 - r));
+}
+
+/* ---- the thread id: unique, non-zero, low bits clear; read without touching TLS data ------- */
+typedef uintptr_t lm_thread_id_t;
+static inline lm_thread_id_t lm_thread_id(void) {
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    (defined(__x86_64__) || defined(__aarch64__))
+  return (uintptr_t)__builtin_thread_pointer();
+#elif defined(__clang__) && __clang_major__ >= 14 && (defined(__x86_64__) || defined(__aarch64__))
+  return (uintptr_t)__builtin_thread_pointer();
+#elif defined(__x86_64__)
+  uintptr_t tp;
+  __asm__("movq %%fs:0, %0" : "=r"(tp));
+  return tp;
+#elif defined(__aarch64__)
+  uintptr_t tp;
+  __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+  return tp;
+#else
+  /* Portable fallback: the address of a thread-local is unique per live thread. */
+  static _Thread_local uintptr_t lm_thread_anchor;
+  return (uintptr_t)&lm_thread_anchor;
+#endif
+}
+
+/* ---- a spin lock for rare slow paths (abandoned OS segments, segment purge masks) ---------- */
+typedef struct lm_spinlock_s {
+  _Atomic(uint32_t) locked;
+} lm_spinlock_t;
+
+static inline void lm_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+static inline bool lm_spin_try_lock(lm_spinlock_t* l) {
+  uint32_t expected = 0;
+  return atomic_compare_exchange_strong_explicit(&l->locked, &expected, 1, memory_order_acquire,
+                                                 memory_order_relaxed);
+}
+static inline void lm_spin_lock(lm_spinlock_t* l) {
+  while (!lm_spin_try_lock(l)) {
+    while (atomic_load_explicit(&l->locked, memory_order_relaxed) != 0) lm_cpu_relax();
+  }
+}
+static inline void lm_spin_unlock(lm_spinlock_t* l) {
+  atomic_store_explicit(&l->locked, 0, memory_order_release);
+}
+
+/* Relaxed atomic shorthands: most counters here need atomicity, not ordering. */
+#define lm_load_relaxed(p) atomic_load_explicit(p, memory_order_relaxed)
+#define lm_store_relaxed(p, v) atomic_store_explicit(p, v, memory_order_relaxed)
+#define lm_load_acquire(p) atomic_load_explicit(p, memory_order_acquire)
+#define lm_store_release(p, v) atomic_store_explicit(p, v, memory_order_release)
+
+/* Small string/memory helpers that never call libc (usable before libc is ready). */
+static inline size_t lm_strlen(const char* s) {
+  size_t n = 0;
+  while (s[n] != 0) n++;
+  return n;
+}
+
+#endif

@@ -1,0 +1,164 @@
+/* Allocation: the fast path, the generic slow path, and the malloc-family API built on them.
+ * With LM_OVERRIDE the libc names are aliases of the mi_ functions (one symbol, no extra jump).
+ */
+#include <string.h>
+
+#include "core/core.h"
+
+/* Pop a block from a page known to have one. */
+static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {
+  page->free = block->next;
+  page->used++;
+  if (lm_unlikely(zero)) {
+    /* Fresh OS memory is zero except the link word; otherwise clear what the caller asked. */
+    (void)size;
+    if (page->free_is_zero) block->next = NULL;
+    else memset(block, 0, page->block_size);
+  }
+  return block;
+}
+
+static inline void* heap_malloc_small(lm_heap_t* heap, size_t size, bool zero) {
+  lm_page_t* page = heap->pages_free_direct[(size + 7) >> 3];
+  lm_block_t* block = page->free;
+  if (lm_unlikely(block == NULL)) return lm_malloc_generic(heap, size, zero, 0);
+  return page_pop(page, block, size, zero);
+}
+
+void* lm_heap_malloc(lm_heap_t* heap, size_t size, bool zero) {
+  if (lm_likely(size <= LM_SMALL_SIZE_MAX)) return heap_malloc_small(heap, size, zero);
+  return lm_malloc_generic(heap, size, zero, 0);
+}
+
+void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment) {
+  if (lm_unlikely(!lm_heap_is_initialized(heap))) {
+    heap = lm_heap_default_init();
+    if (!lm_heap_is_initialized(heap)) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  if (lm_unlikely(size > LM_MAX_ALLOC_SIZE)) {
+    lm_error(ENOMEM, "allocation request is too large (%zu bytes)", size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  /* Housekeeping, amortised over slow-path calls. */
+  if (lm_unlikely(++heap->generic_count >= 100)) {
+    heap->generic_count = 0;
+    heap->tld->heartbeat++;
+    lm_heap_collect_retired(heap, false);
+  }
+  lm_heap_delayed_free(heap, false);
+
+  lm_page_t* page = lm_heap_find_page(heap, size, huge_alignment);
+  if (lm_unlikely(page == NULL)) {
+    lm_heap_collect(heap, LM_COLLECT_FORCE); /* give everything back, then one more try */
+    page = lm_heap_find_page(heap, size, huge_alignment);
+  }
+  if (lm_unlikely(page == NULL)) {
+    lm_error(ENOMEM, "unable to allocate memory (%zu bytes)", size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  void* p = page_pop(page, page->free, size, zero);
+  if (page->reserved == page->used && page->free == NULL && page->local_free == NULL) {
+    lm_page_to_full(heap, page); /* single-block pages are full at once */
+  }
+  return p;
+}
+
+/* ---- the standard API ------------------------------------------------------------------------ */
+
+void* mi_malloc(size_t size) mi_attr_noexcept {
+  return lm_heap_malloc(lm_heap_get_default(), size, false);
+}
+
+void* mi_malloc_small(size_t size) mi_attr_noexcept {
+  lm_assert(size <= LM_SMALL_SIZE_MAX);
+  return heap_malloc_small(lm_heap_get_default(), size, false);
+}
+
+void* mi_zalloc_small(size_t size) mi_attr_noexcept {
+  lm_assert(size <= LM_SMALL_SIZE_MAX);
+  return heap_malloc_small(lm_heap_get_default(), size, true);
+}
+
+void* mi_zalloc(size_t size) mi_attr_noexcept {
+  return lm_heap_malloc(lm_heap_get_default(), size, true);
+}
+
+void* mi_calloc(size_t count, size_t size) mi_attr_noexcept {
+  size_t total;
+  if (lm_unlikely(lm_mul_overflow(count, size, &total))) {
+    lm_error(EOVERFLOW, "allocation size overflow (%zu * %zu bytes)", count, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return lm_heap_malloc(lm_heap_get_default(), total, true);
+}
+
+void* mi_mallocn(size_t count, size_t size) mi_attr_noexcept {
+  size_t total;
+  if (lm_unlikely(lm_mul_overflow(count, size, &total))) {
+    lm_error(EOVERFLOW, "allocation size overflow (%zu * %zu bytes)", count, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return mi_malloc(total);
+}
+
+/* ---- reallocation ---------------------------------------------------------------------------- */
+
+void* lm_heap_realloc(lm_heap_t* heap, void* p, size_t newsize, bool zero) {
+  if (p == NULL) return lm_heap_malloc(heap, newsize, zero);
+  size_t size = lm_usable_size(p);
+  /* Keep the block when the new size still fits and does not waste more than half of it. */
+  if (newsize <= size && newsize >= size / 2 && newsize > 0) return p;
+  void* newp = lm_heap_malloc(heap, newsize, false);
+  if (lm_unlikely(newp == NULL)) return NULL; /* p is untouched */
+  if (zero && newsize > size) {
+    /* Zero the tail from the last word of the old size (it may have held a link). */
+    size_t start = size >= sizeof(void*) ? size - sizeof(void*) : 0;
+    memset((uint8_t*)newp + start, 0, newsize - start);
+  }
+  if (newsize == 0) *(uint8_t*)newp = 0;
+  memcpy(newp, p, size < newsize ? size : newsize);
+  mi_free(p);
+  return newp;
+}
+
+void* mi_realloc(void* p, size_t newsize) mi_attr_noexcept {
+  return lm_heap_realloc(lm_heap_get_default(), p, newsize, false);
+}
+
+void* mi_reallocn(void* p, size_t count, size_t size) mi_attr_noexcept {
+  size_t total;
+  if (lm_unlikely(lm_mul_overflow(count, size, &total))) {
+    lm_error(EOVERFLOW, "reallocation size overflow (%zu * %zu bytes)", count, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return mi_realloc(p, total);
+}
+
+void* mi_reallocf(void* p, size_t newsize) mi_attr_noexcept {
+  void* newp = mi_realloc(p, newsize);
+  if (newp == NULL && p != NULL) mi_free(p);
+  return newp;
+}
+
+void* mi_expand(void* p, size_t newsize) mi_attr_noexcept {
+  if (p == NULL) return NULL;
+  return newsize <= lm_usable_size(p) ? p : NULL;
+}
+
+/* ---- libc names ------------------------------------------------------------------------------ */
+#if LM_OVERRIDE
+void* malloc(size_t size) LM_ALIAS(mi_malloc);
+void* calloc(size_t count, size_t size) LM_ALIAS(mi_calloc);
+void* realloc(void* p, size_t newsize) LM_ALIAS(mi_realloc);
+void* __libc_malloc(size_t size) LM_ALIAS(mi_malloc);
+void* __libc_calloc(size_t count, size_t size) LM_ALIAS(mi_calloc);
+void* __libc_realloc(void* p, size_t newsize) LM_ALIAS(mi_realloc);
+#endif

@@ -1,0 +1,239 @@
+/* The core layer: size classes, pages, page queues, thread-local heaps, the allocation and free
+ * paths, options, messages, process and thread start and end, and the background purger.
+ *
+ * The fast paths live in alloc.c and free.c: malloc of a small size is a TLS load, a table load,
+ * a list pop and a counter update; a local free is a mask, an owner compare and a list push; a
+ * remote free is one CAS onto the page's thread_free list. Everything else is a slow path here.
+ *
+ * Thread-free state (low 3 bits of page->xthread_free; blocks are at least 8-byte aligned):
+ *   USE_DELAYED    the page is full: the next remote free goes to the owner heap's delayed list
+ *                  so the owner notices the page has room again
+ *   DELAYED_FREEING a remote free is moving a block to that list (transient)
+ *   NO_DELAYED     plain push onto the page's list
+ *   NEVER_DELAYED  abandoned or being torn down: plain push, always
+ *   NOTIFY (bit 2) abandoned page: the first remote free wakes the purger to collect it
+ * This layer calls only the segment layer (and through it, arenas) and common helpers.
+ */
+#pragma once
+#ifndef LM_CORE_H
+#define LM_CORE_H
+
+#include <errno.h>
+#include <stdarg.h>
+
+#include "mimalloc.h"
+#include "segment/segment.h"
+
+/* ---- size classes ------------------------------------------------------------------------- */
+#define LM_SMALL_SIZE_MAX 1024                               /* the direct-table fast path */
+#define LM_PAGES_DIRECT (LM_SMALL_SIZE_MAX / 8 + 2)          /* word sizes 0..128, padded */
+#define LM_BIN_HUGE 73                                       /* large and huge single-block pages */
+#define LM_BIN_FULL 74                                       /* pages without free blocks */
+#define LM_BIN_COUNT 75
+#define LM_MAX_ALLOC_SIZE ((size_t)PTRDIFF_MAX)
+#define LM_MAX_ALIGN_SIZE 16
+
+/* The bin of a size (up to LM_MEDIUM_OBJ_SIZE_MAX; larger sizes are LM_BIN_HUGE). Four bins per
+ * power of two above 64 bytes bound the internal waste at 12.5%. */
+static inline uint8_t lm_bin(size_t size) {
+  size_t w = (size + 7) >> 3;
+  if (w <= 1) return 1;
+  if (w <= 8) return (uint8_t)((w + 1) & ~(size_t)1); /* 16-byte multiples for alignment */
+  if (w > LM_MEDIUM_OBJ_SIZE_MAX / 8) return LM_BIN_HUGE;
+  w--;
+  size_t b = lm_bsr(w);
+  return (uint8_t)((b << 2) + ((w >> (b - 2)) & 3) - 3);
+}
+/* The block size of a bin (1..48). */
+size_t lm_bin_size(uint8_t bin);
+/* Size handed out for a request above the medium limit: rounded to OS pages, or coarser for
+ * very large requests (at most 12.5% waste). */
+size_t lm_good_size_large(size_t size);
+
+/* ---- thread-free list state ---------------------------------------------------------------- */
+#define LM_TF_USE_DELAYED 0
+#define LM_TF_DELAYED_FREEING 1
+#define LM_TF_NO_DELAYED 2
+#define LM_TF_NEVER_DELAYED 3
+#define LM_TF_STATE_MASK 3
+#define LM_TF_NOTIFY 4
+#define LM_TF_BITS 7
+static inline lm_block_t* lm_tf_block(uintptr_t tf) { return (lm_block_t*)(tf & ~(uintptr_t)LM_TF_BITS); }
+static inline uintptr_t lm_tf_state(uintptr_t tf) { return tf & LM_TF_STATE_MASK; }
+
+/* ---- heaps and thread data ------------------------------------------------------------------- */
+typedef struct lm_page_queue_s {
+  lm_page_t* first;
+  lm_page_t* last;
+  size_t block_size;
+} lm_page_queue_t;
+
+typedef struct lm_random_s {
+  uint64_t s[4];
+} lm_random_t;
+
+typedef struct mi_heap_s lm_heap_t;
+
+/* Thread-local data: one per thread, reached from its heaps. */
+typedef struct lm_tld_s {
+  uint64_t heartbeat;
+  bool recurse;              /* inside the deferred-free hook */
+  lm_heap_t* heap_backing;   /* the thread's own heap */
+  lm_heap_t* heaps;          /* all heaps of the thread */
+  lm_segments_tld_t segments;
+  size_t reclaim_cursor;
+  lm_memid_t memid;          /* of the thread data (OS) or static for the main thread */
+} lm_tld_t;
+
+struct mi_heap_s {
+  lm_tld_t* tld;
+  _Atomic(lm_block_t*) thread_delayed_free; /* remote frees into full pages */
+  lm_thread_id_t thread_id;
+  int arena_id;
+  uintptr_t cookie;
+  lm_random_t random;
+  size_t page_count;
+  size_t page_retired_min; /* range of bins that may hold retired pages */
+  size_t page_retired_max;
+  size_t generic_count;
+  lm_heap_t* next;
+  bool no_reclaim;
+  uint8_t tag;
+  lm_page_t* pages_free_direct[LM_PAGES_DIRECT];
+  lm_page_queue_t pages[LM_BIN_COUNT];
+};
+
+/* The statically initialised empty heap: every direct entry points at an empty page, so the
+ * malloc fast path needs no "initialised?" test; the first malloc takes the slow path. */
+extern const lm_heap_t lm_heap_empty;
+extern const lm_page_t lm_page_empty;
+extern _Thread_local lm_heap_t* lm_heap_default;
+
+static inline lm_heap_t* lm_heap_get_default(void) { return lm_heap_default; }
+static inline bool lm_heap_is_initialized(const lm_heap_t* heap) { return heap != &lm_heap_empty; }
+
+/* ---- the process ------------------------------------------------------------------------------ */
+typedef struct lm_process_s {
+  const lm_backend_t* backend;
+  lm_arenas_t arenas;
+  lm_segments_t segments;
+  _Atomic(int) init_state; /* 0 none, 1 initialising, 2 ready */
+  bool constructed;        /* the library constructor ran (libc is usable) */
+  uintptr_t cookie_key;
+  lm_heap_t* heap_main;
+  _Atomic(lm_thread_id_t) main_thread;
+  /* background purger */
+  _Atomic(int) purger_state;          /* 0 not started, 1 running, -1 unavailable */
+  _Atomic(int64_t) abandoned_due;     /* when to visit abandoned segments (0: no need) */
+} lm_process_t;
+
+extern lm_process_t lm_process;
+
+/* Initialise the process once (idempotent, thread-safe); false if the backend is unusable. */
+bool lm_process_ensure_init(void);
+/* The heap for the calling thread, initialising the thread (and process) on first use. */
+lm_heap_t* lm_heap_default_init(void);
+void lm_heap_init(lm_heap_t* heap, lm_tld_t* tld, int arena_id, bool no_reclaim, uint8_t tag);
+
+/* ---- pages (page.c) -------------------------------------------------------------------------- */
+/* Move thread frees and local frees into the free list (always when `force`, otherwise only
+ * when `free` is empty). */
+void lm_page_collect(lm_page_t* page, bool force);
+/* Set up a fresh page from the segment layer for blocks of `block_size`. */
+void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size);
+/* Thread more blocks into the free list (lazily: about one OS page per step). */
+void lm_page_extend(lm_page_t* page);
+/* Change the delayed-free state; `override_never` also replaces NEVER_DELAYED. */
+void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never);
+static inline lm_heap_t* lm_page_heap(const lm_page_t* page) {
+  return (lm_heap_t*)atomic_load_explicit(&((lm_page_t*)page)->xheap, memory_order_relaxed);
+}
+static inline bool lm_page_all_free(const lm_page_t* page) { return page->used == 0; }
+static inline bool lm_page_immediate_available(const lm_page_t* page) { return page->free != NULL; }
+/* A block's start from an interior (aligned) pointer into it. */
+static inline lm_block_t* lm_page_block_of(const lm_page_t* page, const void* p) {
+  size_t diff = (size_t)((const uint8_t*)p - page->page_start);
+  size_t adjust = page->block_size_shift != 0 ? diff & (((size_t)1 << page->block_size_shift) - 1)
+                                              : diff % page->block_size;
+  return (lm_block_t*)((uintptr_t)p - adjust);
+}
+static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p) {
+  const lm_block_t* block = lm_page_block_of(page, p);
+  return page->block_size - (size_t)((const uint8_t*)p - (const uint8_t*)block);
+}
+
+/* ---- page queues (page_queue.c) ---------------------------------------------------------------- */
+lm_page_queue_t* lm_heap_queue_for(lm_heap_t* heap, const lm_page_t* page);
+void lm_queue_push(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page);
+void lm_queue_push_back(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page);
+void lm_queue_remove(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page);
+void lm_queue_move_to_front(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page);
+void lm_page_to_full(lm_heap_t* heap, lm_page_t* page);
+void lm_page_unfull(lm_heap_t* heap, lm_page_t* page);
+
+/* ---- heap slow paths (heap.c) --------------------------------------------------------------- */
+/* Find a page with a free block of `size` (<= medium) or a fresh single-block page. */
+lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment);
+/* The page's last block was freed locally: keep it a while (only page of its size) or free. */
+void lm_page_retire(lm_page_t* page);
+/* Return an empty page to its segment. */
+void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page);
+/* Free retired pages whose time is up (all with force). */
+void lm_heap_collect_retired(lm_heap_t* heap, bool force);
+/* Process remote frees into full pages; `all` waits out in-flight ones. */
+bool lm_heap_delayed_free(lm_heap_t* heap, bool all);
+typedef enum lm_collect_e { LM_COLLECT_NORMAL, LM_COLLECT_FORCE, LM_COLLECT_ABANDON } lm_collect_t;
+void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode);
+/* Try to take over abandoned segments until one has room for `block_size`. */
+void lm_heap_reclaim(lm_heap_t* heap, size_t block_size);
+
+/* An exported libc name that is the same symbol as an mi_ function (no extra jump), with the
+ * target's attributes where the compiler can copy them. */
+#if defined(__has_attribute) && __has_attribute(copy)
+#define LM_ALIAS(fun) __attribute__((alias(#fun), copy(fun), used, visibility("default")))
+#else
+#define LM_ALIAS(fun) __attribute__((alias(#fun), used, visibility("default")))
+#endif
+
+/* ---- allocation and free (alloc.c, free.c, aligned.c) -------------------------------------- */
+void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment);
+void* lm_heap_malloc(lm_heap_t* heap, size_t size, bool zero);
+void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size_t offset,
+                                bool zero);
+void* lm_heap_realloc_aligned_at(lm_heap_t* heap, void* p, size_t newsize, size_t align,
+                                 size_t offset, bool zero);
+void* lm_heap_realloc(lm_heap_t* heap, void* p, size_t newsize, bool zero);
+/* Free a block into a page from the owner thread (slow cases: full or aligned pages). */
+void lm_free_block_local(lm_page_t* page, lm_block_t* block);
+/* Free from a thread that does not own the page. */
+void lm_free_block_remote(lm_page_t* page, lm_block_t* block);
+size_t lm_usable_size(const void* p);
+
+/* ---- thread start and end (init.c) --------------------------------------------------------- */
+void lm_thread_done_heap(lm_heap_t* heap);
+
+/* ---- background purger (purger.c) ---------------------------------------------------------- */
+/* Start the purger thread if it is wanted and not running (cheap when it runs). */
+void lm_purger_ensure_started(void);
+/* A remote free hit an abandoned page: schedule a visit of abandoned segments. */
+void lm_purger_notify_abandoned(void);
+/* Collect abandoned segments once (also used by mi_collect when no purger runs). */
+void lm_abandoned_collect(lm_segments_tld_t* tld, size_t max_visits);
+
+/* ---- randomness (random.c) ------------------------------------------------------------------ */
+void lm_random_init(lm_random_t* rnd, const lm_backend_t* backend);
+uint64_t lm_random_next(lm_random_t* rnd);
+
+/* ---- options (options.c) --------------------------------------------------------------------- */
+/* Read every option from the environment (again). */
+void lm_options_init(void);
+long lm_option_get(int option);
+
+/* ---- messages (output.c) ---------------------------------------------------------------------- */
+void lm_message(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void lm_warning(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Report an error through the registered error handler (and the output when shown). */
+void lm_error(int err, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void lm_verbose(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

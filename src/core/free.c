@@ -1,0 +1,97 @@
+/* Free: the fast path (local, plain page), the local slow path (full or aligned pages), and the
+ * remote path (one CAS onto the page's thread-free list, or the delayed-free protocol when the
+ * page is full so that its owner notices). */
+#include "core/core.h"
+
+void lm_free_block_local(lm_page_t* page, lm_block_t* block) {
+  block->next = page->local_free;
+  page->local_free = block;
+  page->used--;
+  if (lm_unlikely(page->flags & LM_PAGE_IN_FULL)) {
+    lm_page_unfull(lm_page_heap(page), page);
+  }
+  if (lm_unlikely(page->used == 0)) lm_page_retire(page);
+}
+
+void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
+  uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  uintptr_t tfreex;
+  bool use_delayed;
+  do {
+    use_delayed = lm_tf_state(tfree) == LM_TF_USE_DELAYED;
+    if (lm_unlikely(use_delayed)) {
+      tfreex = (tfree & ~(uintptr_t)LM_TF_STATE_MASK) | LM_TF_DELAYED_FREEING;
+    } else {
+      block->next = lm_tf_block(tfree);
+      tfreex = (uintptr_t)block | lm_tf_state(tfree); /* the NOTIFY bit is consumed */
+    }
+  } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree, tfreex,
+                                                  memory_order_release, memory_order_relaxed));
+  if (lm_likely(!use_delayed)) {
+    if (lm_unlikely(tfree & LM_TF_NOTIFY)) lm_purger_notify_abandoned();
+    return;
+  }
+  /* The page is full: hand the block to its owner heap so the page is noticed. The heap is
+   * stable while we hold DELAYED_FREEING (abandoning waits for it to end). */
+  lm_heap_t* heap = lm_page_heap(page);
+  if (heap != NULL) {
+    lm_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
+    do {
+      block->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
+                                                    memory_order_release, memory_order_relaxed));
+  }
+  tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  do {
+    tfreex = (tfree & ~(uintptr_t)LM_TF_STATE_MASK) | LM_TF_NO_DELAYED;
+    if (heap == NULL) { /* no owner to hand it to: a plain push after all */
+      block->next = lm_tf_block(tfree);
+      tfreex = (uintptr_t)block | LM_TF_NO_DELAYED;
+    }
+  } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree, tfreex,
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+/* Local free into a full page or one with interior pointers, and every remote free. */
+static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, bool is_local,
+                                     void* p) {
+  lm_block_t* block = (page->flags & LM_PAGE_HAS_ALIGNED) || !is_local
+                          ? lm_page_block_of(page, p)
+                          : (lm_block_t*)p;
+  (void)segment;
+  if (is_local) lm_free_block_local(page, block);
+  else lm_free_block_remote(page, block);
+}
+
+void mi_free(void* p) mi_attr_noexcept {
+  lm_segment_t* segment = lm_segment_of(p);
+  if (lm_unlikely((intptr_t)segment <= 0)) return; /* NULL (and the top half): nothing to do */
+  lm_page_t* page = lm_segment_page_of(segment, p);
+  bool is_local = lm_thread_id() == lm_segment_owner(segment);
+  if (lm_likely(is_local && page->flags == 0)) {
+    lm_block_t* block = (lm_block_t*)p;
+    block->next = page->local_free;
+    page->local_free = block;
+    if (lm_unlikely(--page->used == 0)) lm_page_retire(page);
+    return;
+  }
+  free_generic(segment, page, is_local, p);
+}
+
+size_t lm_usable_size(const void* p) {
+  const lm_segment_t* segment = lm_segment_of(p);
+  if ((intptr_t)segment <= 0) return 0;
+  const lm_page_t* page = lm_segment_page_of(segment, p);
+  if (lm_unlikely(page->flags & LM_PAGE_HAS_ALIGNED)) return lm_page_usable_size_of(page, p);
+  return page->block_size;
+}
+
+size_t mi_usable_size(const void* p) mi_attr_noexcept { return lm_usable_size(p); }
+
+#if LM_OVERRIDE
+void free(void* p) LM_ALIAS(mi_free);
+void cfree(void* p) LM_ALIAS(mi_free);
+void __libc_free(void* p) LM_ALIAS(mi_free);
+void __libc_cfree(void* p) LM_ALIAS(mi_free);
+size_t malloc_usable_size(void* p) LM_ALIAS(mi_usable_size);
+#endif

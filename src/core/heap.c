@@ -1,0 +1,264 @@
+/* Heap slow paths: finding a page with room, fresh pages, retiring empty pages, the delayed
+ * list of remote frees into full pages, collection, abandonment at thread exit, and reclaiming
+ * abandoned segments. All of it runs on the heap's own thread. */
+#include "core/core.h"
+
+/* ---- fresh pages -------------------------------------------------------------------------- */
+
+static lm_page_t* page_fresh(lm_heap_t* heap, lm_page_queue_t* pq, size_t block_size,
+                             size_t page_alignment) {
+  lm_segments_tld_t* stld = &heap->tld->segments;
+  if (!heap->no_reclaim && !lm_segment_span_available(stld, block_size)) {
+    lm_heap_reclaim(heap, block_size);
+    /* A reclaimed page of this size may now be in the queue. */
+    if (pq != NULL && pq->first != NULL && block_size <= LM_MEDIUM_OBJ_SIZE_MAX) {
+      for (lm_page_t* page = pq->first; page != NULL; page = page->next) {
+        lm_page_collect(page, false);
+        if (page->free == NULL) lm_page_extend(page);
+        if (page->free != NULL) return page;
+      }
+    }
+  }
+  lm_purger_ensure_started();
+  lm_page_t* page = lm_segment_page_alloc(stld, block_size, page_alignment, heap->arena_id);
+  if (page == NULL) return NULL;
+  lm_page_init(heap, page, block_size);
+  heap->page_count++;
+  if (pq == NULL) pq = lm_heap_queue_for(heap, page);
+  lm_queue_push(heap, pq, page);
+  return page;
+}
+
+/* ---- finding a page with a free block ------------------------------------------------------ */
+
+static lm_page_t* queue_find_free(lm_heap_t* heap, lm_page_queue_t* pq, size_t block_size) {
+  lm_page_t* page = pq->first;
+  while (page != NULL) {
+    lm_page_t* next = page->next;
+    lm_page_collect(page, false);
+    if (page->free == NULL) lm_page_extend(page);
+    if (page->free != NULL) {
+      page->retire_expire = 0;
+      lm_queue_move_to_front(heap, pq, page);
+      return page;
+    }
+    lm_page_to_full(heap, page); /* no room and cannot grow: out of the way */
+    if (page->free != NULL) return page; /* a racing remote free made room after all */
+    page = next;
+  }
+  lm_heap_collect_retired(heap, false);
+  return page_fresh(heap, pq, block_size, 0);
+}
+
+lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment) {
+  if (lm_unlikely(size > LM_MEDIUM_OBJ_SIZE_MAX || huge_alignment > 0)) {
+    size_t block_size = lm_good_size_large(size);
+    if (block_size < size) return NULL; /* overflow */
+    return page_fresh(heap, &heap->pages[LM_BIN_HUGE], block_size, huge_alignment);
+  }
+  uint8_t bin = lm_bin(size);
+  lm_page_queue_t* pq = &heap->pages[bin];
+  lm_page_t* page = pq->first;
+  if (page != NULL) {
+    lm_page_collect(page, false);
+    if (page->free != NULL) {
+      page->retire_expire = 0;
+      return page;
+    }
+  }
+  return queue_find_free(heap, pq, pq->block_size);
+}
+
+/* ---- retiring and freeing pages ------------------------------------------------------------ */
+
+void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page) {
+  lm_queue_remove(heap, lm_heap_queue_for(heap, page), page);
+  heap->page_count--;
+  atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
+  page->flags = 0;
+  lm_segment_page_free(page, &heap->tld->segments);
+}
+
+void lm_page_retire(lm_page_t* page) {
+  lm_heap_t* heap = lm_page_heap(page);
+  lm_page_queue_t* pq = lm_heap_queue_for(heap, page);
+  size_t bin = (size_t)(pq - heap->pages);
+  /* The only page of its size: keep it a little, an alloc/free cycle would churn it. */
+  if (bin < LM_BIN_HUGE && pq->first == page && pq->last == page) {
+    page->retire_expire = page->block_size <= LM_SMALL_OBJ_SIZE_MAX ? 16 : 4;
+    if (bin < heap->page_retired_min) heap->page_retired_min = bin;
+    if (bin > heap->page_retired_max) heap->page_retired_max = bin;
+    return;
+  }
+  lm_heap_page_free(heap, page);
+}
+
+void lm_heap_collect_retired(lm_heap_t* heap, bool force) {
+  size_t min = LM_BIN_FULL, max = 0;
+  for (size_t bin = heap->page_retired_min; bin <= heap->page_retired_max && bin < LM_BIN_HUGE;
+       bin++) {
+    lm_page_t* page = heap->pages[bin].first;
+    if (page == NULL || page->retire_expire == 0) continue;
+    if (page->used == 0 && (force || --page->retire_expire == 0)) {
+      lm_heap_page_free(heap, page);
+      continue;
+    }
+    if (page->used != 0) {
+      page->retire_expire = 0;
+      continue;
+    }
+    if (bin < min) min = bin;
+    if (bin > max) max = bin;
+  }
+  heap->page_retired_min = min;
+  heap->page_retired_max = max;
+}
+
+/* ---- the delayed list ------------------------------------------------------------------------ */
+
+bool lm_heap_delayed_free(lm_heap_t* heap, bool all) {
+  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return true;
+  lm_block_t* block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL,
+                                               memory_order_acquire);
+  while (block != NULL) {
+    lm_block_t* next = block->next;
+    lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
+    /* Keep notifications coming for this (full) page, then free the block locally; that free
+     * moves the page out of the full queue. */
+    lm_page_set_delayed(page, LM_TF_USE_DELAYED, false);
+    lm_page_collect(page, false);
+    lm_free_block_local(page, block);
+    block = next;
+  }
+  (void)all;
+  return true;
+}
+
+/* ---- collection -------------------------------------------------------------------------------- */
+
+static void heap_visit_pages(lm_heap_t* heap, lm_collect_t mode) {
+  for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
+    lm_page_queue_t* pq = &heap->pages[bin];
+    if (bin == LM_BIN_FULL && mode == LM_COLLECT_NORMAL) continue;
+    lm_page_t* page = pq->first;
+    while (page != NULL) {
+      lm_page_t* next = page->next;
+      lm_page_collect(page, mode >= LM_COLLECT_FORCE);
+      if (page->used == 0) {
+        lm_heap_page_free(heap, page);
+      } else if (mode == LM_COLLECT_ABANDON) {
+        lm_queue_remove(heap, pq, page);
+        heap->page_count--;
+        page->flags &= (uint8_t)~LM_PAGE_IN_FULL;
+        atomic_store_explicit(&page->xheap, 0, memory_order_release);
+        /* Remote frees from now on push plainly; the first one wakes the purger. */
+        atomic_fetch_or_explicit(&page->xthread_free, LM_TF_NOTIFY, memory_order_release);
+        lm_segment_page_abandon(page, &heap->tld->segments);
+      } else if (mode == LM_COLLECT_FORCE) {
+        lm_segment_collect(&heap->tld->segments, lm_segment_of(page), true);
+      }
+      page = next;
+    }
+  }
+}
+
+void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode) {
+  if (!lm_heap_is_initialized(heap)) return;
+  if (mode == LM_COLLECT_ABANDON) {
+    /* No more handing blocks to this heap; then finish what is in flight. */
+    for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
+      for (lm_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
+        lm_page_set_delayed(page, LM_TF_NEVER_DELAYED, false);
+      }
+    }
+  }
+  lm_heap_delayed_free(heap, true);
+  lm_heap_collect_retired(heap, mode >= LM_COLLECT_FORCE);
+  heap_visit_pages(heap, mode);
+  if (mode == LM_COLLECT_FORCE) {
+    if (!heap->no_reclaim) lm_abandoned_collect(&heap->tld->segments, SIZE_MAX);
+    lm_arenas_try_purge(&lm_process.arenas, true);
+  }
+}
+
+/* ---- reclaiming abandoned segments ---------------------------------------------------------- */
+
+/* Take over the abandoned pages of a reclaimed segment; returns false if it was freed. */
+static bool heap_adopt_segment(lm_heap_t* heap, lm_segment_t* segment) {
+  lm_page_t* page = lm_segment_next_page(segment, NULL);
+  while (page != NULL) {
+    lm_page_t* next = lm_segment_next_page(segment, page);
+    if (lm_page_heap(page) == NULL) {
+      lm_segment_page_unabandon(page);
+      atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
+      page->heap_tag = heap->tag;
+      lm_page_set_delayed(page, LM_TF_NO_DELAYED, true);
+      atomic_fetch_and_explicit(&page->xthread_free, ~(uintptr_t)LM_TF_NOTIFY,
+                                memory_order_relaxed);
+      lm_page_collect(page, false);
+      heap->page_count++;
+      if (page->used == 0) {
+        lm_queue_push(heap, lm_heap_queue_for(heap, page), page);
+        bool last = segment->used == 1;
+        lm_heap_page_free(heap, page);
+        if (last) return false;
+      } else {
+        lm_queue_push_back(heap, lm_heap_queue_for(heap, page), page);
+        if (page->free == NULL && page->capacity >= page->reserved) lm_page_to_full(heap, page);
+      }
+    }
+    page = next;
+  }
+  return true;
+}
+
+void lm_heap_reclaim(lm_heap_t* heap, size_t block_size) {
+  lm_segments_tld_t* stld = &heap->tld->segments;
+  size_t abandoned = lm_segments_abandoned_count(stld->shared);
+  if (abandoned == 0) return;
+  size_t tries = lm_max(8, abandoned * stld->shared->config.max_reclaim_percent / 100);
+  if (tries > 1024) tries = 1024;
+  for (size_t i = 0; i < tries; i++) {
+    lm_segment_t* segment = lm_segment_reclaim(stld, &heap->tld->reclaim_cursor);
+    if (segment == NULL) {
+      heap->tld->reclaim_cursor = 0;
+      return;
+    }
+    heap_adopt_segment(heap, segment);
+    if (lm_segment_span_available(stld, block_size)) return;
+  }
+}
+
+/* ---- collecting abandoned segments without adopting them (purger, mi_collect) ------------- */
+
+/* Collect the abandoned pages of a claimed segment, free the empty ones, and abandon the rest
+ * again. */
+static void abandoned_segment_collect(lm_segments_tld_t* tld, lm_segment_t* segment) {
+  lm_page_t* page = lm_segment_next_page(segment, NULL);
+  while (page != NULL) {
+    lm_page_t* next = lm_segment_next_page(segment, page);
+    lm_page_collect(page, true);
+    if (page->used == 0) {
+      lm_segment_page_unabandon(page);
+      bool last = segment->used == 1;
+      page->flags = 0;
+      lm_segment_page_free(page, tld);
+      if (last) return;
+    } else {
+      atomic_fetch_or_explicit(&page->xthread_free, LM_TF_NOTIFY, memory_order_release);
+    }
+    page = next;
+  }
+  lm_segment_abandon_again(segment, tld);
+}
+
+void lm_abandoned_collect(lm_segments_tld_t* tld, size_t max_visits) {
+  size_t count = lm_segments_abandoned_count(tld->shared);
+  if (count < max_visits) max_visits = count;
+  size_t cursor = 0;
+  for (size_t i = 0; i < max_visits; i++) {
+    lm_segment_t* segment = lm_segment_reclaim(tld, &cursor);
+    if (segment == NULL) break;
+    abandoned_segment_collect(tld, segment);
+  }
+}

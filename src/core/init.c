@@ -1,0 +1,222 @@
+/* Process and thread start and end.
+ *
+ * The thread-local default heap starts as the read-only empty heap, so the first allocation of
+ * every thread takes the slow path, which initialises the process (once) and the thread. The
+ * main thread uses static heap and thread data; other threads get theirs from the OS (with a
+ * small cache so thread churn is not mmap churn). At thread exit (backend hook) the thread's
+ * pages with live blocks are abandoned for other threads to reclaim.
+ */
+#include <string.h>
+
+#include "core/core.h"
+
+lm_process_t lm_process;
+
+const lm_page_t lm_page_empty;
+
+#define LM_QUEUE_EMPTY(words) {NULL, NULL, (words) * 8}
+const lm_heap_t lm_heap_empty = {
+    .tld = NULL,
+    .pages_free_direct = {[0 ... LM_PAGES_DIRECT - 1] = (lm_page_t*)&lm_page_empty},
+};
+
+_Thread_local lm_heap_t* lm_heap_default = (lm_heap_t*)&lm_heap_empty;
+
+static lm_heap_t heap_main;
+static lm_tld_t tld_main;
+
+/* ---- thread data: heap + tld, from the OS with a small cache ------------------------------- */
+typedef struct lm_thread_data_s {
+  lm_heap_t heap;
+  lm_tld_t tld;
+  lm_memid_t memid;
+} lm_thread_data_t;
+
+#define TD_CACHE_SIZE 16
+static _Atomic(lm_thread_data_t*) td_cache[TD_CACHE_SIZE];
+
+static lm_thread_data_t* thread_data_alloc(void) {
+  for (size_t i = 0; i < TD_CACHE_SIZE; i++) {
+    lm_thread_data_t* td = atomic_load_explicit(&td_cache[i], memory_order_relaxed);
+    if (td != NULL && atomic_compare_exchange_strong(&td_cache[i], &td, NULL)) return td;
+  }
+  lm_memid_t memid;
+  lm_thread_data_t* td =
+      lm_os_alloc(&lm_process.arenas, sizeof(lm_thread_data_t), true, &memid);
+  if (td == NULL) return NULL;
+  td->memid = memid;
+  return td;
+}
+
+static void thread_data_free(lm_thread_data_t* td) {
+  for (size_t i = 0; i < TD_CACHE_SIZE; i++) {
+    lm_thread_data_t* expected = NULL;
+    if (atomic_compare_exchange_strong(&td_cache[i], &expected, td)) return;
+  }
+  lm_memid_t memid = td->memid;
+  lm_os_free(&lm_process.arenas, td, sizeof(*td), &memid);
+}
+
+/* ---- heaps ------------------------------------------------------------------------------------ */
+
+void lm_heap_init(lm_heap_t* heap, lm_tld_t* tld, int arena_id, bool no_reclaim, uint8_t tag) {
+  memset(heap, 0, sizeof(*heap));
+  heap->tld = tld;
+  heap->thread_id = lm_thread_id();
+  heap->arena_id = arena_id;
+  heap->no_reclaim = no_reclaim;
+  heap->tag = tag;
+  heap->page_retired_min = LM_BIN_FULL;
+  lm_random_init(&heap->random, lm_process.backend);
+  heap->cookie = (uintptr_t)lm_random_next(&heap->random) | 1;
+  for (size_t i = 0; i < LM_PAGES_DIRECT; i++) {
+    heap->pages_free_direct[i] = (lm_page_t*)&lm_page_empty;
+  }
+  for (uint8_t bin = 0; bin < LM_BIN_COUNT; bin++) {
+    size_t size = bin == 0                ? 8
+                  : bin <= 48             ? lm_bin_size(bin)
+                  : bin == LM_BIN_FULL    ? LM_MEDIUM_OBJ_SIZE_MAX + 16
+                                          : LM_MEDIUM_OBJ_SIZE_MAX + 8;
+    heap->pages[bin] = (lm_page_queue_t){NULL, NULL, size};
+  }
+  heap->next = tld->heaps;
+  tld->heaps = heap;
+}
+
+static void tld_init(lm_tld_t* tld, lm_heap_t* backing) {
+  memset(tld, 0, sizeof(*tld));
+  tld->heap_backing = backing;
+  lm_segments_tld_init(&tld->segments, &lm_process.segments);
+}
+
+/* ---- process -------------------------------------------------------------------------------- */
+
+static void thread_exit_hook(void* arg);
+
+static void process_setup(void) {
+  const lm_backend_t* backend = lm_backend_default();
+  lm_process.backend = backend;
+  lm_options_init();
+  lm_mem_config_t mem;
+  lm_mem_config_default(&mem);
+  mem.purge_delay_ms = lm_option_get(mi_option_purge_delay);
+  mem.arena_purge_mult = lm_option_get(mi_option_arena_purge_mult);
+  mem.purge_decommits = lm_option_get(mi_option_purge_decommits) != 0;
+  mem.arena_reserve = (size_t)lm_option_get(mi_option_arena_reserve) * LM_KiB;
+  mem.arena_eager_commit = (int)lm_option_get(mi_option_arena_eager_commit);
+  mem.disallow_os_alloc = lm_option_get(mi_option_disallow_os_alloc) != 0;
+  if (lm_option_get(mi_option_disallow_arena_alloc) != 0) mem.arena_reserve = 0;
+  if (lm_arenas_init(&lm_process.arenas, backend, &mem) != 0) return;
+
+  uintptr_t key = 0;
+  if (backend->random_bytes == NULL || !backend->random_bytes(&key, sizeof(key))) {
+    key = (uintptr_t)backend->clock_ms() * 0x9E3779B97F4A7C15ull ^ (uintptr_t)&key;
+  }
+  lm_process.cookie_key = key | 1;
+  lm_segment_config_t seg;
+  lm_segment_config_default(&seg);
+  seg.eager_commit = lm_option_get(mi_option_eager_commit) != 0;
+  seg.purge_delay_ms = mem.purge_delay_ms;
+  seg.purge_extend_ms = lm_option_get(mi_option_purge_extend_delay);
+  seg.max_reclaim_percent = (size_t)lm_option_get(mi_option_max_segment_reclaim);
+  lm_segments_init(&lm_process.segments, &lm_process.arenas, &seg, lm_process.cookie_key);
+
+  tld_init(&tld_main, &heap_main);
+  lm_heap_init(&heap_main, &tld_main, 0, false, 0);
+  lm_process.heap_main = &heap_main;
+  atomic_store(&lm_process.main_thread, lm_thread_id());
+  if (backend->thread_exit_register != NULL) backend->thread_exit_register(thread_exit_hook);
+
+  long reserve = lm_option_get(mi_option_reserve_os_memory);
+  if (reserve > 0) lm_arena_reserve(&lm_process.arenas, (size_t)reserve * LM_KiB, true, false, NULL);
+}
+
+bool lm_process_ensure_init(void) {
+  int state = atomic_load_explicit(&lm_process.init_state, memory_order_acquire);
+  if (lm_likely(state == 2)) return lm_process.backend != NULL && lm_process.heap_main != NULL;
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&lm_process.init_state, &expected, 1)) {
+    process_setup();
+    atomic_store_explicit(&lm_process.init_state, 2, memory_order_release);
+  } else {
+    while (atomic_load_explicit(&lm_process.init_state, memory_order_acquire) != 2) {
+      lm_cpu_relax();
+    }
+  }
+  return lm_process.heap_main != NULL;
+}
+
+/* ---- threads ----------------------------------------------------------------------------------- */
+
+static void heap_set_default(lm_heap_t* heap) {
+  lm_heap_default = heap;
+  /* Arm the exit hook with the backing heap of a non-main thread. */
+  const lm_backend_t* backend = lm_process.backend;
+  if (backend != NULL && backend->thread_exit_arm != NULL && heap != lm_process.heap_main) {
+    backend->thread_exit_arm(lm_heap_is_initialized(heap) ? heap : NULL);
+  }
+}
+
+lm_heap_t* lm_heap_default_init(void) {
+  lm_heap_t* heap = lm_heap_default;
+  if (lm_heap_is_initialized(heap)) return heap;
+  if (!lm_process_ensure_init()) return heap;
+  if (lm_thread_id() == atomic_load(&lm_process.main_thread)) {
+    heap_set_default(&heap_main);
+    return &heap_main;
+  }
+  lm_thread_data_t* td = thread_data_alloc();
+  if (td == NULL) return heap;
+  tld_init(&td->tld, &td->heap);
+  td->tld.memid = td->memid;
+  lm_heap_init(&td->heap, &td->tld, 0, false, 0);
+  heap_set_default(&td->heap);
+  return &td->heap;
+}
+
+void lm_thread_done_heap(lm_heap_t* heap) {
+  if (heap == NULL || !lm_heap_is_initialized(heap)) return;
+  lm_tld_t* tld = heap->tld;
+  lm_heap_t* backing = tld->heap_backing;
+  if (lm_heap_default == backing || lm_heap_default == heap) lm_heap_default = (lm_heap_t*)&lm_heap_empty;
+  /* Abandon every heap of the thread (only the backing heap exists for now). */
+  for (lm_heap_t* h = tld->heaps; h != NULL; h = h->next) lm_heap_collect(h, LM_COLLECT_ABANDON);
+  if (backing == &heap_main) return; /* the main thread's data is static */
+  lm_thread_data_t* td = (lm_thread_data_t*)((uint8_t*)backing - offsetof(lm_thread_data_t, heap));
+  thread_data_free(td);
+}
+
+static void thread_exit_hook(void* arg) { lm_thread_done_heap((lm_heap_t*)arg); }
+
+/* ---- public ------------------------------------------------------------------------------------ */
+
+void mi_process_init(void) mi_attr_noexcept {
+  lm_process_ensure_init();
+  lm_heap_default_init();
+}
+
+void mi_thread_init(void) mi_attr_noexcept { lm_heap_default_init(); }
+
+void mi_thread_done(void) mi_attr_noexcept {
+  lm_heap_t* heap = lm_heap_default;
+  if (!lm_heap_is_initialized(heap)) return;
+  if (heap == &heap_main) return; /* the main thread lives as long as the process */
+  const lm_backend_t* backend = lm_process.backend;
+  if (backend != NULL && backend->thread_exit_arm != NULL) backend->thread_exit_arm(NULL);
+  lm_thread_done_heap(heap->tld->heap_backing);
+}
+
+int mi_version(void) mi_attr_noexcept { return MI_MALLOC_VERSION; }
+
+void mi_collect(bool force) mi_attr_noexcept {
+  lm_heap_collect(lm_heap_get_default(), force ? LM_COLLECT_FORCE : LM_COLLECT_NORMAL);
+}
+
+/* Runs when the library is loaded: by then libc (and the environment) are ready, so the
+ * options are read again in case an early allocation initialised the process before. */
+__attribute__((constructor)) static void lm_library_load(void) {
+  bool was_ready = atomic_load(&lm_process.init_state) == 2;
+  lm_process.constructed = true;
+  mi_process_init();
+  if (was_ready) lm_options_init();
+}

@@ -1,0 +1,107 @@
+/* Pages: setting up a fresh page, threading blocks into its free list lazily, and collecting
+ * the blocks freed by the owner (local_free) and by other threads (xthread_free).
+ * Invariant: used - |thread_free| + |free| + |local_free| == capacity <= reserved.
+ */
+#include "core/core.h"
+
+void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never) {
+  uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  uintptr_t tfreex;
+  do {
+    uintptr_t old = lm_tf_state(tfree);
+    if (old == LM_TF_DELAYED_FREEING) {
+      /* A remote free is handing a block to the heap: let it finish. */
+      lm_cpu_relax();
+      tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+      continue;
+    }
+    if (old == state || (old == LM_TF_NEVER_DELAYED && !override_never)) return;
+    tfreex = (tfree & ~(uintptr_t)LM_TF_STATE_MASK) | state;
+    if (atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree, tfreex,
+                                              memory_order_acq_rel, memory_order_relaxed)) {
+      return;
+    }
+  } while (true);
+}
+
+/* Take the whole thread-free list; returns the number of blocks moved to local_free. */
+static size_t collect_thread_free(lm_page_t* page) {
+  uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  if (lm_tf_block(tfree) == NULL) return 0;
+  while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree,
+                                                tfree & LM_TF_BITS, memory_order_acquire,
+                                                memory_order_relaxed)) {
+  }
+  lm_block_t* head = lm_tf_block(tfree);
+  lm_block_t* tail = head;
+  size_t count = 1;
+  while (tail->next != NULL && count <= page->capacity) {
+    tail = tail->next;
+    count++;
+  }
+  if (count > page->capacity) {
+    lm_error(EFAULT, "corrupted thread-free list in page %p", (void*)page);
+    return 0; /* leak the list rather than follow it further */
+  }
+  tail->next = page->local_free;
+  page->local_free = head;
+  page->used -= (uint16_t)count;
+  return count;
+}
+
+void lm_page_collect(lm_page_t* page, bool force) {
+  collect_thread_free(page);
+  if (page->local_free == NULL) return;
+  if (page->free == NULL) {
+    page->free = page->local_free;
+    page->local_free = NULL;
+    page->free_is_zero = false;
+  } else if (force) {
+    lm_block_t* tail = page->local_free;
+    while (tail->next != NULL) tail = tail->next;
+    tail->next = page->free;
+    page->free = page->local_free;
+    page->local_free = NULL;
+    page->free_is_zero = false;
+  }
+}
+
+void lm_page_extend(lm_page_t* page) {
+  if (page->capacity >= page->reserved) return;
+  size_t bsize = page->block_size;
+  size_t step = 4 * LM_KiB / (bsize > 0 ? bsize : 1);
+  if (step < 4) step = 4;
+  size_t extend = lm_min(step, (size_t)(page->reserved - page->capacity));
+  uint8_t* start = page->page_start + (size_t)page->capacity * bsize;
+  /* Thread [capacity, capacity+extend) in address order in front of the current free list. */
+  lm_block_t* first = (lm_block_t*)start;
+  lm_block_t* last = (lm_block_t*)(start + (extend - 1) * bsize);
+  for (uint8_t* b = start; b < (uint8_t*)last; b += bsize) ((lm_block_t*)b)->next = (lm_block_t*)(b + bsize);
+  last->next = page->free;
+  page->free = first;
+  page->capacity += (uint16_t)extend;
+}
+
+void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
+  size_t area_size;
+  uint8_t* area = lm_page_area(page, &area_size);
+  page->page_start = area;
+  page->block_size = block_size;
+  /* Large and huge pages hold one block (a huge-aligned small request included). */
+  bool single = page->is_huge || block_size > LM_MEDIUM_OBJ_SIZE_MAX;
+  size_t reserved = single ? 1 : area_size / block_size;
+  page->reserved = (uint16_t)(reserved > UINT16_MAX ? UINT16_MAX : reserved);
+  page->capacity = 0;
+  page->used = 0;
+  page->free = NULL;
+  page->local_free = NULL;
+  page->flags = 0;
+  page->retire_expire = 0;
+  page->free_is_zero = page->is_zero_init;
+  page->block_size_shift = lm_is_power_of_two(block_size) ? (uint8_t)lm_ctz(block_size) : 0;
+  page->heap_tag = heap->tag;
+  page->next = page->prev = NULL;
+  atomic_store_explicit(&page->xthread_free, LM_TF_NO_DELAYED, memory_order_relaxed);
+  atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
+  lm_page_extend(page);
+}

@@ -1,0 +1,91 @@
+/* The background purger: one thread that returns memory to the OS when its delay has passed,
+ * even when every other thread is idle. It purges expired arena blocks, expired free spans of
+ * segments owned by any thread (through the segment layer's BUSY/PENDING handshake), and
+ * collects abandoned segments that remote frees have emptied. It sleeps without a timeout when
+ * nothing is scheduled, and is woken when something is. It never allocates.
+ *
+ * fork(): the prepare handler waits for the end of a purge pass (the pass lock), so the child
+ * never inherits a lock held by a thread that does not exist there; the child starts a purger
+ * of its own on demand.
+ */
+#include "core/core.h"
+
+static lm_segments_tld_t purger_tld;
+static lm_spinlock_t purger_pass_lock;
+
+static int64_t earliest(int64_t a, int64_t b) {
+  if (a == 0) return b;
+  if (b == 0) return a;
+  return a < b ? a : b;
+}
+
+static void purger_pass(int64_t now, int64_t* next) {
+  lm_arenas_t* arenas = &lm_process.arenas;
+  int64_t due = atomic_load(&lm_process.abandoned_due);
+  if (due != 0 && due <= now) {
+    atomic_store(&lm_process.abandoned_due, 0);
+    lm_abandoned_collect(&purger_tld, SIZE_MAX);
+  } else {
+    *next = earliest(*next, due);
+  }
+  *next = earliest(*next, lm_segments_purge_flagged(&lm_process.segments, now));
+  lm_arenas_try_purge(arenas, false);
+  *next = earliest(*next, lm_arenas_purge_deadline(arenas));
+}
+
+static void purger_main(void* arg) {
+  (void)arg;
+  const lm_backend_t* backend = lm_process.backend;
+  lm_arenas_t* arenas = &lm_process.arenas;
+  lm_segments_tld_init(&purger_tld, &lm_process.segments);
+  for (;;) {
+    atomic_store(&arenas->purger_idle, 1);
+    int64_t next = 0;
+    lm_spin_lock(&purger_pass_lock);
+    purger_pass(backend->clock_ms(), &next);
+    lm_spin_unlock(&purger_pass_lock);
+    if (atomic_load(&arenas->purger_idle) == 0) continue; /* woken during the pass */
+    int64_t now = backend->clock_ms();
+    int64_t timeout = next == 0 ? -1 : (next > now ? next - now : 1);
+    backend->wait_on(&arenas->purger_idle, 1, timeout);
+  }
+}
+
+static void fork_prepare(void) { lm_spin_lock(&purger_pass_lock); }
+static void fork_parent(void) { lm_spin_unlock(&purger_pass_lock); }
+static void fork_child(void) {
+  lm_spin_unlock(&purger_pass_lock);
+  if (atomic_load(&lm_process.purger_state) == 1) atomic_store(&lm_process.purger_state, 0);
+  atomic_store(&lm_process.arenas.purger_idle, 0);
+}
+
+void lm_purger_ensure_started(void) {
+  if (lm_likely(atomic_load_explicit(&lm_process.purger_state, memory_order_relaxed) != 0)) return;
+  const lm_backend_t* backend = lm_process.backend;
+  /* Only once libc is fully up (the library constructor ran), and only if purging is delayed. */
+  if (backend == NULL || !lm_process.constructed) return;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&lm_process.purger_state, &expected, 1)) return;
+  if (!lm_process.arenas.caps.has_threads || lm_process.arenas.config.purge_delay_ms <= 0) {
+    atomic_store(&lm_process.purger_state, -1);
+    return;
+  }
+  static bool atfork_done;
+  if (!atfork_done && backend->atfork != NULL) {
+    atfork_done = backend->atfork(fork_prepare, fork_parent, fork_child) == 0;
+  }
+  if (backend->thread_start(purger_main, NULL) != 0) {
+    atomic_store(&lm_process.purger_state, -1);
+    lm_warning("unable to start the background purger; memory is returned on allocation");
+  }
+}
+
+void lm_purger_notify_abandoned(void) {
+  if (atomic_load_explicit(&lm_process.abandoned_due, memory_order_relaxed) != 0) return;
+  int64_t delay = lm_process.arenas.config.purge_delay_ms;
+  int64_t due = lm_process.backend->clock_ms() + (delay > 0 ? delay : 1);
+  int64_t expected = 0;
+  if (atomic_compare_exchange_strong(&lm_process.abandoned_due, &expected, due)) {
+    lm_arenas_wake_purger(&lm_process.arenas);
+  }
+}

@@ -1,0 +1,380 @@
+/* Segments: allocation, page placement, commit and purge bookkeeping.
+ *
+ * Invariants:
+ *  - every slice in [info_slices, segment_slices) belongs to exactly one page or free span;
+ *    the first slice of each carries slice_count, every slice carries slice_offset back to it;
+ *  - a free span has block_size == 0 and, while its segment is owned, sits in the owner's span
+ *    queue of its length's bin;
+ *  - used counts pages; abandoned <= used; the segment is freed when used drops to 0;
+ *  - commit_mask/purge_mask/dirty_mask change only under `lock`, which the background purger
+ *    takes with try-lock; purge bits are a subset of commit bits.
+ */
+#include "segment/segment.h"
+#include "segment/span.h"
+
+void lm_segment_config_default(lm_segment_config_t* config) {
+  *config = (lm_segment_config_t){
+      .eager_commit = true, .purge_delay_ms = 10, .purge_extend_ms = 1, .max_reclaim_percent = 10};
+}
+
+void lm_segments_init(lm_segments_t* segs, lm_arenas_t* arenas, const lm_segment_config_t* config,
+                      uintptr_t cookie_key) {
+  *segs = (lm_segments_t){.arenas = arenas, .cookie_key = cookie_key};
+  if (config != NULL) segs->config = *config;
+  else lm_segment_config_default(&segs->config);
+}
+
+void lm_segments_tld_init(lm_segments_tld_t* tld, lm_segments_t* segs) {
+  *tld = (lm_segments_tld_t){.shared = segs};
+  lm_span_queues_init(tld);
+}
+
+/* ---- masks ---------------------------------------------------------------------------------- */
+
+static void mask_set(lm_commit_mask_t* m, size_t idx, size_t n, bool on) {
+  for (size_t i = idx; i < idx + n; i++) {
+    uint64_t bit = (uint64_t)1 << (i % 64);
+    if (on) m->bits[i / 64] |= bit;
+    else m->bits[i / 64] &= ~bit;
+  }
+}
+static bool mask_get(const lm_commit_mask_t* m, size_t i) {
+  return (m->bits[i / 64] >> (i % 64)) & 1;
+}
+static bool mask_any(const lm_commit_mask_t* m) {
+  for (size_t f = 0; f < LM_COMMIT_MASK_FIELDS; f++) {
+    if (m->bits[f] != 0) return true;
+  }
+  return false;
+}
+
+/* ---- commit and purge ------------------------------------------------------------------- */
+
+static uint8_t* slice_address(lm_segment_t* segment, size_t idx) {
+  return (uint8_t*)segment + idx * LM_SLICE_SIZE;
+}
+
+/* Purge the runs of purge_mask (caller holds the lock). */
+static void segment_purge_now(lm_segments_t* segs, lm_segment_t* segment) {
+  lm_arenas_t* arenas = segs->arenas;
+  size_t i = 0;
+  while (i < LM_SLICES_PER_SEGMENT) {
+    if (!mask_get(&segment->purge_mask, i)) {
+      i++;
+      continue;
+    }
+    size_t start = i;
+    while (i < LM_SLICES_PER_SEGMENT && mask_get(&segment->purge_mask, i)) i++;
+    bool needs_recommit =
+        lm_os_purge(arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
+    if (needs_recommit) mask_set(&segment->commit_mask, start, i - start, false);
+    mask_set(&segment->purge_mask, start, i - start, false);
+  }
+  segment->purge_expire = 0;
+}
+
+/* Purge if due (caller holds the lock); returns the remaining deadline, 0 if none. */
+static int64_t segment_try_purge_locked(lm_segments_t* segs, lm_segment_t* segment, int64_t now,
+                                        bool force) {
+  if (segment->purge_expire == 0) return 0;
+  if (!force && segment->purge_expire > now) return segment->purge_expire;
+  segment_purge_now(segs, segment);
+  return 0;
+}
+
+/* Make sure the page's slices are committed and not about to be purged. */
+static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, size_t idx, size_t n,
+                                 bool* is_zero) {
+  bool ok = true;
+  bool zero = true;
+  lm_spin_lock(&segment->lock);
+  mask_set(&segment->purge_mask, idx, n, false);
+  if (!mask_any(&segment->purge_mask)) segment->purge_expire = 0;
+  for (size_t i = idx; i < idx + n;) {
+    if (mask_get(&segment->commit_mask, i)) {
+      i++;
+      continue;
+    }
+    size_t start = i;
+    while (i < idx + n && !mask_get(&segment->commit_mask, i)) i++;
+    bool run_zero = false;
+    if (!lm_os_commit(segs->arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE,
+                      &run_zero)) {
+      ok = false;
+      break;
+    }
+    mask_set(&segment->commit_mask, start, i - start, true);
+    /* Recommitted memory is not dirty unless the backend says so. */
+    if (run_zero) mask_set(&segment->dirty_mask, start, i - start, false);
+  }
+  for (size_t i = idx; ok && i < idx + n; i++) {
+    if (mask_get(&segment->dirty_mask, i)) zero = false;
+  }
+  if (ok) mask_set(&segment->dirty_mask, idx, n, true);
+  lm_spin_unlock(&segment->lock);
+  *is_zero = ok && zero;
+  return ok;
+}
+
+/* Free slices [idx, idx+n) will be purged after the delay (or now). */
+static void segment_schedule_purge(lm_segments_tld_t* tld, lm_segment_t* segment, size_t idx,
+                                   size_t n) {
+  lm_segments_t* segs = tld->shared;
+  int64_t delay = segs->config.purge_delay_ms;
+  if (delay < 0 || !segs->arenas->caps.has_decommit || segment->memid.is_pinned) return;
+  lm_spin_lock(&segment->lock);
+  for (size_t i = idx; i < idx + n; i++) {
+    if (mask_get(&segment->commit_mask, i)) mask_set(&segment->purge_mask, i, 1, true);
+  }
+  if (delay == 0) {
+    segment_purge_now(segs, segment);
+    lm_spin_unlock(&segment->lock);
+    return;
+  }
+  int64_t now = lm_os_clock(segs->arenas);
+  if (segment->purge_expire == 0) segment->purge_expire = now + delay;
+  else if (segment->purge_expire > now) segment->purge_expire += segs->config.purge_extend_ms;
+  bool wake = false;
+  if (!segment->purge_flagged &&
+      lm_arena_flag_set(segs->arenas, segment, LM_BLOCK_PURGE_PENDING)) {
+    segment->purge_flagged = true;
+    wake = true;
+  }
+  /* Segments outside arenas (or without a purger) are purged by their owner as time passes. */
+  if (!segment->purge_flagged) segment_try_purge_locked(segs, segment, now, false);
+  lm_spin_unlock(&segment->lock);
+  if (wake) lm_arenas_wake_purger(segs->arenas);
+}
+
+void lm_segment_collect(lm_segments_tld_t* tld, lm_segment_t* segment, bool force) {
+  lm_segments_t* segs = tld->shared;
+  lm_spin_lock(&segment->lock);
+  segment_try_purge_locked(segs, segment, lm_os_clock(segs->arenas), force);
+  lm_spin_unlock(&segment->lock);
+}
+
+/* The purger may be looking at this segment: unflag it and wait until it is done, so the
+ * segment's memory can be handed back. Spins only while the purger holds BUSY (a purge). */
+static void segment_unflag_purge(lm_segments_t* segs, lm_segment_t* segment) {
+  lm_spin_lock(&segment->lock);
+  bool flagged = segment->purge_flagged;
+  if (flagged) lm_arena_flag_clear(segs->arenas, segment, LM_BLOCK_PURGE_PENDING);
+  segment->purge_flagged = false;
+  lm_spin_unlock(&segment->lock);
+  if (!flagged) return;
+  while (lm_arena_flag_is_set(segs->arenas, segment, LM_BLOCK_PURGER_BUSY)) lm_cpu_relax();
+}
+
+int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now) {
+  lm_arenas_t* arenas = segs->arenas;
+  int64_t next = 0;
+  size_t cursor = 0;
+  void* block;
+  while ((block = lm_arena_flag_find_next(arenas, LM_BLOCK_PURGE_PENDING, &cursor)) != NULL) {
+    lm_arena_flag_set(arenas, block, LM_BLOCK_PURGER_BUSY);
+    if (lm_arena_flag_clear(arenas, block, LM_BLOCK_PURGE_PENDING)) {
+      /* The segment is alive: its owner waits for BUSY before freeing it. */
+      lm_segment_t* segment = (lm_segment_t*)block;
+      int64_t due = now + 1;
+      if (lm_spin_try_lock(&segment->lock)) {
+        due = segment_try_purge_locked(segs, segment, now, false);
+        if (due == 0) segment->purge_flagged = false;
+        lm_spin_unlock(&segment->lock);
+      }
+      if (due != 0) {
+        lm_arena_flag_set(arenas, block, LM_BLOCK_PURGE_PENDING);
+        if (next == 0 || due < next) next = due;
+      }
+    }
+    lm_arena_flag_clear(arenas, block, LM_BLOCK_PURGER_BUSY);
+  }
+  return next;
+}
+
+/* ---- segment allocation -------------------------------------------------------------------- */
+
+static size_t segment_info_slices(void) {
+  return lm_divide_up(sizeof(lm_segment_t), LM_SLICE_SIZE);
+}
+
+static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size_t page_alignment,
+                                   int arena_id, lm_page_t** huge_page) {
+  lm_segments_t* segs = tld->shared;
+  size_t info_slices = segment_info_slices();
+  size_t info_size = info_slices * LM_SLICE_SIZE;
+  bool huge = required > 0;
+  size_t size = LM_SEGMENT_SIZE;
+  size_t align = LM_SEGMENT_SIZE;
+  size_t offset = 0;
+  if (huge) {
+    if (page_alignment > LM_BLOCK_ALIGNMENT_MAX) {
+      /* Place the block exactly one segment past the header, at an aligned address; lookups
+       * mask (p - 1), which still lands on this header. */
+      align = page_alignment;
+      offset = LM_SEGMENT_SIZE;
+      size = lm_align_up(LM_SEGMENT_SIZE + required, LM_SLICE_SIZE);
+    } else {
+      size = lm_align_up(info_size + required, LM_SLICE_SIZE);
+    }
+    if (size < required) return NULL; /* overflow */
+  }
+  bool commit = huge || segs->config.eager_commit;
+  lm_memid_t memid;
+  uint8_t* start = lm_arena_alloc(segs->arenas, size, align, offset, commit, arena_id, &memid);
+  if (start == NULL) return NULL;
+  lm_segment_t* segment = (lm_segment_t*)start;
+  if (!memid.initially_committed) {
+    bool is_zero = false;
+    if (!lm_os_commit(segs->arenas, start, info_size, &is_zero)) {
+      lm_arena_free(segs->arenas, start, size, &memid);
+      return NULL;
+    }
+    if (!is_zero) memid.initially_zero = false;
+  }
+  size_t slices = huge ? lm_min(size / LM_SLICE_SIZE, LM_SLICES_PER_SEGMENT) : LM_SLICES_PER_SEGMENT;
+  /* Only the header and the descriptors in use need clearing (the sentinel included). */
+  if (!memid.initially_zero) {
+    __builtin_memset(segment, 0, offsetof(lm_segment_t, slices) + (slices + 1) * sizeof(lm_page_t));
+  }
+  segment->memid = memid;
+  segment->segment_size = size;
+  segment->segment_slices = slices;
+  segment->info_slices = info_slices;
+  segment->kind = huge ? LM_SEGMENT_HUGE : LM_SEGMENT_NORMAL;
+  segment->cookie = (uintptr_t)segment ^ segs->cookie_key;
+  atomic_store_explicit(&segment->thread_id, lm_thread_id(), memory_order_release);
+  lm_spinlock_t unlocked = {0};
+  segment->lock = unlocked;
+  if (memid.initially_committed) mask_set(&segment->commit_mask, 0, LM_SLICES_PER_SEGMENT, true);
+  else mask_set(&segment->commit_mask, 0, info_slices, true);
+  if (!memid.initially_zero) mask_set(&segment->dirty_mask, 0, LM_SLICES_PER_SEGMENT, true);
+  mask_set(&segment->dirty_mask, 0, info_slices, true);
+  atomic_fetch_add_explicit(&segs->count, 1, memory_order_relaxed);
+  tld->count++;
+  if (tld->count > tld->peak_count) tld->peak_count = tld->count;
+
+  if (huge) {
+    /* One page over every slice after the header (or from the aligned block on). */
+    size_t first = offset > 0 ? LM_SLICES_PER_SEGMENT : info_slices;
+    lm_page_t* page = &segment->slices[first];
+    page->slice_count = (uint32_t)(slices + (offset > 0 ? 1 : 0) - first);
+    page->slice_offset = 0;
+    page->is_huge = 1;
+    for (size_t i = first + 1; i <= slices; i++) {
+      segment->slices[i].slice_offset = (uint32_t)((uint8_t*)&segment->slices[i] - (uint8_t*)page);
+      segment->slices[i].slice_count = 0;
+      segment->slices[i].block_size = 1;
+    }
+    *huge_page = page;
+  } else {
+    lm_span_free(tld, segment, info_slices, slices - info_slices);
+  }
+  return segment;
+}
+
+static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
+  lm_segments_t* segs = tld->shared;
+  if (segment->kind == LM_SEGMENT_NORMAL) lm_span_remove_all(tld, segment);
+  segment_unflag_purge(segs, segment);
+  atomic_fetch_sub_explicit(&segs->count, 1, memory_order_relaxed);
+  tld->count--;
+  lm_memid_t memid = segment->memid;
+  segment->cookie = 0; /* a stale pointer into freed memory no longer looks like a segment */
+  lm_arena_free(segs->arenas, segment, segment->segment_size, &memid);
+}
+
+/* ---- pages ------------------------------------------------------------------------------------ */
+
+static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* page,
+                                   size_t block_size) {
+  size_t idx = (size_t)(page - segment->slices);
+  bool is_zero = segment->memid.initially_zero;
+  /* Huge segments are committed whole when allocated. */
+  if (!page->is_huge && !segment_commit_range(tld->shared, segment, idx, page->slice_count,
+                                              &is_zero)) {
+    return NULL;
+  }
+  page->is_committed = 1;
+  page->is_zero_init = is_zero;
+  page->block_size = block_size;
+  segment->used++;
+  return page;
+}
+
+lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
+                                 size_t page_alignment, int arena_id) {
+  if (block_size > LM_LARGE_OBJ_SIZE_MAX || page_alignment > LM_BLOCK_ALIGNMENT_MAX) {
+    lm_page_t* page = NULL;
+    lm_segment_t* segment = segment_alloc(tld, block_size, page_alignment, arena_id, &page);
+    if (segment == NULL) return NULL;
+    if (page_init_common(tld, segment, page, block_size) == NULL) {
+      segment_free(tld, segment);
+      return NULL;
+    }
+    return page;
+  }
+  size_t slices = lm_segment_page_slices(block_size);
+  lm_page_t* page = lm_span_alloc(tld, slices, arena_id);
+  if (page == NULL) {
+    lm_page_t* unused = NULL;
+    lm_segment_t* segment = segment_alloc(tld, 0, 0, arena_id, &unused);
+    if (segment == NULL) return NULL;
+    page = lm_span_alloc(tld, slices, arena_id);
+    if (page == NULL) return NULL;
+  }
+  lm_segment_t* segment = lm_segment_of(page);
+  if (page_init_common(tld, segment, page, block_size) == NULL) {
+    size_t idx = (size_t)(page - segment->slices);
+    lm_span_free(tld, segment, idx, page->slice_count);
+    if (segment->used == 0) segment_free(tld, segment);
+    return NULL;
+  }
+  return page;
+}
+
+bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld) {
+  lm_segment_t* segment = lm_segment_of(page);
+  lm_assert(segment->used > 0);
+  segment->used--;
+  if (segment->kind == LM_SEGMENT_HUGE) {
+    segment_free(tld, segment);
+    return true;
+  }
+  size_t idx = (size_t)(page - segment->slices);
+  size_t n = page->slice_count;
+  uint8_t tag = page->heap_tag;
+  /* Clear the core's fields; the span code rewrites the slice fields. */
+  *page = (lm_page_t){.slice_count = (uint32_t)n, .heap_tag = tag};
+  lm_page_t* span = lm_span_free_coalesce(tld, segment, idx, n);
+  if (segment->used == 0) {
+    segment_free(tld, segment);
+    return true;
+  }
+  size_t span_idx = (size_t)(span - segment->slices);
+  segment_schedule_purge(tld, segment, span_idx, span->slice_count);
+  return false;
+}
+
+/* ---- iteration ------------------------------------------------------------------------------- */
+
+lm_page_t* lm_segment_next_page(lm_segment_t* segment, lm_page_t* prev) {
+  size_t idx;
+  if (prev == NULL) {
+    idx = segment->info_slices;
+    if (segment->kind == LM_SEGMENT_HUGE) {
+      /* The single page sits after the header, or one segment in when hugely aligned. */
+      lm_page_t* first = &segment->slices[idx];
+      if (first->block_size == 0) first = &segment->slices[LM_SLICES_PER_SEGMENT];
+      return first->block_size != 0 ? first : NULL;
+    }
+  } else {
+    if (segment->kind == LM_SEGMENT_HUGE) return NULL;
+    idx = (size_t)(prev - segment->slices) + prev->slice_count;
+  }
+  while (idx < segment->segment_slices) {
+    lm_page_t* slice = &segment->slices[idx];
+    if (slice->block_size != 0) return slice;
+    idx += slice->slice_count > 0 ? slice->slice_count : 1;
+  }
+  return NULL;
+}

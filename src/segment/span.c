@@ -1,0 +1,135 @@
+/* Free spans: runs of free slices in a segment, queued per thread by length (bins spaced like
+ * the size classes, four per power of two). Allocation is best fit upward through the bins;
+ * the remainder of a split goes back to its queue; freeing merges with free neighbours. */
+#include "segment/span.h"
+
+static size_t span_bin(size_t slices) {
+  if (slices <= 8) return slices;
+  size_t w = slices - 1;
+  size_t b = lm_bsr(w);
+  size_t bin = (b << 2) + ((w >> (b - 2)) & 3) - 3;
+  return bin < LM_SPAN_QUEUES ? bin : LM_SPAN_QUEUES - 1;
+}
+
+void lm_span_queues_init(lm_segments_tld_t* tld) {
+  for (size_t i = 0; i < LM_SPAN_QUEUES; i++) tld->spans[i] = (lm_span_queue_t){0};
+  for (size_t n = 1; n <= LM_SLICES_PER_SEGMENT; n++) tld->spans[span_bin(n)].slice_count = n;
+}
+
+static void queue_push(lm_span_queue_t* q, lm_page_t* span) {
+  span->prev = NULL;
+  span->next = q->first;
+  if (q->first != NULL) q->first->prev = span;
+  else q->last = span;
+  q->first = span;
+}
+
+static void queue_remove(lm_span_queue_t* q, lm_page_t* span) {
+  if (span->prev != NULL) span->prev->next = span->next;
+  else q->first = span->next;
+  if (span->next != NULL) span->next->prev = span->prev;
+  else q->last = span->prev;
+  span->next = span->prev = NULL;
+}
+
+/* Write the slice fields of a span or page over [idx, idx+n). */
+static lm_page_t* mark_run(lm_segment_t* segment, size_t idx, size_t n, size_t block_size) {
+  lm_page_t* first = &segment->slices[idx];
+  first->slice_count = (uint32_t)n;
+  first->slice_offset = 0;
+  first->block_size = block_size;
+  /* Pages get back-offsets on every slice (interior pointers of aligned blocks); free spans
+   * only on their last slice (what coalescing looks at). */
+  size_t from = block_size == 0 ? idx + n - 1 : idx + 1;
+  for (size_t i = lm_max(from, idx + 1); i < idx + n; i++) {
+    lm_page_t* s = &segment->slices[i];
+    s->slice_count = 0;
+    s->slice_offset = (uint32_t)((i - idx) * sizeof(lm_page_t));
+    s->block_size = block_size == 0 ? 0 : 1;
+  }
+  return first;
+}
+
+void lm_span_free(lm_segments_tld_t* tld, lm_segment_t* segment, size_t idx, size_t n) {
+  if (n == 0) return;
+  lm_page_t* span = mark_run(segment, idx, n, 0);
+  span->next = span->prev = NULL;
+  queue_push(&tld->spans[span_bin(n)], span);
+}
+
+lm_page_t* lm_span_free_coalesce(lm_segments_tld_t* tld, lm_segment_t* segment, size_t idx,
+                                 size_t n) {
+  size_t end = idx + n;
+  if (end < segment->segment_slices) {
+    lm_page_t* next = &segment->slices[end];
+    if (next->block_size == 0 && next->slice_count > 0) {
+      queue_remove(&tld->spans[span_bin(next->slice_count)], next);
+      n += next->slice_count;
+    }
+  }
+  if (idx > segment->info_slices) {
+    lm_page_t* last = &segment->slices[idx - 1];
+    lm_page_t* prev = (lm_page_t*)((uint8_t*)last - last->slice_offset);
+    if (prev->block_size == 0 && prev->slice_count > 0) {
+      queue_remove(&tld->spans[span_bin(prev->slice_count)], prev);
+      size_t prev_idx = (size_t)(prev - segment->slices);
+      n += idx - prev_idx;
+      idx = prev_idx;
+    }
+  }
+  lm_span_free(tld, segment, idx, n);
+  return &segment->slices[idx];
+}
+
+static bool segment_suits(const lm_segment_t* segment, int arena_id) {
+  if (arena_id <= 0) return true;
+  return segment->memid.kind == LM_MEM_ARENA && (int)segment->memid.arena_index + 1 == arena_id;
+}
+
+lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id) {
+  for (size_t bin = span_bin(slices); bin < LM_SPAN_QUEUES; bin++) {
+    lm_span_queue_t* q = &tld->spans[bin];
+    for (lm_page_t* span = q->first; span != NULL; span = span->next) {
+      if (span->slice_count < slices) continue;
+      lm_segment_t* segment = lm_segment_of(span);
+      if (!segment_suits(segment, arena_id)) continue;
+      queue_remove(q, span);
+      size_t idx = (size_t)(span - segment->slices);
+      size_t rest = span->slice_count - slices;
+      if (rest > 0) lm_span_free(tld, segment, idx + slices, rest);
+      return mark_run(segment, idx, slices, 1);
+    }
+  }
+  return NULL;
+}
+
+bool lm_span_available(lm_segments_tld_t* tld, size_t slices) {
+  for (size_t bin = span_bin(slices); bin < LM_SPAN_QUEUES; bin++) {
+    for (lm_page_t* span = tld->spans[bin].first; span != NULL; span = span->next) {
+      if (span->slice_count >= slices) return true;
+    }
+  }
+  return false;
+}
+
+/* Visit the free spans of a normal segment. */
+static void for_each_span(lm_segments_tld_t* tld, lm_segment_t* segment, bool queue) {
+  size_t idx = segment->info_slices;
+  while (idx < segment->segment_slices) {
+    lm_page_t* slice = &segment->slices[idx];
+    size_t n = slice->slice_count > 0 ? slice->slice_count : 1;
+    if (slice->block_size == 0) {
+      lm_span_queue_t* q = &tld->spans[span_bin(n)];
+      if (queue) queue_push(q, slice);
+      else queue_remove(q, slice);
+    }
+    idx += n;
+  }
+}
+
+void lm_span_remove_all(lm_segments_tld_t* tld, lm_segment_t* segment) {
+  for_each_span(tld, segment, false);
+}
+void lm_span_queue_all(lm_segments_tld_t* tld, lm_segment_t* segment) {
+  for_each_span(tld, segment, true);
+}

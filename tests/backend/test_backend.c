@@ -1,0 +1,433 @@
+/* Unit test of the Linux backend's primitives, linked with the backend library alone.
+ *
+ * Each test talks to the real kernel through lm_backend_default(). Faults are provoked in
+ * forked children (with cmocka's signal handlers reset) so the test process survives them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "backend/backend.h"
+
+static const lm_backend_t* os;
+static lm_backend_caps_t caps;
+
+static int setup_backend(void** state) {
+  (void)state;
+  os = lm_backend_default();
+  os->init(&caps);
+  return 0;
+}
+
+/* Run fn(arg) in a child and return its wait status; the child gets default signal handling
+ * and no core file, so a fault kills it the plain way. */
+static int in_child(void (*fn)(void*), void* arg) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    fn(arg);
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  return status;
+}
+
+static bool all_bytes(const void* p, size_t size, uint8_t value) {
+  for (size_t i = 0; i < size; i++) {
+    if (((const uint8_t*)p)[i] != value) return false;
+  }
+  return true;
+}
+
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+static void test_init_reports_sane_caps(void** state) {
+  (void)state;
+  assert_string_equal(os->name, "linux");
+  assert_true(caps.page_size >= 4096 && (caps.page_size & (caps.page_size - 1)) == 0);
+  assert_int_equal(caps.page_size, (size_t)sysconf(_SC_PAGESIZE));
+  assert_int_equal(caps.alloc_granularity % caps.page_size, 0);
+  assert_int_equal(caps.large_page_size, 2u << 20);
+  assert_true(caps.has_partial_release && caps.has_virtual_reserve && caps.has_decommit);
+  assert_true(caps.has_threads);
+  if (caps.has_numa) assert_true(os->numa_node_count() > 1);
+}
+
+static void test_reserve_commit_write_decommit_reads_zero(void** state) {
+  (void)state;
+  const size_t size = 16 * caps.page_size;
+  void* p = NULL;
+  bool is_zero = false;
+  assert_int_equal(os->reserve(NULL, size, 0, false, &p, &is_zero), 0);
+  assert_non_null(p);
+  assert_true(is_zero);
+  assert_int_equal((uintptr_t)p % caps.alloc_granularity, 0);
+  is_zero = true;
+  assert_int_equal(os->commit(p, size, &is_zero), 0);
+  assert_false(is_zero); /* never promised after commit */
+  memset(p, 0x5a, size);
+  bool needs_recommit = true;
+  assert_int_equal(os->decommit(p, size, &needs_recommit), 0);
+  assert_false(needs_recommit);
+  assert_true(all_bytes(p, size, 0)); /* MADV_DONTNEED: still mapped, refaults as zero */
+  assert_int_equal(os->release(p, size), 0);
+}
+
+static void test_reserve_committed_is_zero_and_writable(void** state) {
+  (void)state;
+  const size_t size = 4u << 20;
+  void* p = NULL;
+  bool is_zero = false;
+  assert_int_equal(os->reserve(NULL, size, 2u << 20, true, &p, &is_zero), 0);
+  assert_true(is_zero);
+  assert_true(all_bytes(p, size, 0));
+  memset(p, 1, size);
+  assert_int_equal(os->release(p, size), 0);
+}
+
+static void test_reset_keeps_range_accessible(void** state) {
+  (void)state;
+  const size_t size = 8 * caps.page_size;
+  void* p;
+  bool is_zero;
+  assert_int_equal(os->reserve(NULL, size, 0, true, &p, &is_zero), 0);
+  memset(p, 7, size);
+  assert_int_equal(os->reset(p, size), 0);
+  assert_int_equal(os->reset(p, size), 0); /* twice: the second sees nothing to free */
+  uint8_t* b = p;
+  for (size_t i = 0; i < size; i += caps.page_size) {
+    assert_true(b[i] == 7 || b[i] == 0); /* kept or discarded, never anything else */
+    b[i] = 9;
+  }
+  assert_int_equal(os->release(p, size), 0);
+}
+
+static void write_first_byte(void* p) { *(volatile uint8_t*)p = 1; }
+
+static void test_protect_makes_writes_fault(void** state) {
+  (void)state;
+  const size_t size = 2 * caps.page_size;
+  void* p;
+  bool is_zero;
+  assert_int_equal(os->reserve(NULL, size, 0, true, &p, &is_zero), 0);
+  assert_int_equal(os->protect(p, caps.page_size, true), 0);
+  int status = in_child(write_first_byte, p);
+  assert_true(WIFSIGNALED(status));
+  assert_int_equal(WTERMSIG(status), SIGSEGV);
+  /* The neighbouring page stays writable, and unprotecting restores access. */
+  status = in_child(write_first_byte, (uint8_t*)p + caps.page_size);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(os->protect(p, caps.page_size, false), 0);
+  write_first_byte(p);
+  assert_int_equal(os->release(p, size), 0);
+}
+
+static void test_uncommitted_reservation_faults(void** state) {
+  (void)state;
+  void* p;
+  bool is_zero;
+  assert_int_equal(os->reserve(NULL, caps.page_size, 0, false, &p, &is_zero), 0);
+  int status = in_child(write_first_byte, p);
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+  assert_int_equal(os->release(p, caps.page_size), 0);
+}
+
+static void test_release_of_a_middle_part_keeps_the_ends(void** state) {
+  (void)state;
+  const size_t page = caps.page_size;
+  uint8_t* p;
+  bool is_zero;
+  assert_int_equal(os->reserve(NULL, 4 * page, 0, true, (void**)&p, &is_zero), 0);
+  assert_int_equal(os->release(p + page, 2 * page), 0);
+  p[0] = 1;
+  p[3 * page] = 1;
+  int status = in_child(write_first_byte, p + page); /* released: unmapped */
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+  assert_int_equal(os->release(p, page), 0);
+  assert_int_equal(os->release(p + 3 * page, page), 0);
+}
+
+static void test_reserve_honours_try_align(void** state) {
+  (void)state;
+  const size_t aligns[] = {64u << 10, 2u << 20, 32u << 20};
+  for (size_t i = 0; i < sizeof(aligns) / sizeof(aligns[0]); i++) {
+    for (int round = 0; round < 4; round++) {
+      const size_t size = aligns[i] * 2 + (size_t)round * caps.page_size;
+      void* p;
+      bool is_zero;
+      assert_int_equal(os->reserve(NULL, size, aligns[i], round % 2 == 0, &p, &is_zero), 0);
+      assert_int_equal((uintptr_t)p % aligns[i], 0);
+      assert_int_equal(os->release(p, size), 0);
+    }
+  }
+}
+
+static void test_reserve_fails_cleanly_with_enomem(void** state) {
+  (void)state;
+  void* p = (void*)0x1234;
+  bool is_zero = false;
+  assert_int_equal(os->reserve(NULL, (size_t)1 << 60, 0, false, &p, &is_zero), ENOMEM);
+  assert_int_equal(os->reserve(NULL, (size_t)1 << 60, 1u << 30, true, &p, &is_zero), ENOMEM);
+  assert_ptr_equal(p, (void*)0x1234); /* out-parameters untouched on failure */
+  assert_false(is_zero);
+}
+
+static void test_reserve_huge_works_or_reports_enomem(void** state) {
+  (void)state;
+  void* p = (void*)0x1234;
+  bool is_zero = false;
+  int err = os->reserve_huge(NULL, 1u << 30, os->numa_node(), &p, &is_zero);
+  if (err == 0) { /* a huge page pool is configured here */
+    assert_true(is_zero);
+    write_first_byte(p);
+    assert_int_equal(os->release(p, 1u << 30), 0);
+  } else {
+    assert_int_equal(err, ENOMEM);
+    assert_ptr_equal(p, (void*)0x1234);
+  }
+}
+
+/* Whether this kernel has CONFIG_ANON_VMA_NAME (asked directly, not through the backend). */
+static bool kernel_names_mappings(void) {
+  void* q = mmap(NULL, caps.page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(q != MAP_FAILED);
+  bool ok = prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)q, caps.page_size, "t") == 0;
+  munmap(q, caps.page_size);
+  return ok;
+}
+
+static void test_reservations_are_named(void** state) {
+  (void)state;
+  if (!kernel_names_mappings()) skip();
+  void* p;
+  bool is_zero;
+  assert_int_equal(os->reserve(NULL, 3 * caps.page_size, 0, false, &p, &is_zero), 0);
+  /* The line whose range holds p (unnamed, it may have merged with a neighbour). */
+  char line[512];
+  FILE* maps = fopen("/proc/self/maps", "r");
+  assert_non_null(maps);
+  bool named = false;
+  while (fgets(line, sizeof(line), maps) != NULL) {
+    unsigned long lo = 0, hi = 0;
+    if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || (uintptr_t)p < lo || (uintptr_t)p >= hi) {
+      continue;
+    }
+    named = strstr(line, "[anon:libmimalloc]") != NULL;
+  }
+  fclose(maps);
+  assert_int_equal(os->release(p, 3 * caps.page_size), 0);
+  assert_true(named);
+}
+
+/* ---- machine ------------------------------------------------------------------------------- */
+
+static void test_numa_node_is_in_range(void** state) {
+  (void)state;
+  int count = os->numa_node_count();
+  assert_true(count >= 1);
+  int node = os->numa_node();
+  assert_true(node >= 0 && node < count);
+  assert_int_equal(os->numa_node_count(), count); /* cached, stable */
+}
+
+static void test_clock_is_monotonic(void** state) {
+  (void)state;
+  int64_t t0 = os->clock_ms();
+  struct timespec nap = {0, 20 * 1000 * 1000};
+  nanosleep(&nap, NULL);
+  int64_t t1 = os->clock_ms();
+  assert_true(t0 >= 0);
+  assert_true(t1 - t0 >= 15 && t1 - t0 < 5000);
+}
+
+static void test_random_bytes_differ_across_calls(void** state) {
+  (void)state;
+  uint8_t a[32] = {0}, b[32] = {0}, odd[13] = {0};
+  assert_true(os->random_bytes(a, sizeof(a)));
+  assert_true(os->random_bytes(b, sizeof(b)));
+  assert_memory_not_equal(a, b, sizeof(a));
+  assert_true(os->random_bytes(odd, sizeof(odd)));
+  assert_true(os->random_bytes(a, 0));
+}
+
+static void test_getenv_is_case_insensitive(void** state) {
+  (void)state;
+  setenv("LM_TEST_VAR", "hello", 1);
+  char buf[16] = {0};
+  assert_true(os->getenv("lm_test_var", buf, sizeof(buf)));
+  assert_string_equal(buf, "hello");
+  assert_true(os->getenv("Lm_Test_Var", buf, 4)); /* truncated, still terminated */
+  assert_string_equal(buf, "hel");
+  assert_false(os->getenv("lm_test_va", buf, sizeof(buf))); /* a prefix is not a match */
+  assert_false(os->getenv("lm_test_var_not_there", buf, sizeof(buf)));
+  unsetenv("LM_TEST_VAR");
+  assert_false(os->getenv("lm_test_var", buf, sizeof(buf)));
+}
+
+static void test_output_writes_to_stderr(void** state) {
+  (void)state;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  fflush(stderr);
+  int saved = dup(STDERR_FILENO);
+  dup2(fds[1], STDERR_FILENO);
+  os->output("backend output check\n");
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(fds[1]);
+  char buf[64] = {0};
+  ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+  close(fds[0]);
+  assert_int_equal(n, (ssize_t)strlen("backend output check\n"));
+  assert_string_equal(buf, "backend output check\n");
+}
+
+/* ---- threads ------------------------------------------------------------------------------- */
+
+static atomic_int exit_runs;
+static void* _Atomic exit_seen_arg;
+static void on_thread_exit(void* arg) {
+  atomic_fetch_add(&exit_runs, 1);
+  atomic_store(&exit_seen_arg, arg);
+}
+
+static void* arming_thread(void* arg) {
+  os->thread_exit_arm(arg); /* arm twice: still one run, with the last value */
+  os->thread_exit_arm(arg);
+  return NULL;
+}
+static void* disarming_thread(void* arg) {
+  os->thread_exit_arm(arg);
+  os->thread_exit_arm(NULL);
+  return NULL;
+}
+
+static void run_and_join(void* (*body)(void*), void* arg) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, body, arg), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void test_thread_exit_runs_once_with_the_armed_arg(void** state) {
+  (void)state;
+  static int token;
+  assert_int_equal(os->thread_exit_register(on_thread_exit), 0);
+  atomic_store(&exit_runs, 0);
+  run_and_join(arming_thread, &token);
+  assert_int_equal(atomic_load(&exit_runs), 1);
+  assert_ptr_equal(atomic_load(&exit_seen_arg), &token);
+  run_and_join(disarming_thread, &token);
+  assert_int_equal(atomic_load(&exit_runs), 1); /* disarmed: nothing ran */
+}
+
+static _Atomic(uint32_t) started;
+static void background(void* arg) {
+  atomic_store((_Atomic(uint32_t)*)arg, 1);
+  os->wake_all((_Atomic(uint32_t)*)arg);
+}
+
+static void test_thread_start_runs_the_function(void** state) {
+  (void)state;
+  atomic_store(&started, 0);
+  assert_int_equal(os->thread_start(background, &started), 0);
+  int64_t deadline = os->clock_ms() + 10000;
+  while (atomic_load(&started) == 0 && os->clock_ms() < deadline) os->wait_on(&started, 0, 100);
+  assert_int_equal(atomic_load(&started), 1);
+}
+
+static _Atomic(uint32_t) flag;
+static void* set_flag_later(void* arg) {
+  (void)arg;
+  struct timespec nap = {0, 50 * 1000 * 1000};
+  nanosleep(&nap, NULL);
+  atomic_store(&flag, 1);
+  os->wake_all(&flag);
+  return NULL;
+}
+
+static void test_wait_on_returns_after_wake_all(void** state) {
+  (void)state;
+  atomic_store(&flag, 0);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, set_flag_later, NULL), 0);
+  int64_t t0 = os->clock_ms();
+  while (atomic_load(&flag) == 0) os->wait_on(&flag, 0, 20000); /* woken long before */
+  assert_true(os->clock_ms() - t0 < 10000);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void test_wait_on_returns_after_a_timeout(void** state) {
+  (void)state;
+  _Atomic(uint32_t) never = 0;
+  int64_t t0 = os->clock_ms();
+  errno = 1234;
+  os->wait_on(&never, 0, 30);
+  assert_int_equal(errno, 1234); /* errno is preserved */
+  int64_t waited = os->clock_ms() - t0;
+  assert_true(waited >= 20 && waited < 5000); /* no signal here, so no early return */
+  t0 = os->clock_ms();
+  os->wait_on(&never, 1, -1); /* not the expected value: returns at once */
+  assert_true(os->clock_ms() - t0 < 5000);
+}
+
+static atomic_int forks_prepared;
+static void on_prepare(void) { atomic_fetch_add(&forks_prepared, 1); }
+static void exit_now(void* arg) { (void)arg; }
+
+static void test_atfork_runs_the_handlers(void** state) {
+  (void)state;
+  assert_int_equal(os->atfork(on_prepare, NULL, NULL), 0);
+  int before = atomic_load(&forks_prepared);
+  int status = in_child(exit_now, NULL);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(atomic_load(&forks_prepared), before + 1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_init_reports_sane_caps),
+      cmocka_unit_test(test_reserve_commit_write_decommit_reads_zero),
+      cmocka_unit_test(test_reserve_committed_is_zero_and_writable),
+      cmocka_unit_test(test_reset_keeps_range_accessible),
+      cmocka_unit_test(test_protect_makes_writes_fault),
+      cmocka_unit_test(test_uncommitted_reservation_faults),
+      cmocka_unit_test(test_release_of_a_middle_part_keeps_the_ends),
+      cmocka_unit_test(test_reserve_honours_try_align),
+      cmocka_unit_test(test_reserve_fails_cleanly_with_enomem),
+      cmocka_unit_test(test_reserve_huge_works_or_reports_enomem),
+      cmocka_unit_test(test_reservations_are_named),
+      cmocka_unit_test(test_numa_node_is_in_range),
+      cmocka_unit_test(test_clock_is_monotonic),
+      cmocka_unit_test(test_random_bytes_differ_across_calls),
+      cmocka_unit_test(test_getenv_is_case_insensitive),
+      cmocka_unit_test(test_output_writes_to_stderr),
+      cmocka_unit_test(test_thread_exit_runs_once_with_the_armed_arg),
+      cmocka_unit_test(test_thread_start_runs_the_function),
+      cmocka_unit_test(test_wait_on_returns_after_wake_all),
+      cmocka_unit_test(test_wait_on_returns_after_a_timeout),
+      cmocka_unit_test(test_atfork_runs_the_handlers),
+  };
+  return cmocka_run_group_tests_name("backend_linux", tests, setup_backend, NULL);
+}
