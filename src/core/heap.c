@@ -136,28 +136,35 @@ bool lm_heap_delayed_free(lm_heap_t* heap, bool all) {
 
 /* ---- collection -------------------------------------------------------------------------------- */
 
+/* Visit every page: collect, free empty ones, and in ABANDON mode give up the rest. Abandoning
+ * is a second pass so that no page is freed between two abandonments of one segment: a segment
+ * is handed over exactly when its last live page is abandoned. */
 static void heap_visit_pages(lm_heap_t* heap, lm_collect_t mode) {
   for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
-    lm_page_queue_t* pq = &heap->pages[bin];
     if (bin == LM_BIN_FULL && mode == LM_COLLECT_NORMAL) continue;
-    lm_page_t* page = pq->first;
+    lm_page_t* page = heap->pages[bin].first;
     while (page != NULL) {
       lm_page_t* next = page->next;
       lm_page_collect(page, mode >= LM_COLLECT_FORCE);
-      if (page->used == 0) {
-        lm_heap_page_free(heap, page);
-      } else if (mode == LM_COLLECT_ABANDON) {
-        lm_queue_remove(heap, pq, page);
-        heap->page_count--;
-        page->flags &= (uint8_t)~LM_PAGE_IN_FULL;
-        atomic_store_explicit(&page->xheap, 0, memory_order_release);
-        /* Remote frees from now on push plainly; the first one wakes the purger. */
-        atomic_fetch_or_explicit(&page->xthread_free, LM_TF_NOTIFY, memory_order_release);
-        lm_segment_page_abandon(page, &heap->tld->segments);
-      } else if (mode == LM_COLLECT_FORCE) {
+      if (page->used == 0) lm_heap_page_free(heap, page);
+      else if (mode == LM_COLLECT_FORCE) {
         lm_segment_collect(&heap->tld->segments, lm_segment_of(page), true);
       }
       page = next;
+    }
+  }
+  if (mode != LM_COLLECT_ABANDON) return;
+  for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
+    lm_page_queue_t* pq = &heap->pages[bin];
+    while (pq->first != NULL) {
+      lm_page_t* page = pq->first;
+      lm_queue_remove(heap, pq, page);
+      heap->page_count--;
+      page->flags &= (uint8_t)~LM_PAGE_IN_FULL;
+      atomic_store_explicit(&page->xheap, 0, memory_order_release);
+      /* Remote frees from now on push plainly; the first one wakes the purger. */
+      atomic_fetch_or_explicit(&page->xthread_free, LM_TF_NOTIFY, memory_order_release);
+      lm_segment_page_abandon(page, &heap->tld->segments);
     }
   }
 }
