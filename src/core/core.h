@@ -175,7 +175,15 @@ void lm_page_unfull(lm_heap_t* heap, lm_page_t* page);
 /* Find a page with a free block of `size` (<= medium) or a fresh single-block page. */
 lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment);
 /* The page's last block was freed locally: keep it a while (only page of its size) or free. */
-void lm_page_retire(lm_page_t* page);
+void lm_page_retire_slow(lm_page_t* page);
+static inline void lm_page_retire(lm_page_t* page) {
+  /* Already retired (an alloc/free cycle on the only page of its size): just renew it. */
+  if (lm_likely(page->retire_expire != 0)) {
+    page->retire_expire = page->block_size <= LM_SMALL_OBJ_SIZE_MAX ? 16 : 4;
+    return;
+  }
+  lm_page_retire_slow(page);
+}
 /* Return an empty page to its segment. */
 void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page);
 /* Free retired pages whose time is up (all with force). */

@@ -79,7 +79,7 @@ void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page) {
   lm_segment_page_free(page, &heap->tld->segments);
 }
 
-void lm_page_retire(lm_page_t* page) {
+void lm_page_retire_slow(lm_page_t* page) {
   lm_heap_t* heap = lm_page_heap(page);
   lm_page_queue_t* pq = lm_heap_queue_for(heap, page);
   size_t bin = (size_t)(pq - heap->pages);
