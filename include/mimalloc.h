@@ -1,8 +1,9 @@
 /* libmimalloc: a general-purpose allocator, API- and ABI-compatible with mimalloc v2.
  *
- * This header declares the public API. Every allocation function returns memory aligned to at
- * least 16 bytes (MI_MAX_ALIGN_SIZE), or NULL with errno set to ENOMEM when memory cannot be
- * had (size overflow included). Any thread may free any block.
+ * This header declares the public API. Every allocation function returns memory aligned to 16
+ * bytes (8 bytes for requests of at most 8 bytes, which is all such an object can need), or NULL
+ * with errno set to ENOMEM when memory cannot be had (size overflow included). Any thread may
+ * free any block.
  */
 #pragma once
 #ifndef MIMALLOC_H

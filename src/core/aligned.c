@@ -50,7 +50,10 @@ void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size
 
 void* lm_heap_realloc_aligned_at(lm_heap_t* heap, void* p, size_t newsize, size_t align,
                                  size_t offset, bool zero) {
-  if (align <= LM_MAX_ALIGN_SIZE && offset == 0) return lm_heap_realloc(heap, p, newsize, zero);
+  if (align <= LM_MAX_ALIGN_SIZE && offset == 0) {
+    /* Blocks of 16 bytes and more are 16-aligned; smaller ones only 8. */
+    return lm_heap_realloc(heap, p, newsize < align ? align : newsize, zero);
+  }
   if (p == NULL) return lm_heap_malloc_aligned_at(heap, newsize, align, offset, zero);
   size_t size = lm_usable_size(p);
   bool aligned = lm_is_power_of_two(align) && (((uintptr_t)p + offset) & (align - 1)) == 0;

@@ -52,7 +52,7 @@ static lm_page_t* queue_find_free(lm_heap_t* heap, lm_page_queue_t* pq, size_t b
 
 lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment) {
   if (lm_unlikely(size > LM_MEDIUM_OBJ_SIZE_MAX || huge_alignment > 0)) {
-    size_t block_size = lm_good_size_large(size);
+    size_t block_size = lm_good_size_large(size > 0 ? size : 1);
     if (block_size < size) return NULL; /* overflow */
     return page_fresh(heap, &heap->pages[LM_BIN_HUGE], block_size, huge_alignment);
   }

@@ -305,7 +305,7 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
                                  size_t page_alignment, int arena_id) {
   if (block_size > LM_LARGE_OBJ_SIZE_MAX || page_alignment > LM_BLOCK_ALIGNMENT_MAX) {
     lm_page_t* page = NULL;
-    lm_segment_t* segment = segment_alloc(tld, block_size, page_alignment, arena_id, &page);
+    lm_segment_t* segment = segment_alloc(tld, lm_max(block_size, 1), page_alignment, arena_id, &page);
     if (segment == NULL) return NULL;
     if (page_init_common(tld, segment, page, block_size) == NULL) {
       segment_free(tld, segment);

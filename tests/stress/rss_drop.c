@@ -1,0 +1,345 @@
+/* rss_drop: freed memory goes back to the OS on its own, without the program calling into the
+ * allocator again.
+ *
+ * Phase 1 (abandoned memory): several threads allocate about TOTAL MiB in small and medium
+ *   blocks, touching every byte, and exit with the blocks live. The main thread frees every
+ *   block (remote frees into abandoned pages) and then makes no allocator call at all -- no
+ *   mi_collect -- while it polls resident memory (/proc/self/statm) for up to 1.5 s.
+ * Phase 2 (idle owner): one thread allocates about TOTAL MiB, frees it all locally and then
+ *   blocks on a condition variable; the main thread polls likewise.
+ * Each phase runs in a child process of its own and passes when RSS falls below baseline + 10%
+ * of the peak growth within 1 s of the last free. The RSS timeline is printed afterwards (collected
+ * first, so that printing does not disturb the measurement). Bookkeeping arrays are mmapped, not
+ * allocated from the allocator.
+ *
+ * usage: rss_drop [total-MiB=256] [threads=4] [phase: 1 or 2; default both]
+ * Prints "N passed, N failed" (one check per phase); exit status 0 only when all passed. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mimalloc.h"
+
+#define MiB ((size_t)1024 * 1024)
+#define MAX_THREADS 64
+#define POLL_MS 20
+#define POLL_TOTAL_MS 1500
+#define DEADLINE_MS 1000
+#define MAX_SAMPLES (POLL_TOTAL_MS / POLL_MS + 2)
+
+static size_t page_bytes;
+
+/* Resident bytes, read with plain syscalls into a stack buffer (no allocation anywhere). */
+static size_t rss_bytes(void) {
+  char buf[128];
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* s = buf;
+  while (*s != ' ' && *s != '\0') s++; /* skip the total size; the second field is resident */
+  size_t pages = 0;
+  while (*s == ' ') s++;
+  while (*s >= '0' && *s <= '9') pages = pages * 10 + (size_t)(*s++ - '0');
+  return pages * page_bytes;
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+static double mib(size_t bytes) {
+  return (double)bytes / (double)MiB;
+}
+
+/* ---- a set of blocks, kept in an mmapped array ----------------------------------------------- */
+
+struct block_set {
+  void** ptrs;
+  size_t count, cap, bytes;
+};
+
+static bool set_init(struct block_set* s, size_t cap) {
+  void* mem =
+      mmap(NULL, cap * sizeof(void*), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return false;
+  s->ptrs = mem;
+  s->count = 0;
+  s->cap = cap;
+  s->bytes = 0;
+  return true;
+}
+
+static void set_unmap(struct block_set* s) {
+  munmap(s->ptrs, s->cap * sizeof(void*));
+  s->ptrs = NULL;
+}
+
+static uint64_t rng_next(uint64_t* st) {
+  uint64_t x = *st;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *st = x;
+  return x * 2685821657736338717ull;
+}
+
+/* Half the bytes in small blocks (16 B .. 1 KiB), half in medium ones (1 KiB .. 64 KiB); every
+ * byte is written so it is resident. Returns false if an allocation failed. */
+static bool fill_set(struct block_set* s, size_t target_bytes, uint64_t seed) {
+  size_t small_target = target_bytes / 2;
+  while (s->bytes < target_bytes && s->count < s->cap) {
+    size_t size = s->bytes < small_target ? 16 + rng_next(&seed) % 1009
+                                          : 1024 + rng_next(&seed) % (63 * 1024);
+    void* p = mi_malloc(size);
+    if (p == NULL) return false;
+    memset(p, (int)(size & 0xFF) | 1, size);
+    s->ptrs[s->count++] = p;
+    s->bytes += size;
+  }
+  return true;
+}
+
+static void free_set(struct block_set* s) {
+  for (size_t i = 0; i < s->count; i++) mi_free(s->ptrs[i]);
+  s->count = 0;
+}
+
+/* Worst case pointers for `bytes` of small blocks averaging ~500 B, with margin. */
+static size_t set_capacity(size_t bytes) {
+  return bytes / 256 + 1024;
+}
+
+/* ---- polling and judging ------------------------------------------------------------------ */
+
+struct sample {
+  double t_ms; /* since the last free */
+  size_t rss;
+};
+
+struct phase_result {
+  const char* name;
+  size_t baseline, peak, threshold;
+  struct sample samples[MAX_SAMPLES];
+  int n_samples;
+  double passed_at_ms; /* < 0: never below the threshold within the deadline */
+};
+
+/* No allocator call in here. */
+static void poll_rss(struct phase_result* r, double t_last_free) {
+  r->n_samples = 0;
+  r->passed_at_ms = -1;
+  for (;;) {
+    double t = now_ms() - t_last_free;
+    size_t rss = rss_bytes();
+    if (r->n_samples < MAX_SAMPLES) r->samples[r->n_samples++] = (struct sample){t, rss};
+    if (r->passed_at_ms < 0 && t <= DEADLINE_MS && rss < r->threshold) r->passed_at_ms = t;
+    if (t >= POLL_TOTAL_MS) break;
+    sleep_ms(POLL_MS);
+  }
+}
+
+static bool report(const struct phase_result* r) {
+  printf("\n== %s\n", r->name);
+  printf("baseline %.1f MiB, peak %.1f MiB (growth %.1f MiB), threshold %.1f MiB\n",
+         mib(r->baseline), mib(r->peak), mib(r->peak - r->baseline), mib(r->threshold));
+  printf("RSS after the last free (every %d ms; unchanged samples between 100 ms marks elided):\n",
+         POLL_MS);
+  size_t shown = SIZE_MAX;
+  for (int i = 0; i < r->n_samples; i++) {
+    const struct sample* s = &r->samples[i];
+    bool changed = shown == SIZE_MAX || (s->rss > shown ? s->rss - shown : shown - s->rss) >= MiB;
+    if (!changed && i % (100 / POLL_MS) != 0 && i != r->n_samples - 1) continue;
+    printf("  t=%7.1f ms  rss=%8.1f MiB%s\n", s->t_ms, mib(s->rss),
+           s->rss < r->threshold ? "  (below threshold)" : "");
+    shown = s->rss;
+  }
+  bool ok = r->passed_at_ms >= 0;
+  if (ok) {
+    printf("PASS: %s: RSS below threshold %.1f ms after the last free\n", r->name, r->passed_at_ms);
+  } else {
+    printf("FAIL: %s: RSS stayed above %.1f MiB for %d ms after the last free\n", r->name,
+           mib(r->threshold), DEADLINE_MS);
+  }
+  return ok;
+}
+
+static size_t threshold_of(size_t baseline, size_t peak) {
+  return baseline + (peak > baseline ? (peak - baseline) / 10 : 0);
+}
+
+/* ---- phase 1: threads allocate and exit; main frees ------------------------------------------ */
+
+struct alloc_job {
+  struct block_set set;
+  size_t target;
+  uint64_t seed;
+  bool ok;
+};
+
+static void* alloc_and_exit(void* arg) {
+  struct alloc_job* job = arg;
+  job->ok = fill_set(&job->set, job->target, job->seed);
+  return NULL; /* exits with every block live: its pages are abandoned */
+}
+
+static bool phase_abandoned(size_t total, int n_threads, struct phase_result* r) {
+  struct alloc_job jobs[MAX_THREADS];
+  pthread_t tids[MAX_THREADS];
+  r->name = "phase 1: blocks of exited threads freed by main";
+  r->baseline = rss_bytes();
+  for (int i = 0; i < n_threads; i++) {
+    jobs[i].target = total / (size_t)n_threads;
+    jobs[i].seed = 0x1234567ull + (uint64_t)i * 7777;
+    jobs[i].ok = false;
+    if (!set_init(&jobs[i].set, set_capacity(jobs[i].target))) return false;
+  }
+  for (int i = 0; i < n_threads; i++) {
+    if (pthread_create(&tids[i], NULL, alloc_and_exit, &jobs[i]) != 0) return false;
+  }
+  bool ok = true;
+  for (int i = 0; i < n_threads; i++) {
+    pthread_join(tids[i], NULL);
+    ok = ok && jobs[i].ok;
+  }
+  r->peak = rss_bytes();
+  r->threshold = threshold_of(r->baseline, r->peak);
+  for (int i = 0; i < n_threads; i++) free_set(&jobs[i].set);
+  double t_last_free = now_ms();
+  for (int i = 0; i < n_threads; i++) set_unmap(&jobs[i].set); /* not the allocator */
+  poll_rss(r, t_last_free);
+  return ok;
+}
+
+/* ---- phase 2: one thread allocates, frees locally, then idles ---------------------------- */
+
+struct idle_job {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int stage; /* 0 start, 1 allocated, 2 may free, 3 freed, 4 may exit */
+  struct block_set set;
+  size_t target;
+  double t_last_free;
+  bool ok;
+};
+
+static void set_stage(struct idle_job* job, int stage) {
+  pthread_mutex_lock(&job->lock);
+  job->stage = stage;
+  pthread_cond_broadcast(&job->cond);
+  pthread_mutex_unlock(&job->lock);
+}
+
+static void wait_stage(struct idle_job* job, int stage) {
+  pthread_mutex_lock(&job->lock);
+  while (job->stage < stage) pthread_cond_wait(&job->cond, &job->lock);
+  pthread_mutex_unlock(&job->lock);
+}
+
+static void* alloc_free_idle(void* arg) {
+  struct idle_job* job = arg;
+  job->ok = fill_set(&job->set, job->target, 0xABCDEFull);
+  set_stage(job, 1);
+  wait_stage(job, 2);
+  free_set(&job->set);
+  job->t_last_free = now_ms();
+  set_stage(job, 3);
+  wait_stage(job, 4); /* idle: alive, but no further allocator calls */
+  return NULL;
+}
+
+static bool phase_idle_owner(size_t total, struct phase_result* r) {
+  struct idle_job job;
+  memset(&job, 0, sizeof(job));
+  pthread_mutex_init(&job.lock, NULL);
+  pthread_cond_init(&job.cond, NULL);
+  job.target = total;
+  r->name = "phase 2: blocks freed locally by a thread that then idles";
+  if (!set_init(&job.set, set_capacity(total))) return false;
+  r->baseline = rss_bytes();
+  pthread_t tid;
+  if (pthread_create(&tid, NULL, alloc_free_idle, &job) != 0) return false;
+  wait_stage(&job, 1);
+  r->peak = rss_bytes();
+  r->threshold = threshold_of(r->baseline, r->peak);
+  set_stage(&job, 2);
+  wait_stage(&job, 3);
+  set_unmap(&job.set);
+  poll_rss(r, job.t_last_free);
+  set_stage(&job, 4);
+  pthread_join(tid, NULL);
+  return job.ok;
+}
+
+/* Each phase runs in its own child process, forked before the allocator is used, so that one
+ * phase's leftovers cannot blur the other's baseline. */
+static int run_phase(int phase, size_t total, int n_threads) {
+  static struct phase_result r;
+  bool allocated = phase == 1 ? phase_abandoned(total, n_threads, &r) : phase_idle_owner(total, &r);
+  bool ok = report(&r);
+  if (!allocated) printf("FAIL: %s: an allocation failed\n", r.name);
+  fflush(stdout);
+  return ok && allocated ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  size_t total_mib = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 256;
+  int n_threads = argc > 2 ? atoi(argv[2]) : 4;
+  int only = argc > 3 ? atoi(argv[3]) : 0;
+  if (total_mib < 16 || n_threads < 1 || n_threads > MAX_THREADS || only < 0 || only > 2) {
+    fprintf(stderr, "usage: %s [total-MiB >= 16] [threads 1..%d] [phase 1|2, default both]\n",
+            argv[0], MAX_THREADS);
+    return 2;
+  }
+  page_bytes = (size_t)sysconf(_SC_PAGESIZE);
+  if (rss_bytes() == 0) {
+    printf("cannot read /proc/self/statm; skipping\n");
+    return 77;
+  }
+  printf("rss_drop: phase 1: %zu MiB in %d threads; phase 2: %zu MiB in one idle thread\n",
+         total_mib, n_threads, total_mib);
+  fflush(stdout); /* nothing buffered may be duplicated into the children */
+
+  int passed = 0, failed = 0;
+  for (int phase = 1; phase <= 2; phase++) {
+    if (only != 0 && phase != only) continue;
+    pid_t pid = fork();
+    if (pid < 0) {
+      perror("fork");
+      return 1;
+    }
+    if (pid == 0) {
+      fflush(stdout);
+      _exit(run_phase(phase, total_mib * MiB, n_threads));
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) < 0) status = -1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      passed++;
+    } else {
+      failed++;
+      if (!WIFEXITED(status)) printf("FAIL: phase %d: child did not exit normally\n", phase);
+    }
+  }
+  printf("\n%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
