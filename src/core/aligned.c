@@ -43,7 +43,7 @@ void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size
   uintptr_t aligned = lm_align_up((uintptr_t)p + offset, align) - offset;
   if (aligned != (uintptr_t)p) {
     lm_page_t* page = lm_segment_page_of(lm_segment_of(p), p);
-    page->flags |= LM_PAGE_HAS_ALIGNED;
+    lm_page_flags_update(page, LM_PAGE_HAS_ALIGNED, 0);
   }
   return (void*)aligned;
 }

@@ -148,6 +148,14 @@ void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never);
 static inline lm_heap_t* lm_page_heap(const lm_page_t* page) {
   return (lm_heap_t*)atomic_load_explicit(&((lm_page_t*)page)->xheap, memory_order_relaxed);
 }
+static inline uint8_t lm_page_flags(const lm_page_t* page) {
+  return atomic_load_explicit(&((lm_page_t*)page)->flags, memory_order_relaxed);
+}
+/* Owner-only update (single writer): a relaxed load and store, no atomic RMW needed. */
+static inline void lm_page_flags_update(lm_page_t* page, uint8_t set, uint8_t clear) {
+  uint8_t f = lm_page_flags(page);
+  atomic_store_explicit(&page->flags, (uint8_t)((f | set) & (uint8_t)~clear), memory_order_relaxed);
+}
 static inline bool lm_page_all_free(const lm_page_t* page) { return page->used == 0; }
 static inline bool lm_page_immediate_available(const lm_page_t* page) { return page->free != NULL; }
 /* A block's start from an interior (aligned) pointer into it. */

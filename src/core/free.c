@@ -7,7 +7,7 @@ void lm_free_block_local(lm_page_t* page, lm_block_t* block) {
   block->next = page->local_free;
   page->local_free = block;
   page->used--;
-  if (lm_unlikely(page->flags & LM_PAGE_IN_FULL)) {
+  if (lm_unlikely(lm_page_flags(page) & LM_PAGE_IN_FULL)) {
     lm_page_unfull(lm_page_heap(page), page);
   }
   if (lm_unlikely(page->used == 0)) lm_page_retire(page);
@@ -55,7 +55,8 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
 /* Local free into a full page or one with interior pointers, and every remote free. */
 static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, bool is_local,
                                      void* p) {
-  lm_block_t* block = (page->flags & LM_PAGE_HAS_ALIGNED) || !is_local
+  /* A remote free always unaligns: the owner may set HAS_ALIGNED at any moment. */
+  lm_block_t* block = !is_local || (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)
                           ? lm_page_block_of(page, p)
                           : (lm_block_t*)p;
   (void)segment;
@@ -68,7 +69,7 @@ void mi_free(void* p) mi_attr_noexcept {
   if (lm_unlikely((intptr_t)segment <= 0)) return; /* NULL (and the top half): nothing to do */
   lm_page_t* page = lm_segment_page_of(segment, p);
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
-  if (lm_likely(is_local && page->flags == 0)) {
+  if (lm_likely(is_local && lm_page_flags(page) == 0)) {
     lm_block_t* block = (lm_block_t*)p;
     block->next = page->local_free;
     page->local_free = block;
@@ -82,7 +83,7 @@ size_t lm_usable_size(const void* p) {
   const lm_segment_t* segment = lm_segment_of(p);
   if ((intptr_t)segment <= 0) return 0;
   const lm_page_t* page = lm_segment_page_of(segment, p);
-  if (lm_unlikely(page->flags & LM_PAGE_HAS_ALIGNED)) return lm_page_usable_size_of(page, p);
+  if (lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) return lm_page_usable_size_of(page, p);
   return page->block_size;
 }
 

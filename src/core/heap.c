@@ -75,7 +75,7 @@ void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page) {
   lm_queue_remove(heap, lm_heap_queue_for(heap, page), page);
   heap->page_count--;
   atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
-  page->flags = 0;
+  lm_page_flags_update(page, 0, 0xFF);
   lm_segment_page_free(page, &heap->tld->segments);
 }
 
@@ -160,7 +160,7 @@ static void heap_visit_pages(lm_heap_t* heap, lm_collect_t mode) {
       lm_page_t* page = pq->first;
       lm_queue_remove(heap, pq, page);
       heap->page_count--;
-      page->flags &= (uint8_t)~LM_PAGE_IN_FULL;
+      lm_page_flags_update(page, 0, LM_PAGE_IN_FULL);
       atomic_store_explicit(&page->xheap, 0, memory_order_release);
       /* Remote frees from now on push plainly; the first one wakes the purger. */
       atomic_fetch_or_explicit(&page->xthread_free, LM_TF_NOTIFY, memory_order_release);
@@ -248,7 +248,7 @@ static void abandoned_segment_collect(lm_segments_tld_t* tld, lm_segment_t* segm
     if (page->used == 0) {
       lm_segment_page_unabandon(page);
       bool last = segment->used == 1;
-      page->flags = 0;
+      lm_page_flags_update(page, 0, 0xFF);
       lm_segment_page_free(page, tld);
       if (last) return;
     } else {

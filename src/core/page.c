@@ -95,7 +95,7 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   page->used = 0;
   page->free = NULL;
   page->local_free = NULL;
-  page->flags = 0;
+  lm_page_flags_update(page, 0, 0xFF);
   page->retire_expire = 0;
   page->free_is_zero = page->is_zero_init;
   page->block_size_shift = lm_is_power_of_two(block_size) ? (uint8_t)lm_ctz(block_size) : 0;

@@ -8,7 +8,7 @@ static bool queue_is_full(const lm_heap_t* heap, const lm_page_queue_t* pq) {
 }
 
 lm_page_queue_t* lm_heap_queue_for(lm_heap_t* heap, const lm_page_t* page) {
-  if (page->flags & LM_PAGE_IN_FULL) return &heap->pages[LM_BIN_FULL];
+  if (lm_page_flags(page) & LM_PAGE_IN_FULL) return &heap->pages[LM_BIN_FULL];
   if (page->block_size > LM_MEDIUM_OBJ_SIZE_MAX || page->is_huge) return &heap->pages[LM_BIN_HUGE];
   return &heap->pages[lm_bin(page->block_size)];
 }
@@ -31,8 +31,8 @@ void lm_queue_push(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page) {
   if (pq->first != NULL) pq->first->prev = page;
   else pq->last = page;
   pq->first = page;
-  if (queue_is_full(heap, pq)) page->flags |= LM_PAGE_IN_FULL;
-  else page->flags &= (uint8_t)~LM_PAGE_IN_FULL;
+  if (queue_is_full(heap, pq)) lm_page_flags_update(page, LM_PAGE_IN_FULL, 0);
+  else lm_page_flags_update(page, 0, LM_PAGE_IN_FULL);
   direct_update(heap, pq);
 }
 
@@ -45,8 +45,8 @@ void lm_queue_push_back(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page) {
   page->prev = pq->last;
   pq->last->next = page;
   pq->last = page;
-  if (queue_is_full(heap, pq)) page->flags |= LM_PAGE_IN_FULL;
-  else page->flags &= (uint8_t)~LM_PAGE_IN_FULL;
+  if (queue_is_full(heap, pq)) lm_page_flags_update(page, LM_PAGE_IN_FULL, 0);
+  else lm_page_flags_update(page, 0, LM_PAGE_IN_FULL);
 }
 
 void lm_queue_remove(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page) {
@@ -76,9 +76,9 @@ void lm_page_to_full(lm_heap_t* heap, lm_page_t* page) {
 }
 
 void lm_page_unfull(lm_heap_t* heap, lm_page_t* page) {
-  if (!(page->flags & LM_PAGE_IN_FULL)) return;
+  if (!(lm_page_flags(page) & LM_PAGE_IN_FULL)) return;
   lm_queue_remove(heap, &heap->pages[LM_BIN_FULL], page);
-  page->flags &= (uint8_t)~LM_PAGE_IN_FULL;
+  lm_page_flags_update(page, 0, LM_PAGE_IN_FULL);
   lm_queue_push_back(heap, lm_heap_queue_for(heap, page), page);
   lm_page_set_delayed(page, LM_TF_NO_DELAYED, false);
 }

@@ -56,7 +56,8 @@ typedef struct lm_page_s {
   uint8_t is_zero_init : 1; /* the page memory was known zero when it was allocated */
   uint8_t is_huge : 1;
   /* core */
-  uint8_t flags;          /* LM_PAGE_IN_FULL | LM_PAGE_HAS_ALIGNED */
+  _Atomic(uint8_t) flags; /* LM_PAGE_IN_FULL | LM_PAGE_HAS_ALIGNED; written by the owner only,
+                           * read relaxed (a plain byte load) by any thread */
   uint8_t free_is_zero;   /* the blocks in `free` are zero beyond their first word */
   uint8_t retire_expire;  /* > 0: kept empty for a while before release (hysteresis) */
   uint16_t capacity;      /* blocks threaded into the free lists so far */
