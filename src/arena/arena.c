@@ -202,6 +202,7 @@ static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t bloc
       lm_bitmap_clear(arena->inuse, idx, blocks);
       return NULL;
     }
+    if (!is_zero) was_clean = false; /* the OS may hand back old contents on commit */
     lm_bitmap_set(arena->committed, idx, blocks);
     committed = true;
   }
@@ -259,8 +260,12 @@ static lm_arena_t* arena_of(lm_arenas_t* arenas, const lm_memid_t* memid) {
 }
 
 static void arena_purge_blocks(lm_arenas_t* arenas, lm_arena_t* arena, size_t idx, size_t n) {
-  bool needs_recommit =
-      lm_os_purge(arenas, arena->start + idx * LM_ARENA_BLOCK_SIZE, n * LM_ARENA_BLOCK_SIZE);
+  uint8_t* start = arena->start + idx * LM_ARENA_BLOCK_SIZE;
+  /* A reset needs committed memory: blocks committed only in part (lazily, per page) are
+   * decommitted instead, which every backend accepts for any reserved range. */
+  bool needs_recommit = lm_bitmap_is_all_set(arena->committed, idx, n)
+                            ? lm_os_purge(arenas, start, n * LM_ARENA_BLOCK_SIZE)
+                            : lm_os_decommit(arenas, start, n * LM_ARENA_BLOCK_SIZE);
   if (needs_recommit) lm_bitmap_clear(arena->committed, idx, n);
 }
 

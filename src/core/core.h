@@ -34,7 +34,9 @@
 #define LM_MAX_ALIGN_SIZE 16
 
 /* The bin of a size (up to LM_MEDIUM_OBJ_SIZE_MAX; larger sizes are LM_BIN_HUGE). Four bins per
- * power of two above 64 bytes bound the internal waste at 12.5%. */
+ * power of two above 64 bytes: the waste of a request in [2^b, 2^(b+1)) is below 2^(b-2), i.e.
+ * at most 12.5% of its power-of-two ceiling (under 25% of the request, 20% of the block). These
+ * are mimalloc v2's classes, which mi_good_size exposes. */
 static inline uint8_t lm_bin(size_t size) {
   size_t w = (size + 7) >> 3;
   if (w <= 1) return 1;

@@ -1,6 +1,7 @@
 /* Pages: setting up a fresh page, threading blocks into its free list lazily, and collecting
  * the blocks freed by the owner (local_free) and by other threads (xthread_free).
- * Invariant: used - |thread_free| + |free| + |local_free| == capacity <= reserved.
+ * Invariant: used + |free| + |local_free| == capacity <= reserved, where `used` still counts the
+ * blocks waiting in the thread-free and delayed lists (the owner subtracts them on collect).
  */
 #include "core/core.h"
 

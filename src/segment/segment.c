@@ -9,6 +9,8 @@
  *  - commit_mask/purge_mask/dirty_mask change only under `lock`, which the background purger
  *    takes with try-lock; purge bits are a subset of commit bits.
  */
+#include <string.h>
+
 #include "segment/segment.h"
 #include "segment/span.h"
 
@@ -234,8 +236,17 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   size_t slices = huge ? lm_min(size / LM_SLICE_SIZE, LM_SLICES_PER_SEGMENT) : LM_SLICES_PER_SEGMENT;
   /* Only the header and the descriptors in use need clearing (the sentinel included). */
   if (!memid.initially_zero) {
-    __builtin_memset(segment, 0, offsetof(lm_segment_t, slices) + (slices + 1) * sizeof(lm_page_t));
+    memset(segment, 0, offsetof(lm_segment_t, slices) + (slices + 1) * sizeof(lm_page_t));
   }
+  /* The counters and purge state are set explicitly even on zeroed memory: they must never
+   * depend on what the OS (or an earlier segment) left there. */
+  segment->used = 0;
+  segment->abandoned = 0;
+  segment->abandoned_visits = 0;
+  segment->abandoned_next = NULL;
+  segment->purge_flagged = false;
+  segment->purge_expire = 0;
+  memset(&segment->purge_mask, 0, sizeof(segment->purge_mask));
   segment->memid = memid;
   segment->segment_size = size;
   segment->segment_slices = slices;
@@ -325,7 +336,7 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
   lm_segment_t* segment = lm_segment_of(page);
   if (page_init_common(tld, segment, page, block_size) == NULL) {
     size_t idx = (size_t)(page - segment->slices);
-    lm_span_free(tld, segment, idx, page->slice_count);
+    lm_span_free_coalesce(tld, segment, idx, page->slice_count);
     if (segment->used == 0) segment_free(tld, segment);
     return NULL;
   }

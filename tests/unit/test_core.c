@@ -1,0 +1,757 @@
+/* Unit test of the core layer (src/core/) over the segment and arena layers and the fake
+ * backend, which also provides lm_backend_default(): the whole allocator runs over the fake.
+ *
+ * The core keeps process-wide state (lm_process), and the library's constructor initialises it
+ * when the executable loads, before main and before cmocka's group setup. The fake is therefore
+ * configured by a constructor of higher priority (configure_fake below), and the group setup
+ * checks that the configuration took. All tests share one process, so they run in an order
+ * where each leaves the heap as it found it: blocks freed, nothing abandoned.
+ *
+ * Configuration: no overcommit (arenas are committed lazily, so commits happen and can fail),
+ * no background purger thread (has_threads=false: deterministic), 64 MiB arenas (a new arena is
+ * needed soon), segments committed per page (eager_commit=0).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "fake_backend.h"
+
+#define SEG LM_SEGMENT_SIZE
+#define ARENA_RESERVE (64 * LM_MiB)
+
+__attribute__((constructor(101))) static void configure_fake(void) {
+  fake_backend_reset();
+  lm_backend_caps_t caps;
+  fake_backend_get_caps(&caps);
+  caps.has_overcommit = false;
+  caps.has_threads = false;
+  fake_backend_set_caps(&caps);
+  fake_backend_setenv("MIMALLOC_ARENA_RESERVE", "64MiB");
+  fake_backend_setenv("MIMALLOC_EAGER_COMMIT", "0");
+}
+
+static int group_setup(void** state) {
+  (void)state;
+  mi_process_init(); /* normally done already by the library's constructor */
+  if (atomic_load(&lm_process.init_state) != 2 || lm_process.backend != fake_backend()) {
+    fprintf(stderr, "group setup: the process is not running over the fake backend\n");
+    return -1;
+  }
+  if (lm_process.arenas.config.arena_reserve != ARENA_RESERVE ||
+      lm_process.segments.config.eager_commit || lm_process.arenas.caps.has_overcommit ||
+      lm_process.arenas.caps.has_threads) {
+    fprintf(stderr, "group setup: the process was initialised before the fake was configured\n");
+    return -1;
+  }
+  return 0;
+}
+
+static int group_teardown(void** state) {
+  (void)state;
+  mi_collect(true);
+  return lm_segments_abandoned_count(&lm_process.segments) == 0 ? 0 : -1;
+}
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static lm_page_t* page_of(const void* p) { return lm_segment_page_of(lm_segment_of(p), p); }
+
+static size_t list_length(const lm_block_t* b) {
+  size_t n = 0;
+  for (; b != NULL && n < 100000; b = b->next) n++;
+  return n;
+}
+static size_t thread_free_length(const lm_page_t* page) {
+  return list_length(lm_tf_block(atomic_load(&((lm_page_t*)page)->xthread_free)));
+}
+
+/* Every block threaded into the page is in exactly one place: handed out (used, which includes
+ * blocks waiting in the thread-free and delayed lists), or in `free`, or in `local_free`. */
+static void check_page_accounting(const lm_page_t* page) {
+  size_t f = list_length(page->free);
+  size_t l = list_length(page->local_free);
+  assert_int_equal((size_t)page->used + f + l, page->capacity);
+  assert_true(page->capacity <= page->reserved);
+  assert_true(thread_free_length(page) <= page->used);
+}
+
+static bool all_zero(const void* p, size_t size) {
+  const uint8_t* b = p;
+  for (size_t i = 0; i < size; i++) {
+    if (b[i] != 0) return false;
+  }
+  return true;
+}
+
+static size_t live_reservations_expected_delta(size_t arenas_before) {
+  return 2 * (atomic_load(&lm_process.arenas.arena_count) - arenas_before);
+}
+
+typedef struct free_job_s {
+  void** blocks;
+  size_t count;
+} free_job_t;
+
+static void* free_blocks_main(void* arg) {
+  free_job_t* job = arg;
+  for (size_t i = 0; i < job->count; i++) mi_free(job->blocks[i]);
+  return NULL;
+}
+
+/* Free blocks from another thread (which allocates nothing itself). */
+static void free_remotely(void** blocks, size_t count) {
+  free_job_t job = {blocks, count};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, free_blocks_main, &job), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* ---- size classes ---------------------------------------------------------------------------- */
+
+static void test_core_size_class_of_every_size_fits_and_bounds_waste(void** state) {
+  (void)state;
+  for (size_t size = 0; size <= LM_MEDIUM_OBJ_SIZE_MAX; size++) {
+    uint8_t bin = lm_bin(size);
+    size_t bsize = lm_bin_size(bin);
+    assert_true(bin >= 1 && bin < LM_BIN_HUGE);
+    assert_true(bsize >= size);
+    assert_true(bsize >= 8 && bsize % 8 == 0);
+    if (size > 64) {
+      /* four classes per power of two: a block is less than 25% larger than the request */
+      assert_true(4 * bsize < 5 * size);
+    } else {
+      assert_true(bsize - size < 16 || size == 0);
+    }
+    if (size > 0) assert_true(lm_bin(size) >= lm_bin(size - 1)); /* monotone */
+    assert_int_equal(mi_good_size(size), bsize);
+    assert_int_equal(lm_bin(bsize), bin); /* a class size maps to its own bin */
+  }
+  assert_int_equal(lm_bin(LM_MEDIUM_OBJ_SIZE_MAX + 1), LM_BIN_HUGE);
+  assert_int_equal(lm_bin(LM_MiB), LM_BIN_HUGE);
+}
+
+static void test_core_size_classes_match_mimalloc(void** state) {
+  (void)state;
+  /* mimalloc v2's classes up to 64 KiB (spec §4.2), as measured through mi_good_size. */
+  static const size_t classes[] = {
+      8,     16,    32,    48,    64,    80,    96,    112,   128,   160,   192,   224,
+      256,   320,   384,   448,   512,   640,   768,   896,   1024,  1280,  1536,  1792,
+      2048,  2560,  3072,  3584,  4096,  5120,  6144,  7168,  8192,  10240, 12288, 14336,
+      16384, 20480, 24576, 28672, 32768, 40960, 49152, 57344, 65536};
+  const size_t n = sizeof(classes) / sizeof(classes[0]);
+  assert_int_equal(n, 45);
+  size_t k = 0;
+  size_t last = 0;
+  for (size_t size = 1; size <= LM_MEDIUM_OBJ_SIZE_MAX; size++) {
+    size_t good = mi_good_size(size);
+    if (good != last) {
+      /* a new class starts right after the previous one: each size gets the smallest fit */
+      assert_int_equal(size, last + 1);
+      assert_true(k < n);
+      assert_int_equal(good, classes[k]);
+      k++;
+      last = good;
+    }
+  }
+  assert_int_equal(k, n);
+  for (size_t i = 0; i < n; i++) assert_int_equal(lm_bin_size(lm_bin(classes[i])), classes[i]);
+  assert_int_equal(mi_good_size(0), 8);
+  /* Above 64 KiB: OS pages. */
+  assert_int_equal(mi_good_size(65537), 69632);
+  assert_int_equal(mi_good_size(3000000), 3002368);
+  assert_int_equal(mi_good_size(SIZE_MAX), SIZE_MAX);
+}
+
+/* ---- pointer to page ------------------------------------------------------------------------- */
+
+static void check_block_lookup(const lm_page_t* page, const uint8_t* block) {
+  const uint8_t* probes[] = {block, block + page->block_size / 2, block + page->block_size - 1};
+  for (size_t i = 0; i < 3; i++) {
+    assert_ptr_equal(page_of(probes[i]), page);
+    assert_ptr_equal(lm_page_block_of(page, probes[i]), block);
+  }
+}
+
+static void test_core_pointer_to_page_lookup_for_first_interior_and_last_blocks(void** state) {
+  (void)state;
+  static const size_t sizes[] = {8, 100, 1000, 5000, 30000, 100000, LM_MiB,
+                                 LM_LARGE_OBJ_SIZE_MAX + LM_MiB};
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    uint8_t* p = mi_malloc(sizes[i]);
+    assert_non_null(p);
+    lm_page_t* page = page_of(p);
+    assert_true(page->block_size >= sizes[i]);
+    assert_int_equal(mi_usable_size(p), page->block_size);
+    assert_ptr_equal(lm_page_heap(page), lm_heap_get_default());
+    assert_true(page->used >= 1);
+    uint8_t* start = page->page_start;
+    size_t bsize = page->block_size;
+    assert_true(p >= start && p < start + (size_t)page->reserved * bsize);
+    assert_int_equal((size_t)(p - start) % bsize, 0);
+    check_block_lookup(page, p);
+    check_block_lookup(page, start);                                      /* first */
+    check_block_lookup(page, start + (size_t)(page->reserved / 2) * bsize); /* interior */
+    check_block_lookup(page, start + (size_t)(page->reserved - 1) * bsize); /* last */
+    memset(p, 0x5c, sizes[i]);
+    mi_free(p);
+  }
+}
+
+/* ---- free lists ------------------------------------------------------------------------------ */
+
+static void test_core_page_accounting_holds_after_local_and_remote_frees(void** state) {
+  (void)state;
+  enum { N = 200, LOCAL = 50, REMOTE = 50 };
+  const size_t size = 112; /* a size class no other test uses: a fresh page */
+  static void* blocks[N];
+  for (size_t i = 0; i < N; i++) {
+    blocks[i] = mi_malloc(size);
+    assert_non_null(blocks[i]);
+  }
+  lm_page_t* page = page_of(blocks[0]);
+  for (size_t i = 0; i < N; i++) assert_ptr_equal(page_of(blocks[i]), page);
+  assert_int_equal(page->block_size, 112);
+  assert_int_equal(page->used, N);
+  check_page_accounting(page);
+
+  for (size_t i = 0; i < LOCAL; i++) mi_free(blocks[i]);
+  assert_int_equal(page->used, N - LOCAL);
+  check_page_accounting(page);
+
+  free_remotely(&blocks[LOCAL], REMOTE);
+  assert_int_equal(thread_free_length(page), REMOTE);
+  assert_int_equal(page->used, N - LOCAL); /* remote frees count until collected */
+  check_page_accounting(page);
+
+  lm_page_collect(page, true);
+  assert_int_equal(thread_free_length(page), 0);
+  assert_int_equal(page->used, N - LOCAL - REMOTE);
+  check_page_accounting(page);
+
+  /* The freed blocks are handed out again, and the lists stay consistent. */
+  for (size_t i = 0; i < LOCAL + REMOTE; i++) {
+    blocks[i] = mi_malloc(size);
+    assert_ptr_equal(page_of(blocks[i]), page);
+  }
+  check_page_accounting(page);
+  free_remotely(&blocks[0], 10);
+  for (size_t i = 10; i < N; i++) mi_free(blocks[i]);
+  check_page_accounting(page);
+  mi_collect(false);
+}
+
+static void test_core_remote_free_into_a_full_page_reaches_its_owner(void** state) {
+  (void)state;
+  const size_t size = 8192; /* 8 blocks per small page */
+  lm_heap_t* heap = lm_heap_get_default();
+  void* blocks[16];
+  blocks[0] = mi_malloc(size);
+  assert_non_null(blocks[0]);
+  lm_page_t* page = page_of(blocks[0]);
+  size_t n = 1;
+  while (page_of(blocks[n - 1]) == page) {
+    assert_true(n < 16);
+    blocks[n] = mi_malloc(size);
+    assert_non_null(blocks[n]);
+    n++;
+  }
+  assert_int_equal(n - 1, page->reserved); /* the last one opened a second page */
+  assert_true(page->flags & LM_PAGE_IN_FULL);
+  check_page_accounting(page);
+
+  free_remotely(&blocks[3], 1);
+  /* The owner is told through its delayed list; the page still counts the block. */
+  assert_ptr_equal(atomic_load(&heap->thread_delayed_free), blocks[3]);
+  assert_int_equal(page->used, page->reserved);
+  check_page_accounting(page);
+
+  void* more = mi_malloc(size); /* the slow path takes the delayed free */
+  assert_non_null(more);
+  assert_null(atomic_load(&heap->thread_delayed_free));
+  assert_false(page->flags & LM_PAGE_IN_FULL);
+  assert_int_equal(page->used, page->reserved - 1);
+  check_page_accounting(page);
+  mi_free(more);
+  for (size_t i = 0; i < n; i++) {
+    if (i != 3) mi_free(blocks[i]);
+  }
+  mi_collect(false);
+}
+
+static void test_core_freed_page_is_retired_and_direct_entry_follows_queue_head(void** state) {
+  (void)state;
+  const size_t size = 640; /* a size class no other test uses */
+  lm_heap_t* heap = lm_heap_get_default();
+  uint8_t bin = lm_bin(size);
+  lm_page_queue_t* pq = &heap->pages[bin];
+  const size_t wsize = (size + 7) / 8;
+  assert_null(pq->first);
+  assert_ptr_equal(heap->pages_free_direct[wsize], &lm_page_empty);
+
+  static void* a[200];
+  size_t n = 0;
+  a[n++] = mi_malloc(size);
+  lm_page_t* page1 = page_of(a[0]);
+  assert_ptr_equal(pq->first, page1);
+  assert_ptr_equal(heap->pages_free_direct[wsize], page1);
+  void* b = NULL;
+  while (b == NULL) {
+    void* p = mi_malloc(size);
+    assert_non_null(p);
+    if (page_of(p) == page1) a[n++] = p;
+    else b = p;
+    assert_true(n < 200);
+  }
+  lm_page_t* page2 = page_of(b);
+  assert_int_equal(n, page1->reserved);
+  assert_true(page1->flags & LM_PAGE_IN_FULL);
+  assert_ptr_equal(pq->first, page2);
+  /* Every word size of the bin reads the queue head. */
+  for (size_t w = 1; w < LM_PAGES_DIRECT && w * 8 <= LM_SMALL_SIZE_MAX; w++) {
+    if (lm_bin(w * 8) == bin) assert_ptr_equal(heap->pages_free_direct[w], page2);
+  }
+
+  mi_free(a[0]); /* page1 leaves the full queue, behind page2 */
+  assert_false(page1->flags & LM_PAGE_IN_FULL);
+  assert_ptr_equal(pq->first, page2);
+  assert_ptr_equal(pq->last, page1);
+  assert_ptr_equal(heap->pages_free_direct[wsize], page2);
+
+  mi_free(b); /* page2 is empty and not alone in its queue: freed, page1 becomes the head */
+  assert_ptr_equal(pq->first, page1);
+  assert_ptr_equal(pq->last, page1);
+  for (size_t w = 1; w < LM_PAGES_DIRECT && w * 8 <= LM_SMALL_SIZE_MAX; w++) {
+    if (lm_bin(w * 8) == bin) assert_ptr_equal(heap->pages_free_direct[w], page1);
+  }
+
+  for (size_t i = 1; i < n; i++) mi_free(a[i]);
+  /* The only page of its size: retired (kept a while), still the head. */
+  assert_int_equal(page1->used, 0);
+  assert_true(page1->retire_expire > 0);
+  assert_ptr_equal(pq->first, page1);
+  assert_ptr_equal(heap->pages_free_direct[wsize], page1);
+
+  mi_collect(false); /* then freed: the direct entries fall back to the empty page */
+  assert_null(pq->first);
+  for (size_t w = 1; w < LM_PAGES_DIRECT && w * 8 <= LM_SMALL_SIZE_MAX; w++) {
+    if (lm_bin(w * 8) == bin) assert_ptr_equal(heap->pages_free_direct[w], &lm_page_empty);
+  }
+}
+
+/* ---- aligned allocation ---------------------------------------------------------------------- */
+
+static void test_core_aligned_allocation_for_every_power_of_two(void** state) {
+  (void)state;
+  static const size_t sizes[] = {1, 24, 1000, 70000};
+  for (size_t align = 1; align <= 32 * LM_MiB; align *= 2) {
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+      size_t size = sizes[s];
+      uint8_t* p = mi_malloc_aligned(size, align);
+      assert_non_null(p);
+      assert_int_equal((uintptr_t)p % align, 0);
+      assert_true(mi_usable_size(p) >= size);
+      /* Beyond 16 MiB alignment only the block start maps back (it sits one segment past its
+       * header); below, every byte of the block does. */
+      if (align <= LM_BLOCK_ALIGNMENT_MAX) assert_ptr_equal(page_of(p), page_of(p + size - 1));
+      assert_true(page_of(p)->block_size >= size);
+      memset(p, 0xcd, size);
+      mi_free(p);
+
+      const size_t offset = 16;
+      p = mi_malloc_aligned_at(size + offset, align, offset);
+      if (align > LM_BLOCK_ALIGNMENT_MAX) {
+        assert_null(p); /* as upstream: no offset with alignments beyond 16 MiB */
+        continue;
+      }
+      assert_non_null(p);
+      assert_int_equal(((uintptr_t)p + offset) % align, 0);
+      assert_true(mi_usable_size(p) >= size + offset);
+      memset(p, 0xce, size + offset);
+      mi_free(p);
+    }
+  }
+  errno = 0;
+  assert_null(mi_malloc_aligned(16, 3));
+  assert_int_equal(errno, EINVAL);
+  mi_collect(false);
+}
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+static void test_core_calloc_overflow_returns_null_with_enomem(void** state) {
+  (void)state;
+  /* volatile: keep the compiler from judging the sizes at compile time */
+  volatile size_t half = SIZE_MAX / 2 + 1, eighth = SIZE_MAX / 8, max = SIZE_MAX;
+  errno = 0;
+  assert_null(mi_calloc(half, 2));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mi_calloc(2, half));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mi_mallocn(eighth, 16));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mi_malloc(max));
+  assert_int_equal(errno, ENOMEM);
+  void* p = mi_calloc(0, 100);
+  assert_non_null(p); /* like malloc(0): a unique block */
+  mi_free(p);
+}
+
+/* ---- fault injection ------------------------------------------------------------------------- */
+
+#define MAX_CLAIMS 512
+static void* claimed[MAX_CLAIMS];
+static lm_memid_t claimed_memid[MAX_CLAIMS];
+static size_t claimed_count;
+
+/* Take every free block of the existing arenas (without committing anything), so that the next
+ * segment needs a new arena. Reserve must be failing, or arenas would be added forever. */
+static void claim_all_arena_blocks(void) {
+  claimed_count = 0;
+  for (;;) {
+    assert_true(claimed_count < MAX_CLAIMS);
+    lm_memid_t m;
+    void* p = lm_arena_alloc(&lm_process.arenas, SEG, SEG, 0, false, 0, &m);
+    if (p == NULL) break;
+    assert_int_equal(m.kind, LM_MEM_ARENA);
+    claimed[claimed_count] = p;
+    claimed_memid[claimed_count++] = m;
+  }
+}
+static void release_claimed_blocks(void) {
+  for (size_t i = 0; i < claimed_count; i++) {
+    lm_arena_free(&lm_process.arenas, claimed[i], SEG, &claimed_memid[i]);
+  }
+  claimed_count = 0;
+}
+
+#define MAX_HELD 32
+static void* held[MAX_HELD];
+static size_t held_count;
+
+/* Allocate blocks of `size` while the thread's segments still have room for them, so that the
+ * next one needs a new segment. */
+static void fill_spans_for(size_t size) {
+  lm_segments_tld_t* stld = &lm_heap_get_default()->tld->segments;
+  held_count = 0;
+  while (lm_segment_span_available(stld, lm_good_size_large(size))) {
+    assert_true(held_count < MAX_HELD);
+    held[held_count] = mi_malloc(size);
+    assert_non_null(held[held_count]);
+    held_count++;
+  }
+}
+static void free_held(void) {
+  for (size_t i = 0; i < held_count; i++) mi_free(held[i]);
+  held_count = 0;
+}
+
+static const size_t large = LM_LARGE_OBJ_SIZE_MAX; /* a page of half a segment */
+
+/* mi_malloc, mi_calloc and mi_malloc_aligned all need a new segment now, and must fail. */
+static void check_allocations_fail_with_enomem(void) {
+  errno = 0;
+  assert_null(mi_malloc(large));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mi_calloc(1, large));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mi_malloc_aligned(large - 64 * LM_KiB, 64 * LM_KiB));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mi_malloc(100 * LM_MiB)); /* huge */
+  assert_int_equal(errno, ENOMEM);
+}
+
+static void check_allocation_works_again(void) {
+  void* p = mi_malloc(large);
+  assert_non_null(p);
+  memset(p, 1, large);
+  void* q = mi_calloc(1, large);
+  assert_non_null(q);
+  void* r = mi_malloc_aligned(large - 64 * LM_KiB, 64 * LM_KiB);
+  assert_non_null(r);
+  assert_int_equal((uintptr_t)r % (64 * LM_KiB), 0);
+  mi_free(p);
+  mi_free(q);
+  mi_free(r);
+}
+
+static void test_core_allocation_fails_cleanly_when_reserve_fails(void** state) {
+  (void)state;
+  mi_collect(true);
+  size_t reservations = fake_backend_live_reservations();
+  size_t arenas_before = atomic_load(&lm_process.arenas.arena_count);
+  size_t failures = fake_backend_failures(FAKE_OP_RESERVE);
+
+  fake_backend_fail_always(FAKE_OP_RESERVE, true);
+  claim_all_arena_blocks();
+  fill_spans_for(large);
+  check_allocations_fail_with_enomem();
+  assert_true(fake_backend_failures(FAKE_OP_RESERVE) > failures);
+  assert_int_equal(fake_backend_live_reservations(), reservations);
+  fake_backend_fail_always(FAKE_OP_RESERVE, false);
+
+  free_held();
+  release_claimed_blocks();
+  check_allocation_works_again();
+  mi_collect(true);
+  /* Nothing partial stayed reserved: only whole arenas were added. */
+  assert_int_equal(fake_backend_live_reservations(),
+                   reservations + live_reservations_expected_delta(arenas_before));
+}
+
+static void test_core_allocation_fails_cleanly_when_commit_fails(void** state) {
+  (void)state;
+  mi_collect(true);
+  size_t reservations = fake_backend_live_reservations();
+  size_t arenas_before = atomic_load(&lm_process.arenas.arena_count);
+  size_t failures = fake_backend_failures(FAKE_OP_COMMIT);
+
+  fake_backend_fail_always(FAKE_OP_RESERVE, true);
+  claim_all_arena_blocks(); /* the next segment goes into a new, lazily committed arena */
+  fake_backend_fail_always(FAKE_OP_RESERVE, false);
+  fill_spans_for(large);
+  fake_backend_fail_always(FAKE_OP_COMMIT, true);
+  errno = 0;
+  assert_null(mi_malloc(large));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mi_calloc(1, large));
+  assert_int_equal(errno, ENOMEM);
+  errno = 0;
+  assert_null(mi_malloc_aligned(large - 64 * LM_KiB, 64 * LM_KiB));
+  assert_int_equal(errno, ENOMEM);
+  assert_true(fake_backend_failures(FAKE_OP_COMMIT) > failures);
+  fake_backend_fail_always(FAKE_OP_COMMIT, false);
+
+  free_held();
+  release_claimed_blocks();
+  check_allocation_works_again();
+  mi_collect(true);
+  assert_int_equal(fake_backend_live_reservations(),
+                   reservations + live_reservations_expected_delta(arenas_before));
+}
+
+/* ---- threads --------------------------------------------------------------------------------- */
+
+typedef struct thread_result_s {
+  void* first;
+  int first_errno;
+  void* second;
+} thread_result_t;
+
+static void* thread_reserve_fails_main(void* arg) {
+  thread_result_t* r = arg;
+  /* The thread's heap data comes from the OS: with reserve failing, nothing can start. */
+  fake_backend_fail_always(FAKE_OP_RESERVE, true);
+  errno = 0;
+  r->first = mi_malloc(64);
+  r->first_errno = errno;
+  fake_backend_fail_always(FAKE_OP_RESERVE, false);
+  r->second = mi_malloc(64);
+  if (r->second != NULL) memset(r->second, 7, 64);
+  mi_free(r->second);
+  mi_thread_done();
+  return NULL;
+}
+
+static void test_core_thread_start_fails_cleanly_when_reserve_fails(void** state) {
+  (void)state;
+  thread_result_t r = {0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, thread_reserve_fails_main, &r), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_null(r.first);
+  assert_int_equal(r.first_errno, ENOMEM);
+  assert_non_null(r.second);
+  assert_int_equal(lm_segments_abandoned_count(&lm_process.segments), 0);
+}
+
+typedef struct page_commit_result_s {
+  void* first;
+  void* failed[3];
+  int failed_errno[3];
+  size_t failures;
+  void* after;
+} page_commit_result_t;
+
+static void* thread_page_commit_fails_main(void* arg) {
+  page_commit_result_t* r = arg;
+  /* A fresh thread has no segments: its first page opens one in the fresh arena, and the rest
+   * of that segment is not committed yet (eager_commit=0). */
+  r->first = mi_malloc(64);
+  size_t failures = fake_backend_failures(FAKE_OP_COMMIT);
+  fake_backend_fail_always(FAKE_OP_COMMIT, true);
+  errno = 0;
+  r->failed[0] = mi_malloc(2560);
+  r->failed_errno[0] = errno;
+  errno = 0;
+  r->failed[1] = mi_calloc(1, 2560);
+  r->failed_errno[1] = errno;
+  errno = 0;
+  r->failed[2] = mi_malloc_aligned(3000, 1024);
+  r->failed_errno[2] = errno;
+  r->failures = fake_backend_failures(FAKE_OP_COMMIT) - failures;
+  fake_backend_fail_always(FAKE_OP_COMMIT, false);
+  r->after = mi_malloc(2560);
+  if (r->after != NULL) memset(r->after, 9, 2560);
+  mi_free(r->after);
+  mi_free(r->first);
+  mi_thread_done();
+  return NULL;
+}
+
+static void test_core_page_allocation_fails_cleanly_when_page_commit_fails(void** state) {
+  (void)state;
+  mi_collect(true);
+  size_t reservations = fake_backend_live_reservations();
+  size_t arenas_before = atomic_load(&lm_process.arenas.arena_count);
+  fake_backend_fail_always(FAKE_OP_RESERVE, true);
+  claim_all_arena_blocks(); /* the thread's segment goes into a new arena */
+  fake_backend_fail_always(FAKE_OP_RESERVE, false);
+
+  page_commit_result_t r = {0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, thread_page_commit_fails_main, &r), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  release_claimed_blocks();
+  mi_collect(true);
+
+  assert_non_null(r.first);
+  for (size_t i = 0; i < 3; i++) {
+    assert_null(r.failed[i]);
+    assert_int_equal(r.failed_errno[i], ENOMEM);
+  }
+  assert_true(r.failures > 0);
+  assert_non_null(r.after);
+  assert_int_equal(lm_segments_abandoned_count(&lm_process.segments), 0);
+  /* The thread data is cached for reuse (the previous test left it there): only whole arenas
+   * were added. */
+  assert_int_equal(fake_backend_live_reservations(),
+                   reservations + live_reservations_expected_delta(arenas_before));
+}
+
+enum { EXIT_BLOCKS = 64 };
+static void* exit_blocks[EXIT_BLOCKS];
+static size_t exit_sizes[EXIT_BLOCKS];
+
+static void* thread_alloc_and_exit_main(void* arg) {
+  (void)arg;
+  static const size_t sizes[] = {16, 200, 3000, 20000, 300000};
+  for (size_t i = 0; i < EXIT_BLOCKS; i++) {
+    exit_sizes[i] = sizes[i % 5];
+    exit_blocks[i] = mi_malloc(exit_sizes[i]);
+    if (exit_blocks[i] != NULL) memset(exit_blocks[i], (int)i, exit_sizes[i]);
+  }
+  return NULL; /* exits with every block live */
+}
+
+static void test_core_thread_exit_abandons_live_pages_and_collect_reclaims_them(void** state) {
+  (void)state;
+  mi_collect(true);
+  assert_int_equal(lm_segments_abandoned_count(&lm_process.segments), 0);
+  size_t segments_before = atomic_load(&lm_process.segments.count);
+
+  fake_backend_set_real_thread_exit(true); /* run the exit hook at real thread exit */
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, thread_alloc_and_exit_main, NULL), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  fake_backend_set_real_thread_exit(false);
+
+  assert_true(lm_segments_abandoned_count(&lm_process.segments) > 0);
+  for (size_t i = 0; i < EXIT_BLOCKS; i++) {
+    uint8_t* p = exit_blocks[i];
+    assert_non_null(p);
+    assert_int_equal(lm_segment_owner(lm_segment_of(p)), 0); /* nobody owns them now */
+    assert_null(lm_page_heap(page_of(p)));
+    assert_int_equal(p[0], (uint8_t)i); /* the blocks are intact */
+    assert_int_equal(p[exit_sizes[i] - 1], (uint8_t)i);
+  }
+  for (size_t i = 0; i < EXIT_BLOCKS; i++) mi_free(exit_blocks[i]);
+  mi_collect(true);
+  assert_int_equal(lm_segments_abandoned_count(&lm_process.segments), 0);
+  assert_int_equal(atomic_load(&lm_process.segments.count), segments_before);
+}
+
+/* ---- zeroed memory --------------------------------------------------------------------------- */
+
+static void test_core_calloc_returns_zeroed_memory(void** state) {
+  (void)state;
+  /* The fake scribbles memory it never promised to be zero (fresh commits, resets), so a
+   * wrongly trusted is_zero shows here. Fresh pages, reused blocks, large and huge blocks. */
+  static const size_t sizes[] = {8, 48, 700, 4000, 40000, 200000, 3 * LM_MiB,
+                                 LM_LARGE_OBJ_SIZE_MAX + LM_MiB};
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    size_t size = sizes[i];
+    uint8_t* p = mi_calloc(1, size);
+    assert_non_null(p);
+    assert_true(all_zero(p, size));
+    memset(p, 0xee, size);
+    mi_free(p);
+    p = mi_calloc(size, 1); /* likely the same block again, now dirty */
+    assert_non_null(p);
+    assert_true(all_zero(p, size));
+    mi_free(p);
+    p = mi_zalloc_aligned(size, 4096);
+    assert_non_null(p);
+    assert_true(all_zero(p, size));
+    mi_free(p);
+  }
+  mi_collect(true);
+}
+
+static void test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed(void** state) {
+  (void)state;
+  /* A block of a new (lazily committed) arena, committed when the segment claims it: the fake
+   * scribbles it and its commit reports is_zero=false. */
+  mi_collect(true);
+  fake_backend_fail_always(FAKE_OP_RESERVE, true);
+  claim_all_arena_blocks();
+  fake_backend_fail_always(FAKE_OP_RESERVE, false);
+  const size_t size = LM_LARGE_OBJ_SIZE_MAX + LM_MiB;
+  uint8_t* p = mi_calloc(1, size);
+  assert_non_null(p);
+  bool zero = all_zero(p, size);
+  lm_segment_t* segment = lm_segment_of(p);
+  size_t used = segment->used;
+  mi_free(p);
+  release_claimed_blocks();
+  mi_collect(true);
+  assert_true(zero);
+  assert_int_equal(used, 1); /* the segment header was initialised */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_core_size_class_of_every_size_fits_and_bounds_waste),
+      cmocka_unit_test(test_core_size_classes_match_mimalloc),
+      cmocka_unit_test(test_core_pointer_to_page_lookup_for_first_interior_and_last_blocks),
+      cmocka_unit_test(test_core_page_accounting_holds_after_local_and_remote_frees),
+      cmocka_unit_test(test_core_remote_free_into_a_full_page_reaches_its_owner),
+      cmocka_unit_test(test_core_freed_page_is_retired_and_direct_entry_follows_queue_head),
+      cmocka_unit_test(test_core_aligned_allocation_for_every_power_of_two),
+      cmocka_unit_test(test_core_calloc_overflow_returns_null_with_enomem),
+      cmocka_unit_test(test_core_allocation_fails_cleanly_when_reserve_fails),
+      cmocka_unit_test(test_core_allocation_fails_cleanly_when_commit_fails),
+      cmocka_unit_test(test_core_thread_start_fails_cleanly_when_reserve_fails),
+      cmocka_unit_test(test_core_page_allocation_fails_cleanly_when_page_commit_fails),
+      cmocka_unit_test(test_core_thread_exit_abandons_live_pages_and_collect_reclaims_them),
+      cmocka_unit_test(test_core_calloc_returns_zeroed_memory),
+      cmocka_unit_test(test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed),
+  };
+  return cmocka_run_group_tests_name("core", tests, group_setup, group_teardown);
+}

@@ -1,0 +1,839 @@
+/* Unit test of the segment layer (src/segment/) over the arena layer and the fake backend.
+ *
+ * Every test builds a fresh stack: lm_arenas_t over fake_backend(), lm_segments_t over it, and
+ * two thread contexts (tld, tld2; the second stands for another thread when segments are
+ * abandoned and reclaimed). Tests free every page they allocate and assert that their segments
+ * are gone; teardown fails the test when the fake still holds a reservation after the arenas
+ * are destroyed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "fake_backend.h"
+#include "segment/segment.h"
+
+#define SEG LM_SEGMENT_SIZE
+#define SLICE LM_SLICE_SIZE
+
+static lm_arenas_t arenas;
+static lm_segments_t segs;
+static lm_segments_tld_t tld, tld2;
+static bool ready;
+
+/* ---- fixtures -------------------------------------------------------------------------------- */
+
+static int setup(void** state) {
+  (void)state;
+  fake_backend_reset();
+  ready = false;
+  return 0;
+}
+
+/* Each test asserts that its segments are gone; a test that failed half-way may leave some,
+ * which destroying the arenas releases (noted here, the failure is already reported). */
+static int teardown(void** state) {
+  (void)state;
+  if (ready) {
+    size_t live = atomic_load(&segs.count);
+    if (live != 0) fprintf(stderr, "teardown: %zu segment(s) still live\n", live);
+    lm_arenas_destroy(&arenas);
+  }
+  ready = false;
+  bool clean = fake_backend_check_clean();
+  fake_backend_reset();
+  return clean ? 0 : -1;
+}
+
+typedef struct config_s {
+  lm_mem_config_t mem;
+  lm_segment_config_t seg;
+} config_t;
+
+/* Small arenas committed at once, no purging anywhere unless a test asks for it. */
+static config_t base_config(void) {
+  config_t c;
+  lm_mem_config_default(&c.mem);
+  c.mem.purge_delay_ms = -1;
+  c.mem.arena_reserve = 4 * SEG;
+  c.mem.arena_eager_commit = 1;
+  lm_segment_config_default(&c.seg);
+  c.seg.eager_commit = true;
+  c.seg.purge_delay_ms = -1;
+  return c;
+}
+
+static void start(const config_t* c) {
+  assert_int_equal(lm_arenas_init(&arenas, fake_backend(), &c->mem), 0);
+  lm_segments_init(&segs, &arenas, &c->seg, (uintptr_t)0x5a5a5a5a12345677ull);
+  lm_segments_tld_init(&tld, &segs);
+  lm_segments_tld_init(&tld2, &segs);
+  ready = true;
+}
+
+static lm_page_t* page_alloc(size_t block_size) {
+  lm_page_t* page = lm_segment_page_alloc(&tld, block_size, 0, 0);
+  assert_non_null(page);
+  return page;
+}
+
+static size_t slice_index(const lm_page_t* page) {
+  return (size_t)(page - lm_segment_of(page)->slices);
+}
+
+static bool spans_empty(const lm_segments_tld_t* t) {
+  for (size_t i = 0; i < LM_SPAN_QUEUES; i++) {
+    if (t->spans[i].first != NULL || t->spans[i].last != NULL) return false;
+  }
+  return true;
+}
+
+static bool span_queued(const lm_segments_tld_t* t, const lm_page_t* span) {
+  for (size_t i = 0; i < LM_SPAN_QUEUES; i++) {
+    for (const lm_page_t* s = t->spans[i].first; s != NULL; s = s->next) {
+      if (s == span) return true;
+    }
+  }
+  return false;
+}
+
+/* pointer -> segment -> page for the first byte, an interior byte and the last byte of the
+ * page's area, or of its first `limit` bytes (huge pages: only the first segment-size of a huge
+ * segment maps back by masking). */
+static void check_lookup_within(const lm_page_t* page, size_t limit) {
+  lm_segment_t* segment = lm_segment_of(page);
+  size_t size;
+  uint8_t* area = lm_page_area(page, &size);
+  if (limit < size) size = limit;
+  uint8_t* probes[] = {area, area + size / 2 + 7, area + size - 1};
+  for (size_t i = 0; i < 3; i++) {
+    assert_ptr_equal(lm_segment_of(probes[i]), segment);
+    assert_ptr_equal(lm_segment_page_of(segment, probes[i]), page);
+  }
+}
+static void check_lookup(const lm_page_t* page) { check_lookup_within(page, SIZE_MAX); }
+
+/* The page can be used: its area is committed (fresh) and writable at both ends. */
+static void check_usable(const lm_page_t* page, bool expect_committed) {
+  size_t size;
+  uint8_t* area = lm_page_area(page, &size);
+  assert_true(page->is_committed);
+  if (expect_committed) assert_true(fake_backend_is_committed(area, size));
+  area[0] = 0x11;
+  area[size - 1] = 0x22;
+}
+
+/* Every block of the first arena is free again (nothing leaked a block): it can be claimed
+ * whole, from that arena. */
+static void check_first_arena_all_free(size_t blocks) {
+  lm_memid_t m;
+  void* all = lm_arena_alloc(&arenas, blocks * SEG, SEG, 0, false, 0, &m);
+  assert_non_null(all);
+  assert_int_equal(m.kind, LM_MEM_ARENA);
+  assert_int_equal(m.arena_index, 0);
+  lm_arena_free(&arenas, all, blocks * SEG, &m);
+}
+
+static bool all_zero(const void* p, size_t size) {
+  const uint64_t* w = p;
+  for (size_t i = 0; i < size / sizeof(uint64_t); i++) {
+    if (w[i] != 0) return false;
+  }
+  return true;
+}
+
+/* ---- page allocation ------------------------------------------------------------------------- */
+
+static void test_segment_page_slices_per_size_class(void** state) {
+  (void)state;
+  assert_int_equal(lm_segment_page_slices(8), 1);
+  assert_int_equal(lm_segment_page_slices(LM_SMALL_OBJ_SIZE_MAX), 1);
+  assert_int_equal(lm_segment_page_slices(LM_SMALL_OBJ_SIZE_MAX + 8), 8);
+  assert_int_equal(lm_segment_page_slices(LM_MEDIUM_OBJ_SIZE_MAX), 8);
+  assert_int_equal(lm_segment_page_slices(LM_MEDIUM_OBJ_SIZE_MAX + 8), 2);
+  assert_int_equal(lm_segment_page_slices(512 * LM_KiB), 8);
+  assert_int_equal(lm_segment_page_slices(512 * LM_KiB + 8), 16);
+  assert_int_equal(lm_segment_page_slices(LM_MiB), 16);
+  assert_int_equal(lm_segment_page_slices(LM_LARGE_OBJ_SIZE_MAX), 256);
+}
+
+static const size_t block_sizes[] = {
+    8,      1024,       LM_SMALL_OBJ_SIZE_MAX, 8200, 40000, 65536, 65544, 300000,
+    LM_MiB, 3 * LM_MiB, LM_LARGE_OBJ_SIZE_MAX};
+#define BLOCK_SIZES (sizeof(block_sizes) / sizeof(block_sizes[0]))
+
+static void test_segment_page_alloc_gives_pages_of_the_right_size(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  lm_page_t* pages[BLOCK_SIZES];
+  for (size_t i = 0; i < BLOCK_SIZES; i++) {
+    size_t bs = block_sizes[i];
+    lm_page_t* page = pages[i] = page_alloc(bs);
+    lm_segment_t* segment = lm_segment_of(page);
+    assert_true(lm_segment_is_valid(&segs, segment));
+    assert_int_equal(segment->kind, LM_SEGMENT_NORMAL);
+    assert_int_equal(lm_segment_owner(segment), lm_thread_id());
+    assert_int_equal(page->slice_count, lm_segment_page_slices(bs));
+    assert_int_equal(page->block_size, bs);
+    assert_int_equal(page->slice_offset, 0);
+    assert_false(page->is_huge);
+    size_t size;
+    uint8_t* area = lm_page_area(page, &size);
+    assert_int_equal(size, page->slice_count * SLICE);
+    assert_true(size >= bs);
+    assert_int_equal((uintptr_t)area % SLICE, 0);
+    assert_true(slice_index(page) >= segment->info_slices);
+    assert_true(slice_index(page) + page->slice_count <= segment->segment_slices);
+    check_usable(page, true);
+    check_lookup(page);
+  }
+  /* Pages never overlap. */
+  for (size_t i = 0; i < BLOCK_SIZES; i++) {
+    for (size_t j = 0; j < i; j++) {
+      size_t si, sj;
+      uint8_t* ai = lm_page_area(pages[i], &si);
+      uint8_t* aj = lm_page_area(pages[j], &sj);
+      assert_true(ai + si <= aj || aj + sj <= ai);
+    }
+  }
+  /* The lookups still hold with every page in place. */
+  for (size_t i = 0; i < BLOCK_SIZES; i++) check_lookup(pages[i]);
+  assert_int_equal(tld.count, atomic_load(&segs.count));
+  for (size_t i = 0; i < BLOCK_SIZES; i++) lm_segment_page_free(pages[i], &tld);
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(tld.count, 0);
+  assert_true(spans_empty(&tld));
+}
+
+static void test_segment_huge_pages_map_back_to_their_page(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  /* Fits in one segment-size: every byte maps back. */
+  size_t bs = LM_LARGE_OBJ_SIZE_MAX + 4 * LM_MiB;
+  lm_page_t* page = page_alloc(bs);
+  lm_segment_t* segment = lm_segment_of(page);
+  assert_true(lm_segment_is_valid(&segs, segment));
+  assert_int_equal(segment->kind, LM_SEGMENT_HUGE);
+  assert_true(page->is_huge);
+  assert_int_equal(page->block_size, bs);
+  size_t size;
+  uint8_t* area = lm_page_area(page, &size);
+  assert_true(size >= bs);
+  assert_true(area + size <= (uint8_t*)segment + segment->segment_size);
+  check_usable(page, true);
+  check_lookup(page);
+  assert_ptr_equal(lm_segment_next_page(segment, NULL), page);
+  assert_null(lm_segment_next_page(segment, page));
+
+  /* Larger than a segment: the block start and the first segment-size map back. */
+  size_t big = 100 * LM_MiB;
+  lm_page_t* page2 = page_alloc(big);
+  lm_segment_t* segment2 = lm_segment_of(page2);
+  assert_int_equal(segment2->kind, LM_SEGMENT_HUGE);
+  uint8_t* area2 = lm_page_area(page2, &size);
+  assert_true(size >= big);
+  assert_true(fake_backend_is_committed(area2, big));
+  area2[0] = 1;
+  area2[big - 1] = 1;
+  check_lookup_within(page2, (size_t)((uint8_t*)segment2 + SEG - area2));
+  assert_int_equal(atomic_load(&segs.count), 2);
+  assert_true(lm_segment_page_free(page, &tld)); /* a huge page takes its segment along */
+  assert_true(lm_segment_page_free(page2, &tld));
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(tld.count, 0);
+}
+
+static void test_segment_huge_page_with_large_alignment_is_aligned(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  size_t live = fake_backend_live_reservations();
+  const size_t align = 64 * LM_MiB;
+  const size_t sizes[] = {8, LM_MiB, 40 * LM_MiB};
+  for (size_t i = 0; i < 3; i++) {
+    lm_page_t* page = lm_segment_page_alloc(&tld, sizes[i], align, 0);
+    assert_non_null(page);
+    lm_segment_t* segment = lm_segment_of(page);
+    assert_true(lm_segment_is_valid(&segs, segment));
+    assert_int_equal(segment->kind, LM_SEGMENT_HUGE);
+    assert_true(page->is_huge);
+    size_t size;
+    uint8_t* area = lm_page_area(page, &size);
+    assert_int_equal((uintptr_t)area % align, 0);
+    assert_true(size >= sizes[i]);
+    /* The block start maps back to its page, through the segment header before it. */
+    assert_ptr_equal(lm_segment_of(area), segment);
+    assert_ptr_equal(lm_segment_page_of(segment, area), page);
+    assert_ptr_equal(lm_segment_next_page(segment, NULL), page);
+    assert_true(fake_backend_is_committed(area, size));
+    area[0] = 1;
+    area[size - 1] = 1;
+    assert_true(lm_segment_page_free(page, &tld));
+    assert_int_equal(fake_backend_live_reservations(), live);
+  }
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
+static void test_segment_page_alloc_respects_arena_id(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  int id = 0;
+  assert_int_equal(lm_arena_reserve(&arenas, 2 * SEG, true, true, &id), 0);
+  lm_page_t* plain = page_alloc(64); /* a segment in an automatic arena, with free spans */
+  assert_int_not_equal((int)lm_segment_of(plain)->memid.arena_index + 1, id);
+  lm_page_t* own = lm_segment_page_alloc(&tld, 64, 0, id);
+  assert_non_null(own);
+  lm_segment_t* s = lm_segment_of(own);
+  assert_int_equal(s->memid.kind, LM_MEM_ARENA);
+  assert_int_equal((int)s->memid.arena_index + 1, id);
+  lm_page_t* own2 = lm_segment_page_alloc(&tld, 64, 0, id); /* reuses that segment's spans */
+  assert_non_null(own2);
+  assert_ptr_equal(lm_segment_of(own2), s);
+  assert_int_equal(atomic_load(&segs.count), 2);
+  lm_segment_page_free(own2, &tld);
+  lm_segment_page_free(own, &tld);
+  lm_segment_page_free(plain, &tld);
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
+/* ---- free spans ------------------------------------------------------------------------------ */
+
+static void test_segment_free_coalesces_spans_and_frees_the_empty_segment(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  size_t live = fake_backend_live_reservations();
+  lm_page_t* a = page_alloc(64);
+  lm_page_t* b = page_alloc(64);
+  lm_page_t* d = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(a);
+  assert_ptr_equal(lm_segment_of(b), segment);
+  assert_ptr_equal(lm_segment_of(d), segment);
+  size_t info = segment->info_slices;
+  assert_int_equal(slice_index(a), info);
+  assert_int_equal(slice_index(b), info + 1);
+  assert_int_equal(slice_index(d), info + 2);
+  assert_int_equal(segment->used, 3);
+  live = fake_backend_live_reservations(); /* the arena and its metadata */
+
+  assert_false(lm_segment_page_free(b, &tld));
+  assert_int_equal(segment->used, 2);
+  lm_page_t* sb = &segment->slices[info + 1];
+  assert_int_equal(sb->block_size, 0); /* a free span of one slice between two pages */
+  assert_int_equal(sb->slice_count, 1);
+  assert_true(span_queued(&tld, sb));
+
+  assert_false(lm_segment_page_free(a, &tld));
+  lm_page_t* sa = &segment->slices[info];
+  assert_int_equal(sa->block_size, 0); /* merged with b's span */
+  assert_int_equal(sa->slice_count, 2);
+  assert_true(span_queued(&tld, sa));
+  assert_false(span_queued(&tld, sb));
+  lm_page_t* rest = &segment->slices[info + 3];
+  assert_int_equal(rest->slice_count, segment->segment_slices - info - 3);
+  assert_true(span_queued(&tld, rest));
+  /* pointer lookups in a free span's last slice lead to the span */
+  assert_ptr_equal(lm_segment_page_of(segment, (uint8_t*)segment + (info + 2) * SLICE - 1), sa);
+
+  assert_true(lm_segment_page_free(d, &tld)); /* the last page: the segment goes */
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(tld.count, 0);
+  assert_true(spans_empty(&tld));
+  assert_int_equal(fake_backend_live_reservations(), live);
+  /* Its arena block is free again: the whole arena can be claimed. */
+  check_first_arena_all_free(4);
+}
+
+static void test_segment_free_span_is_reused_best_fit(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* a = page_alloc(64);
+  lm_page_t* y = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(x);
+  size_t a_idx = slice_index(a);
+  lm_segment_page_free(a, &tld);
+  /* The one-slice hole is the best fit for the next small page. */
+  lm_page_t* a2 = page_alloc(1024);
+  assert_ptr_equal(a2, &segment->slices[a_idx]);
+  assert_int_equal(a2->block_size, 1024);
+  check_lookup(a2);
+
+  /* Eight small pages freed merge with the rest; a medium page then takes their place. */
+  lm_page_t* small[8];
+  for (size_t i = 0; i < 8; i++) small[i] = page_alloc(64);
+  size_t first = slice_index(small[0]);
+  assert_int_equal(first, slice_index(y) + 1);
+  for (size_t i = 0; i < 8; i++) lm_segment_page_free(small[i], &tld);
+  assert_int_equal(segment->slices[first].slice_count, segment->segment_slices - first);
+  lm_page_t* medium = page_alloc(LM_SMALL_OBJ_SIZE_MAX + 8);
+  assert_ptr_equal(medium, &segment->slices[first]);
+  assert_int_equal(medium->slice_count, 8);
+  check_usable(medium, true);
+  check_lookup(medium);
+  /* A large page fills the rest of the segment only as far as it fits. */
+  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX));
+  lm_page_t* large = page_alloc(LM_LARGE_OBJ_SIZE_MAX);
+  assert_ptr_equal(lm_segment_of(large), segment);
+  lm_segment_page_free(medium, &tld);
+  lm_segment_page_free(large, &tld);
+  lm_segment_page_free(a2, &tld);
+  lm_segment_page_free(x, &tld);
+  assert_true(lm_segment_page_free(y, &tld));
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
+static void test_segment_span_available(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  assert_false(lm_segment_span_available(&tld, 64));
+  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX + 1)); /* huge: always */
+  lm_page_t* x = page_alloc(64);
+  assert_true(lm_segment_span_available(&tld, 64));
+  assert_true(lm_segment_span_available(&tld, LM_MEDIUM_OBJ_SIZE_MAX));
+  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX));
+  assert_false(lm_segment_span_available(&tld2, 64)); /* spans belong to their thread */
+  assert_true(lm_segment_page_free(x, &tld));
+}
+
+/* ---- commit and purge ------------------------------------------------------------------------ */
+
+static void test_segment_lazy_commit_commits_only_the_page(void** state) {
+  (void)state;
+  config_t c = base_config();
+  c.mem.arena_eager_commit = 0;
+  c.seg.eager_commit = false;
+  start(&c);
+  lm_page_t* page = page_alloc(LM_SMALL_OBJ_SIZE_MAX + 8);
+  lm_segment_t* segment = lm_segment_of(page);
+  size_t size;
+  uint8_t* area = lm_page_area(page, &size);
+  assert_true(fake_backend_is_committed(segment, segment->info_slices * SLICE)); /* header */
+  check_usable(page, true);
+  assert_false(fake_backend_is_committed(area + size, SLICE)); /* the free rest is not */
+  assert_true(lm_segment_page_free(page, &tld));
+}
+
+static void test_segment_alloc_over_lazily_committed_arena_starts_clean(void** state) {
+  (void)state;
+  /* The arena commits the block when the segment claims it (eager segment commit over a lazily
+   * committed arena); the fake scribbles newly committed memory, so the header must be
+   * cleared unless the memory is known to be zero. */
+  config_t c = base_config();
+  c.mem.arena_eager_commit = 0;
+  c.seg.eager_commit = true;
+  start(&c);
+  lm_page_t* page = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(page);
+  assert_int_equal(segment->used, 1);
+  assert_int_equal(segment->abandoned, 0);
+  assert_int_equal(segment->purge_expire, 0);
+  assert_false(segment->purge_flagged);
+  assert_null(segment->abandoned_next);
+  if (page->is_zero_init) assert_true(all_zero(lm_page_area(page, NULL), SLICE));
+  assert_true(lm_segment_page_free(page, &tld));
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
+static void test_segment_purges_free_span_only_after_the_delay(void** state) {
+  (void)state;
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 10;
+  c.seg.purge_extend_ms = 1;
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* a = page_alloc(LM_SMALL_OBJ_SIZE_MAX + 8);
+  lm_segment_t* segment = lm_segment_of(x);
+  size_t size;
+  uint8_t* area = lm_page_area(a, &size);
+  memset(area, 0x33, size);
+  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+
+  lm_segment_page_free(a, &tld);
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits);
+  assert_int_equal(segment->purge_expire, 10);
+  assert_true(segment->purge_flagged);
+  assert_true(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_PURGE_PENDING));
+  assert_true(fake_backend_is_committed(area, size));
+
+  fake_backend_set_clock(5);
+  lm_segment_collect(&tld, segment, false);
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits);
+  assert_true(fake_backend_is_committed(area, size));
+
+  fake_backend_set_clock(11);
+  lm_segment_collect(&tld, segment, false);
+  assert_true(fake_backend_calls(FAKE_OP_DECOMMIT) > decommits);
+  assert_false(fake_backend_is_committed(area, size));
+  assert_true(fake_backend_is_committed(lm_page_area(x, NULL), SLICE)); /* in use: kept */
+  assert_int_equal(segment->purge_expire, 0);
+
+  /* The purged span is usable again (Linux-like decommit: accessible, reads zero). */
+  lm_page_t* a2 = page_alloc(LM_SMALL_OBJ_SIZE_MAX + 8);
+  assert_ptr_equal(lm_page_area(a2, NULL), area);
+  check_usable(a2, false);
+  lm_segment_page_free(a2, &tld);
+  lm_segment_page_free(x, &tld);
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(lm_arena_flag_count(&arenas, LM_BLOCK_PURGE_PENDING), 0);
+}
+
+static void test_segment_purge_deadline_extends_on_further_frees(void** state) {
+  (void)state;
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 10;
+  c.seg.purge_extend_ms = 3;
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* a = page_alloc(64);
+  lm_page_t* y = page_alloc(64);
+  lm_page_t* b = page_alloc(64);
+  lm_page_t* z = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(x);
+  lm_segment_page_free(a, &tld);
+  assert_int_equal(segment->purge_expire, 10);
+  fake_backend_set_clock(5);
+  lm_segment_page_free(b, &tld);
+  assert_int_equal(segment->purge_expire, 13);
+  fake_backend_set_clock(12);
+  lm_segment_collect(&tld, segment, false);
+  assert_int_equal(segment->purge_expire, 13);
+  lm_segment_collect(&tld, segment, true); /* force: now */
+  assert_int_equal(segment->purge_expire, 0);
+  lm_segment_page_free(x, &tld);
+  lm_segment_page_free(y, &tld);
+  assert_true(lm_segment_page_free(z, &tld));
+}
+
+static void test_segment_purges_at_once_with_zero_delay(void** state) {
+  (void)state;
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 0;
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* a = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(x);
+  uint8_t* area = lm_page_area(a, NULL);
+  area[0] = 1;
+  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+  lm_segment_page_free(a, &tld);
+  assert_true(fake_backend_calls(FAKE_OP_DECOMMIT) > decommits);
+  assert_false(fake_backend_is_committed(area, SLICE));
+  assert_int_equal(segment->purge_expire, 0);
+  assert_false(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_PURGE_PENDING));
+  assert_true(lm_segment_page_free(x, &tld));
+}
+
+static void test_segment_purged_span_is_recommitted_when_reused(void** state) {
+  (void)state;
+  fake_backend_set_needs_recommit(true); /* decommitted memory is inaccessible */
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 0;
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* a = page_alloc(64);
+  uint8_t* area = lm_page_area(a, NULL);
+  lm_segment_page_free(a, &tld);
+  assert_false(fake_backend_is_committed(area, SLICE));
+  size_t commits = fake_backend_calls(FAKE_OP_COMMIT);
+  lm_page_t* a2 = page_alloc(64);
+  assert_ptr_equal(lm_page_area(a2, NULL), area);
+  assert_true(fake_backend_calls(FAKE_OP_COMMIT) > commits);
+  check_usable(a2, true); /* faults if it was not recommitted */
+  lm_segment_page_free(a2, &tld);
+  assert_true(lm_segment_page_free(x, &tld));
+}
+
+static void test_segment_purge_flagged_purges_due_segments_of_any_thread(void** state) {
+  (void)state;
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 10;
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* a = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(x);
+  uint8_t* area = lm_page_area(a, NULL);
+  area[0] = 1;
+  lm_segment_page_free(a, &tld);
+  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+  assert_int_equal(lm_segments_purge_flagged(&segs, 5), 10); /* not yet: the deadline */
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits);
+  assert_true(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_PURGE_PENDING));
+  fake_backend_set_clock(10);
+  assert_int_equal(lm_segments_purge_flagged(&segs, 10), 0); /* done */
+  assert_true(fake_backend_calls(FAKE_OP_DECOMMIT) > decommits);
+  assert_false(fake_backend_is_committed(area, SLICE));
+  assert_false(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_PURGE_PENDING));
+  assert_false(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_PURGER_BUSY));
+  assert_false(segment->purge_flagged);
+  assert_true(lm_segment_page_free(x, &tld));
+}
+
+/* ---- abandonment and reclamation ------------------------------------------------------------- */
+
+static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  lm_page_t* p1 = page_alloc(64);
+  lm_page_t* p2 = page_alloc(LM_SMALL_OBJ_SIZE_MAX + 8);
+  lm_page_t* p3 = page_alloc(LM_MiB);
+  lm_segment_t* segment = lm_segment_of(p1);
+  assert_ptr_equal(lm_segment_of(p2), segment);
+  assert_ptr_equal(lm_segment_of(p3), segment);
+  assert_false(spans_empty(&tld));
+  size_t cursor = 0;
+  assert_null(lm_segment_reclaim(&tld2, &cursor)); /* nothing abandoned yet */
+
+  lm_segment_page_abandon(p1, &tld);
+  lm_segment_page_abandon(p2, &tld);
+  assert_int_equal(lm_segments_abandoned_count(&segs), 0); /* p3 is still owned */
+  assert_int_equal(lm_segment_owner(segment), lm_thread_id());
+  lm_segment_page_abandon(p3, &tld);
+  assert_int_equal(lm_segments_abandoned_count(&segs), 1);
+  assert_int_equal(lm_segment_owner(segment), 0);
+  assert_int_equal(tld.count, 0);
+  assert_true(spans_empty(&tld)); /* its free spans left the owner's queues */
+  assert_true(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_ABANDONED));
+  assert_false(lm_segment_span_available(&tld, 64));
+
+  /* Another thread takes it over, with its free spans. */
+  cursor = 0;
+  assert_ptr_equal(lm_segment_reclaim(&tld2, &cursor), segment);
+  assert_int_equal(lm_segments_abandoned_count(&segs), 0);
+  assert_false(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_ABANDONED));
+  assert_int_equal(lm_segment_owner(segment), lm_thread_id());
+  assert_int_equal(tld2.count, 1);
+  assert_int_equal(tld2.reclaim_count, 1);
+  assert_false(spans_empty(&tld2));
+  assert_true(lm_segment_span_available(&tld2, 64));
+  cursor = 0;
+  assert_null(lm_segment_reclaim(&tld, &cursor)); /* exactly one claimer */
+
+  /* Its pages, in address order, and no free span among them. */
+  assert_ptr_equal(lm_segment_next_page(segment, NULL), p1);
+  assert_ptr_equal(lm_segment_next_page(segment, p1), p2);
+  assert_ptr_equal(lm_segment_next_page(segment, p2), p3);
+  assert_null(lm_segment_next_page(segment, p3));
+  check_lookup(p3);
+
+  /* Given back untouched, then reclaimed again by the first thread. */
+  lm_segment_abandon_again(segment, &tld2);
+  assert_int_equal(lm_segments_abandoned_count(&segs), 1);
+  assert_int_equal(tld2.count, 0);
+  assert_true(spans_empty(&tld2));
+  cursor = 0;
+  assert_ptr_equal(lm_segment_reclaim(&tld, &cursor), segment);
+  assert_int_equal(lm_segment_owner(segment), lm_thread_id());
+
+  /* The new owner frees the pages: the segment goes with the last one. */
+  lm_segment_page_unabandon(p1);
+  assert_false(lm_segment_page_free(p1, &tld));
+  lm_segment_page_unabandon(p2);
+  assert_false(lm_segment_page_free(p2, &tld));
+  /* A page allocated meanwhile comes from the reclaimed segment's spans. */
+  lm_page_t* q = page_alloc(64);
+  assert_ptr_equal(lm_segment_of(q), segment);
+  lm_segment_page_unabandon(p3);
+  assert_false(lm_segment_page_free(p3, &tld));
+  assert_true(lm_segment_page_free(q, &tld));
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(tld.count, 0);
+  assert_true(spans_empty(&tld));
+  assert_int_equal(lm_arena_flag_count(&arenas, LM_BLOCK_ABANDONED), 0);
+}
+
+static void test_segment_abandon_purges_pending_spans(void** state) {
+  (void)state;
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 10;
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* a = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(x);
+  uint8_t* area = lm_page_area(a, NULL);
+  area[0] = 1;
+  lm_segment_page_free(a, &tld);
+  assert_int_equal(segment->purge_expire, 10);
+  lm_segment_page_abandon(x, &tld); /* nobody allocates here for a while: purge now */
+  assert_int_equal(segment->purge_expire, 0);
+  assert_false(fake_backend_is_committed(area, SLICE));
+  size_t cursor = 0;
+  assert_ptr_equal(lm_segment_reclaim(&tld2, &cursor), segment);
+  lm_segment_page_unabandon(x);
+  assert_true(lm_segment_page_free(x, &tld2));
+}
+
+static void test_segment_abandoned_outside_arenas_is_reclaimed_from_the_list(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  /* A huge aligned page lives in OS memory (no arena block flags). */
+  lm_page_t* page = lm_segment_page_alloc(&tld, LM_MiB, 64 * LM_MiB, 0);
+  assert_non_null(page);
+  lm_segment_t* segment = lm_segment_of(page);
+  assert_int_equal(segment->memid.kind, LM_MEM_OS);
+  lm_segment_page_abandon(page, &tld);
+  assert_int_equal(lm_segments_abandoned_count(&segs), 1);
+  assert_int_equal(lm_arena_flag_count(&arenas, LM_BLOCK_ABANDONED), 0);
+  assert_ptr_equal(segs.abandoned_os, segment);
+  size_t cursor = 0;
+  assert_ptr_equal(lm_segment_reclaim(&tld2, &cursor), segment);
+  assert_null(segs.abandoned_os);
+  assert_int_equal(lm_segments_abandoned_count(&segs), 0);
+  assert_ptr_equal(lm_segment_next_page(segment, NULL), page);
+  assert_null(lm_segment_next_page(segment, page));
+  lm_segment_page_unabandon(page);
+  assert_true(lm_segment_page_free(page, &tld2));
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
+/* ---- fault injection ------------------------------------------------------------------------- */
+
+/* Lazily committed arenas (the fake has no overcommit) and segments: page allocation commits. */
+static config_t lazy_config(void) {
+  config_t c = base_config();
+  c.mem.arena_eager_commit = 2;
+  c.seg.eager_commit = false;
+  return c;
+}
+
+static void test_segment_page_alloc_fails_cleanly_when_header_commit_fails(void** state) {
+  (void)state;
+  config_t c = lazy_config();
+  start(&c);
+  assert_false(arenas.caps.has_overcommit);
+  fake_backend_fail_nth(FAKE_OP_COMMIT, 1);
+  assert_null(lm_segment_page_alloc(&tld, 64, 0, 0));
+  assert_int_equal(fake_backend_failures(FAKE_OP_COMMIT), 1);
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(tld.count, 0);
+  assert_true(spans_empty(&tld));
+  /* The failure is lifted: it works, in the same arena block. */
+  check_first_arena_all_free(4);
+  lm_page_t* page = page_alloc(64);
+  check_usable(page, true);
+  assert_true(lm_segment_page_free(page, &tld));
+}
+
+static void test_segment_page_alloc_fails_cleanly_when_page_commit_fails(void** state) {
+  (void)state;
+  config_t c = lazy_config();
+  start(&c);
+  fake_backend_fail_nth(FAKE_OP_COMMIT, 2); /* the header commits, the page does not */
+  assert_null(lm_segment_page_alloc(&tld, 64, 0, 0));
+  assert_int_equal(fake_backend_failures(FAKE_OP_COMMIT), 1);
+  assert_int_equal(atomic_load(&segs.count), 0); /* the empty segment was given back */
+  assert_int_equal(tld.count, 0);
+  assert_true(spans_empty(&tld));
+  check_first_arena_all_free(4);
+  lm_page_t* page = page_alloc(64);
+  check_usable(page, true);
+  assert_true(lm_segment_page_free(page, &tld));
+}
+
+static void test_segment_page_alloc_in_live_segment_fails_cleanly_when_commit_fails(void** state) {
+  (void)state;
+  config_t c = lazy_config();
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(x);
+  size_t first = slice_index(x) + 1;
+  size_t rest = segment->segment_slices - first;
+  assert_int_equal(segment->slices[first].slice_count, rest);
+
+  fake_backend_fail_nth(FAKE_OP_COMMIT, 1);
+  assert_null(lm_segment_page_alloc(&tld, LM_MiB, 0, 0));
+  assert_int_equal(fake_backend_failures(FAKE_OP_COMMIT), 1);
+  assert_int_equal(segment->used, 1);
+  assert_int_equal(atomic_load(&segs.count), 1);
+  /* The free space is one span again, as before the attempt. */
+  assert_int_equal(segment->slices[first].block_size, 0);
+  assert_int_equal(segment->slices[first].slice_count, rest);
+  assert_true(span_queued(&tld, &segment->slices[first]));
+
+  lm_page_t* page = page_alloc(LM_MiB); /* lifted: same place */
+  assert_ptr_equal(page, &segment->slices[first]);
+  check_usable(page, true);
+  lm_segment_page_free(page, &tld);
+  assert_true(lm_segment_page_free(x, &tld));
+}
+
+static void test_segment_huge_page_alloc_fails_cleanly_when_commit_fails(void** state) {
+  (void)state;
+  config_t c = lazy_config();
+  c.mem.disallow_os_alloc = true; /* no OS fallback: the arena must commit */
+  start(&c);
+  assert_int_equal(lm_arena_reserve(&arenas, 2 * SEG, false, false, NULL), 0);
+  size_t live = fake_backend_live_reservations();
+  fake_backend_fail_always(FAKE_OP_COMMIT, true);
+  assert_null(lm_segment_page_alloc(&tld, 20 * LM_MiB, 0, 0));
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(fake_backend_live_reservations(), live);
+  fake_backend_fail_always(FAKE_OP_COMMIT, false);
+  lm_page_t* page = page_alloc(20 * LM_MiB);
+  check_usable(page, true);
+  assert_true(lm_segment_page_free(page, &tld));
+}
+
+static void test_segment_page_alloc_fails_cleanly_when_reserve_fails(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  fake_backend_fail_always(FAKE_OP_RESERVE, true);
+  assert_null(lm_segment_page_alloc(&tld, 64, 0, 0));
+  assert_null(lm_segment_page_alloc(&tld, LM_LARGE_OBJ_SIZE_MAX, 0, 0));
+  assert_null(lm_segment_page_alloc(&tld, 40 * LM_MiB, 0, 0));
+  assert_null(lm_segment_page_alloc(&tld, 64, 64 * LM_MiB, 0));
+  assert_true(fake_backend_failures(FAKE_OP_RESERVE) > 0);
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(tld.count, 0);
+  assert_true(spans_empty(&tld));
+  assert_int_equal(fake_backend_live_reservations(), 0);
+  fake_backend_fail_always(FAKE_OP_RESERVE, false);
+  lm_page_t* page = page_alloc(64);
+  assert_true(lm_segment_page_free(page, &tld));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+      T(test_segment_page_slices_per_size_class),
+      T(test_segment_page_alloc_gives_pages_of_the_right_size),
+      T(test_segment_huge_pages_map_back_to_their_page),
+      T(test_segment_huge_page_with_large_alignment_is_aligned),
+      T(test_segment_page_alloc_respects_arena_id),
+      T(test_segment_free_coalesces_spans_and_frees_the_empty_segment),
+      T(test_segment_free_span_is_reused_best_fit),
+      T(test_segment_span_available),
+      T(test_segment_lazy_commit_commits_only_the_page),
+      T(test_segment_alloc_over_lazily_committed_arena_starts_clean),
+      T(test_segment_purges_free_span_only_after_the_delay),
+      T(test_segment_purge_deadline_extends_on_further_frees),
+      T(test_segment_purges_at_once_with_zero_delay),
+      T(test_segment_purged_span_is_recommitted_when_reused),
+      T(test_segment_purge_flagged_purges_due_segments_of_any_thread),
+      T(test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere),
+      T(test_segment_abandon_purges_pending_spans),
+      T(test_segment_abandoned_outside_arenas_is_reclaimed_from_the_list),
+      T(test_segment_page_alloc_fails_cleanly_when_header_commit_fails),
+      T(test_segment_page_alloc_fails_cleanly_when_page_commit_fails),
+      T(test_segment_page_alloc_in_live_segment_fails_cleanly_when_commit_fails),
+      T(test_segment_huge_page_alloc_fails_cleanly_when_commit_fails),
+      T(test_segment_page_alloc_fails_cleanly_when_reserve_fails),
+#undef T
+  };
+  return cmocka_run_group_tests_name("segment", tests, NULL, NULL);
+}
