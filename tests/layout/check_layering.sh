@@ -1,0 +1,36 @@
+#!/bin/sh
+# The house rules a compiler cannot check: no OS header and no OS macro outside src/backend/
+# (and the compiler/architecture helpers in src/common/), and no layer including a header of a
+# layer above it (core -> segment -> arena -> backend -> common).
+# Usage: check_layering.sh <source root>
+src="$1/src"
+fail=0
+report() { echo "layering: $1"; fail=1; }
+
+os_headers='#include <(sys/|unistd\.h|pthread\.h|windows\.h|mach/|OS\.h|dlfcn\.h|fcntl\.h|sched\.h|numa\.h|linux/)'
+os_macros='(__linux__|_WIN32|_WIN64|__APPLE__|__MACH__|__HAIKU__|__wasi__|__EMSCRIPTEN__|__FreeBSD__)'
+for f in $(find "$src" -name '*.[ch]' ! -path "$src/backend/*/*"); do
+  grep -nE "$os_headers" "$f" | sed "s|^|$f: OS header: |" | grep . && fail=1
+  case "$f" in "$src/common/"*) continue ;; esac
+  grep -nE "$os_macros" "$f" | sed "s|^|$f: OS macro: |" | grep . && fail=1
+done
+
+# Allowed includes per layer (by folder name of the included header).
+check_layer() { # layer, allowed folders
+  layer=$1; shift
+  for f in $(find "$src/$layer" -name '*.[ch]'); do
+    for inc in $(sed -n 's|^#include "\([a-z]*\)/.*"|\1|p' "$f"); do
+      ok=0
+      for a in "$@"; do [ "$inc" = "$a" ] && ok=1; done
+      [ $ok = 1 ] || report "$f includes a header of layer '$inc'"
+    done
+  done
+}
+check_layer common common
+check_layer backend backend common
+check_layer arena arena backend common
+check_layer segment segment arena backend common
+check_layer core core segment arena backend common
+
+if [ $fail = 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
+exit $fail
