@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The project's test command: installs what is missing, then builds and tests three ways.
+#
+#   scripts/test.sh
+#
+#   1. build/       the default (release) build: everything is built, then every suite runs
+#   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
+#   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
+#
+# The sanitizer builds do not export the libc names (-Doverride=false): a sanitizer brings its
+# own malloc, and a second one linked into the same program crashes it at start. For the same
+# reason suite 'override' (plain programs under LD_PRELOAD) runs only in build/.
+# Each build folder is made afresh.
+# A stage that fails does not stop the others; the last line printed is the combined
+# `N passed, N failed` of all three (scripts/testlog-summary.py), and the exit status is
+# non-zero if anything failed. Environment: TEST_JOBS (default 2) tests run at once.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+JOBS="${TEST_JOBS:-2}"
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# ---- what is needed -------------------------------------------------------------------------
+install_missing() {
+  local pkgs=() optional=()
+  command -v meson >/dev/null 2>&1 || pkgs+=(meson)
+  command -v ninja >/dev/null 2>&1 || pkgs+=(ninja-build)
+  command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
+  command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
+  command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+  if command -v pkg-config >/dev/null 2>&1; then
+    pkg-config --exists cmocka 2>/dev/null || pkgs+=(libcmocka-dev)
+    pkg-config --exists numa 2>/dev/null || pkgs+=(libnuma-dev)
+  else
+    pkgs+=(libcmocka-dev libnuma-dev)
+  fi
+  # the real programs that the override suite runs (each such test skips when one is missing)
+  command -v perl >/dev/null 2>&1 || optional+=(perl)
+  command -v sqlite3 >/dev/null 2>&1 || optional+=(sqlite3)
+  command -v git >/dev/null 2>&1 || optional+=(git)
+  ((${#pkgs[@]} + ${#optional[@]})) || return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing: ${pkgs[*]} ${optional[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update && apt-get install -y "${pkgs[@]}" "${optional[@]}"
+    return
+  fi
+  if ((${#optional[@]})); then
+    echo "note: ${optional[*]} missing: the override tests that run them will skip" >&2
+  fi
+  if ((${#pkgs[@]})); then
+    echo "missing: ${pkgs[*]} (install them, e.g. sudo apt-get install -y ${pkgs[*]})" >&2
+    return 1
+  fi
+}
+
+failed_stages=()
+logs=()
+
+fail() {
+  echo "!! FAILED: $1" >&2
+  failed_stages+=(--fail "$1")
+}
+
+# fresh_setup DIR [meson options...]: a new build folder, whatever was there before
+fresh_setup() {
+  local dir=$1
+  shift
+  rm -rf "$dir"
+  meson setup "$dir" -Dtests=enabled "$@"
+}
+
+# run_pass NAME DIR TIMEOUT_S "SETUP OPTIONS" [meson test options...]
+# The environment of the tests is whatever the caller exported.
+run_pass() {
+  local name=$1 dir=$2 limit=$3 setup_opts=$4
+  shift 4
+  say "$name: meson setup $dir $setup_opts"
+  # shellcheck disable=SC2086  # setup_opts is a list of words
+  if ! fresh_setup "$dir" $setup_opts; then
+    fail "$name: meson setup"
+    return
+  fi
+  say "$name: ninja -C $dir"
+  if ! ninja -C "$dir"; then
+    fail "$name: ninja (build)"
+    return
+  fi
+  say "$name: meson test -C $dir $*"
+  local rc=0
+  timeout --kill-after=30 "$limit" \
+    meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" "$@" || rc=$?
+  local log="$dir/meson-logs/testlog.json"
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "$name: meson test ran past ${limit}s"
+  fi
+  if [ -f "$log" ]; then
+    logs+=("$log")
+  elif [ "$rc" != 0 ]; then
+    fail "$name: meson test exited $rc without a log"
+  else
+    echo "note: $name: no test was selected"
+  fi
+}
+
+if ! install_missing; then
+  fail "install: packages missing"
+fi
+
+# 1. default build: every target first (meson test builds only what tests need), every suite
+run_pass "build" build 1800 ""
+
+# 2. AddressSanitizer + UndefinedBehaviorSanitizer (meson sets no UBSAN_OPTIONS: without
+#    halt_on_error a UBSan report alone would not fail a test)
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=0
+run_pass "asan" build-asan 900 \
+  "-Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Doverride=false" \
+  --suite stress --suite api --no-suite override --timeout-multiplier 3
+unset UBSAN_OPTIONS ASAN_OPTIONS
+
+# 3. ThreadSanitizer
+export TSAN_OPTIONS=halt_on_error=1
+run_pass "tsan" build-tsan 900 "-Db_sanitize=thread -Dbuildtype=debugoptimized -Doverride=false" \
+  --suite stress --no-suite override --timeout-multiplier 5
+unset TSAN_OPTIONS
+
+# ---- the closing line -------------------------------------------------------------------------
+say "summary"
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "python3 is missing: cannot sum the test logs"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+python3 scripts/testlog-summary.py "${failed_stages[@]}" "${logs[@]}"
