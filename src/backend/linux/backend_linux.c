@@ -72,17 +72,15 @@ static int map_flags(void) {
   return MAP_PRIVATE | MAP_ANONYMOUS | (overcommit ? MAP_NORESERVE : 0);
 }
 
-static void name_and_advise(void* p, size_t size, size_t try_align, bool commit) {
+static void name_mapping(void* p, size_t size) {
   /* "[anon:libmimalloc]" in /proc/<pid>/maps helps whoever reads a memory map. */
   if (!lm_load_relaxed(&naming_unsupported) &&
       prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)p, size, "libmimalloc") != 0) {
     lm_store_relaxed(&naming_unsupported, true);
   }
-  /* Transparent huge pages only for eagerly committed, 2 MiB-shaped blocks: those are used
-   * whole; in lazily committed arenas a huge page would inflate the resident size. */
-  if (commit && try_align % (2 * LM_MiB) == 0 && try_align != 0 && size % (2 * LM_MiB) == 0) {
-    madvise(p, size, MADV_HUGEPAGE);
-  }
+  /* No MADV_HUGEPAGE here: a huge page backs 2 MiB at the first touch of any byte, which
+   * multiplies the resident size of small heaps. Large pages are an explicit choice
+   * (allow_large_os_pages, reserve_huge) made above the backend. */
 }
 
 static int linux_reserve(void* hint, size_t size, size_t try_align, bool commit, void** addr,
@@ -107,7 +105,7 @@ static int linux_reserve(void* hint, size_t size, size_t try_align, bool commit,
       if (tail > 0) munmap(p + size, tail);
     }
   }
-  name_and_advise(p, size, try_align, commit);
+  name_mapping(p, size);
   *addr = p;
   *is_zero = true; /* fresh anonymous memory is always zero-filled */
   return 0;
