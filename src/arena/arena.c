@@ -172,6 +172,62 @@ int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusi
   return 0;
 }
 
+int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_committed,
+                    bool is_pinned, bool is_zero, int numa_node, bool exclusive, int* arena_id) {
+  (void)numa_node;
+  if (arena_id != NULL) *arena_id = 0;
+  uintptr_t lo = lm_align_up((uintptr_t)start, LM_ARENA_BLOCK_SIZE);
+  uintptr_t hi = lm_align_down((uintptr_t)start + size, LM_ARENA_BLOCK_SIZE);
+  if (start == NULL || hi <= lo || hi > (uintptr_t)start + size) return EINVAL;
+  lm_memid_t memid = {.kind = LM_MEM_EXTERNAL,
+                      .is_pinned = is_pinned,
+                      .initially_committed = is_committed,
+                      .initially_zero = is_zero};
+  int id = arena_add(arenas, (void*)lo, hi - lo, is_committed, is_zero, exclusive, &memid);
+  if (id == 0) return ENOMEM;
+  if (arena_id != NULL) *arena_id = id;
+  return 0;
+}
+
+int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool exclusive,
+                          int* arena_id) {
+  if (arena_id != NULL) *arena_id = 0;
+  if (pages == 0) return 0;
+  if (arenas->backend->reserve_huge == NULL || pages > ((size_t)1 << 20)) return ENOMEM;
+  void* start = NULL;
+  bool is_zero = false;
+  size_t size = pages * LM_GiB;
+  if (arenas->backend->reserve_huge(NULL, size, numa_node, &start, &is_zero) != 0) return ENOMEM;
+  lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
+  lm_stat_increase(&arenas->stats.committed, (int64_t)size);
+  lm_memid_t memid = {.kind = LM_MEM_OS, .os_base = start, .os_size = size, .is_pinned = true,
+                      .initially_committed = true, .initially_zero = is_zero};
+  int id = arena_add(arenas, start, size, true, is_zero, exclusive, &memid);
+  if (id == 0) {
+    lm_os_free(arenas, start, size, &memid);
+    return ENOMEM;
+  }
+  if (arena_id != NULL) *arena_id = id;
+  return 0;
+}
+
+void* lm_arena_area(lm_arenas_t* arenas, int arena_id, size_t* size) {
+  if (size != NULL) *size = 0;
+  if (arena_id <= 0 || (size_t)arena_id > arena_count(arenas)) return NULL;
+  lm_arena_t* arena = arena_at(arenas, (size_t)arena_id - 1);
+  if (arena == NULL) return NULL;
+  if (size != NULL) *size = arena->block_count * LM_ARENA_BLOCK_SIZE;
+  return arena->start;
+}
+
+size_t lm_arena_count(lm_arenas_t* arenas) { return arena_count(arenas); }
+
+bool lm_arena_block_in_use(lm_arenas_t* arenas, int arena_id, size_t block) {
+  if (arena_id <= 0 || (size_t)arena_id > arena_count(arenas)) return false;
+  lm_arena_t* arena = arena_at(arenas, (size_t)arena_id - 1);
+  return arena != NULL && block < arena->block_count && lm_bitmap_is_any_set(arena->inuse, block, 1);
+}
+
 /* A new automatic arena; later ones grow so a big heap needs few of them. */
 static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size) {
   size_t size = arenas->config.arena_reserve;

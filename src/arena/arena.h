@@ -34,6 +34,7 @@ typedef enum lm_mem_kind_e {
   LM_MEM_OS,     /* a direct OS reservation */
   LM_MEM_ARENA,  /* blocks of an arena */
   LM_MEM_STATIC, /* static storage (never freed) */
+  LM_MEM_EXTERNAL, /* provided by the program (never freed by us) */
 } lm_mem_kind_t;
 
 typedef struct lm_memid_s {
@@ -92,6 +93,12 @@ typedef struct lm_arenas_s {
   lm_spinlock_t purge_guard;     /* at most one thread purges arenas at a time (try-lock) */
   lm_spinlock_t reserve_lock;    /* serialises creating new arenas (rare) */
   _Atomic(uint32_t) purger_idle; /* 1 while the background purger sleeps with nothing to do */
+  /* Segment-aligned reservations are placed at hinted addresses in one region of the address
+   * space, [region_lo, region_lo + region_size): a pointer outside it is not from an arena or a
+   * hinted segment, which the free path tests with one subtraction and one compare. */
+  uintptr_t region_lo;
+  _Atomic(uintptr_t) region_size;
+  _Atomic(uintptr_t) hint_next;
 } lm_arenas_t;
 
 /* Validate `backend` (required functions present, capabilities consistent), read its
@@ -102,6 +109,14 @@ int lm_arenas_init(lm_arenas_t* arenas, const lm_backend_t* backend,
 /* Release every arena (tests; destroy at exit). Memory still in use becomes invalid. */
 void lm_arenas_destroy(lm_arenas_t* arenas);
 void lm_mem_config_default(lm_mem_config_t* config);
+
+/* Set the start of the hinted region (0: no hints, e.g. under sanitizers or on 32-bit). */
+void lm_arenas_set_region(lm_arenas_t* arenas, uintptr_t region_start);
+/* Is p inside the hinted region? A fast, conservative test: false means "maybe not ours". */
+static inline bool lm_arenas_region_contains(const lm_arenas_t* arenas, const void* p) {
+  return (uintptr_t)p - arenas->region_lo <
+         atomic_load_explicit(&((lm_arenas_t*)arenas)->region_size, memory_order_relaxed);
+}
 
 /* ---- OS memory (os.c) ---------------------------------------------------------------------- */
 /* Reserve (and commit when asked) `size` bytes such that `p + offset` is aligned to `align`.
@@ -143,6 +158,20 @@ bool lm_arenas_contain(lm_arenas_t* arenas, const void* p);
 /* Reserve a new arena of `size` bytes now (mi_reserve_os_memory). Returns 0 or ENOMEM. */
 int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
                      int* arena_id);
+
+/* Register memory the program provides (mi_manage_os_memory): never released by us. The
+ * start is aligned up to a block; at least one block must remain. Returns 0 or EINVAL. */
+int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_committed,
+                    bool is_pinned, bool is_zero, int numa_node, bool exclusive, int* arena_id);
+/* Reserve `pages` 1 GiB huge OS pages as one pinned arena (bound to numa_node when >= 0).
+ * Returns 0, or ENOMEM when the OS has none. */
+int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool exclusive,
+                          int* arena_id);
+/* Start and size of arena `arena_id` (NULL if there is none); how many arenas exist; whether
+ * a block of an arena is in use (for printing maps). */
+void* lm_arena_area(lm_arenas_t* arenas, int arena_id, size_t* size);
+size_t lm_arena_count(lm_arenas_t* arenas);
+bool lm_arena_block_in_use(lm_arenas_t* arenas, int arena_id, size_t block);
 
 /* ---- per-block flags for the segment layer ------------------------------------------------- */
 typedef enum lm_block_flag_e {

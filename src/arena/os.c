@@ -26,14 +26,43 @@ static size_t granular(const lm_arenas_t* arenas, size_t size) {
   return lm_align_up(size, lm_max(arenas->caps.alloc_granularity, arenas->caps.page_size));
 }
 
+void lm_arenas_set_region(lm_arenas_t* arenas, uintptr_t region_start) {
+  arenas->region_lo = region_start;
+  atomic_store(&arenas->region_size, 0);
+  atomic_store(&arenas->hint_next, region_start);
+}
+
+/* The next hinted address for a segment-aligned reservation (0 when hints are off). */
+static uintptr_t region_hint(lm_arenas_t* arenas, size_t size, size_t align) {
+  if (arenas->region_lo == 0 || align < LM_SEGMENT_SIZE) return 0;
+  uintptr_t hint = atomic_load_explicit(&arenas->hint_next, memory_order_relaxed);
+  uintptr_t start, next;
+  do {
+    start = lm_align_up(hint, align);
+    next = start + lm_align_up(size, LM_SEGMENT_SIZE) + LM_SEGMENT_SIZE; /* keep a gap */
+    if (next < start) return 0;
+  } while (!atomic_compare_exchange_weak(&arenas->hint_next, &hint, next));
+  return start;
+}
+
+/* A reservation landed at its hint: the region now reaches its end. */
+static void region_extend(lm_arenas_t* arenas, uintptr_t end) {
+  uintptr_t size = end - arenas->region_lo;
+  uintptr_t cur = atomic_load_explicit(&arenas->region_size, memory_order_relaxed);
+  while (size > cur && !atomic_compare_exchange_weak(&arenas->region_size, &cur, size)) {
+  }
+}
+
 /* One backend reservation, counted. */
 static void* os_reserve(lm_arenas_t* arenas, size_t size, size_t try_align, bool commit,
                         bool* is_zero) {
   void* p = NULL;
   bool zero = false;
+  uintptr_t hint = region_hint(arenas, size, try_align);
   atomic_fetch_add_explicit(&arenas->stats.reserve_calls, 1, memory_order_relaxed);
-  int err = arenas->backend->reserve(NULL, size, try_align, commit, &p, &zero);
+  int err = arenas->backend->reserve((void*)hint, size, try_align, commit, &p, &zero);
   if (err != 0 || p == NULL) return NULL;
+  if (hint != 0 && (uintptr_t)p == hint) region_extend(arenas, hint + size);
   lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
   if (commit) lm_stat_increase(&arenas->stats.committed, (int64_t)size);
   *is_zero = zero;

@@ -87,6 +87,19 @@ typedef struct lm_backend_s {
   /* Write a NUL-terminated message to the default output (stderr), without allocating. */
   void (*output)(const char* msg);
 
+  /* Optional: process figures for mi_process_info, each in the unit named (0 if unknown). */
+  void (*process_info)(size_t* user_ms, size_t* system_ms, size_t* current_rss,
+                       size_t* peak_rss, size_t* page_faults);
+
+  /* --- pointers from another allocator ----------------------------------------------------- */
+
+  /* Optional: free a block this allocator never handed out, with the allocator that comes
+   * next in the program's symbol lookup order (the one a preload displaced). Returns false
+   * when there is no such allocator (the caller then ignores the pointer with a warning). */
+  bool (*foreign_free)(void* p);
+  /* Optional: the usable size of such a block, 0 if unknown. */
+  size_t (*foreign_usable_size)(const void* p);
+
   /* --- threads ------------------------------------------------------------------------ */
 
   /* Register the one function to run at thread exit (once, at process init). */

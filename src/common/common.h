@@ -19,6 +19,19 @@
 #define LM_SECURE 0
 #endif
 
+/* Built with a sanitizer (whose runtime owns parts of the address space)? */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LM_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define LM_SANITIZED 1
+#endif
+#endif
+#ifndef LM_SANITIZED
+#define LM_SANITIZED 0
+#endif
+
 /* ---- compiler hints -------------------------------------------------------------------- */
 #define lm_likely(x) __builtin_expect(!!(x), 1)
 #define lm_unlikely(x) __builtin_expect(!!(x), 0)

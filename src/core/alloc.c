@@ -46,7 +46,7 @@ void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_ali
   /* Housekeeping, amortised over slow-path calls. */
   if (lm_unlikely(++heap->generic_count >= 100)) {
     heap->generic_count = 0;
-    heap->tld->heartbeat++;
+    lm_deferred_free(heap, false);
     lm_heap_collect_retired(heap, false);
   }
   lm_heap_delayed_free(heap, false);

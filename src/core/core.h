@@ -99,7 +99,8 @@ struct mi_heap_s {
   size_t page_retired_max;
   size_t generic_count;
   lm_heap_t* next;
-  bool no_reclaim;
+  bool no_reclaim;    /* never takes over abandoned memory (heaps that may be destroyed) */
+  bool allow_destroy; /* mi_heap_destroy frees its blocks at once */
   uint8_t tag;
   lm_page_t* pages_free_direct[LM_PAGES_DIRECT];
   lm_page_queue_t pages[LM_BIN_COUNT];
@@ -135,7 +136,9 @@ extern lm_process_t lm_process;
 bool lm_process_ensure_init(void);
 /* The heap for the calling thread, initialising the thread (and process) on first use. */
 lm_heap_t* lm_heap_default_init(void);
-void lm_heap_init(lm_heap_t* heap, lm_tld_t* tld, int arena_id, bool no_reclaim, uint8_t tag);
+void lm_heap_init(lm_heap_t* heap, lm_tld_t* tld, int arena_id, bool allow_destroy, uint8_t tag);
+/* Make `heap` the calling thread's default heap. */
+void lm_heap_set_default(lm_heap_t* heap);
 
 /* ---- pages (page.c) -------------------------------------------------------------------------- */
 /* Move thread frees and local frees into the free list (always when `force`, otherwise only
@@ -226,6 +229,21 @@ void lm_free_block_local(lm_page_t* page, lm_block_t* block);
 /* Free from a thread that does not own the page. */
 void lm_free_block_remote(lm_page_t* page, lm_block_t* block);
 size_t lm_usable_size(const void* p);
+
+/* Call the registered deferred-free hook with a rising heartbeat (not recursively). */
+void lm_deferred_free(lm_heap_t* heap, bool force);
+/* Is p inside memory this allocator manages (arenas, or segments straight from the OS)? */
+bool lm_is_in_heap_region(const void* p);
+/* A pointer we never handed out: give it to the next allocator, or ignore it with a warning. */
+void lm_free_foreign(void* p);
+size_t lm_foreign_usable_size(const void* p);
+
+/* Call `visitor` for the page as an area, then (with visit_blocks) for each live block. */
+bool lm_page_visit(const lm_heap_t* heap, lm_page_t* page, bool visit_blocks,
+                   mi_block_visit_fun* visitor, void* arg);
+
+/* Record the process start time (elapsed time in mi_process_info). */
+void lm_stats_process_start(void);
 
 /* ---- thread start and end (init.c) --------------------------------------------------------- */
 void lm_thread_done_heap(lm_heap_t* heap);

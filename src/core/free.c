@@ -64,9 +64,9 @@ static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, boo
   else lm_free_block_remote(page, block);
 }
 
-void mi_free(void* p) mi_attr_noexcept {
+/* The free path for a segment known to be ours. */
+static inline void free_ours(void* p) {
   lm_segment_t* segment = lm_segment_of(p);
-  if (lm_unlikely((intptr_t)segment <= 0)) return; /* NULL (and the top half): nothing to do */
   lm_page_t* page = lm_segment_page_of(segment, p);
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
   if (lm_likely(is_local && lm_page_flags(page) == 0)) {
@@ -79,9 +79,33 @@ void mi_free(void* p) mi_attr_noexcept {
   free_generic(segment, page, is_local, p);
 }
 
+/* Outside the hinted region: NULL, a segment placed elsewhere by the OS, or a pointer this
+ * allocator never handed out (memory from before a preload took effect, another allocator's
+ * block passed to us). The last kind goes to the next allocator, never into our metadata. */
+static lm_noinline void free_outside_region(void* p) {
+  if (p == NULL) return;
+  if (lm_is_in_heap_region(p)) {
+    free_ours(p);
+    return;
+  }
+  lm_free_foreign(p);
+}
+
+void mi_free(void* p) mi_attr_noexcept {
+  /* One subtraction and compare: inside the region every segment header is mapped. */
+  if (lm_unlikely(!lm_arenas_region_contains(&lm_process.arenas, p))) {
+    free_outside_region(p);
+    return;
+  }
+  free_ours(p);
+}
+
 size_t lm_usable_size(const void* p) {
+  if (lm_unlikely(!lm_arenas_region_contains(&lm_process.arenas, p))) {
+    if (p == NULL) return 0;
+    if (!lm_is_in_heap_region(p)) return lm_foreign_usable_size(p);
+  }
   const lm_segment_t* segment = lm_segment_of(p);
-  if ((intptr_t)segment <= 0) return 0;
   const lm_page_t* page = lm_segment_page_of(segment, p);
   if (lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) return lm_page_usable_size_of(page, p);
   return page->block_size;

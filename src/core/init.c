@@ -59,12 +59,14 @@ static void thread_data_free(lm_thread_data_t* td) {
 
 /* ---- heaps ------------------------------------------------------------------------------------ */
 
-void lm_heap_init(lm_heap_t* heap, lm_tld_t* tld, int arena_id, bool no_reclaim, uint8_t tag) {
+void lm_heap_init(lm_heap_t* heap, lm_tld_t* tld, int arena_id, bool allow_destroy, uint8_t tag) {
   memset(heap, 0, sizeof(*heap));
   heap->tld = tld;
   heap->thread_id = lm_thread_id();
   heap->arena_id = arena_id;
-  heap->no_reclaim = no_reclaim;
+  /* A heap that may be destroyed must never hold blocks it did not allocate itself. */
+  heap->allow_destroy = allow_destroy;
+  heap->no_reclaim = allow_destroy;
   heap->tag = tag;
   heap->page_retired_min = LM_BIN_FULL;
   lm_random_init(&heap->random, lm_process.backend);
@@ -113,6 +115,14 @@ static void process_setup(void) {
     key = (uintptr_t)backend->clock_ms() * 0x9E3779B97F4A7C15ull ^ (uintptr_t)&key;
   }
   lm_process.cookie_key = key | 1;
+  /* Segments and arenas go to hinted addresses from 2 TiB on (randomised by up to 4 TiB), far
+   * below where the kernel places other mappings, so "ours" is one range test in free. Not
+   * under sanitizers, whose runtimes own parts of the address space. */
+  if (sizeof(void*) == 8 && !LM_SANITIZED) {
+    uintptr_t slots = (4 * LM_GiB * 1024) / LM_SEGMENT_SIZE;
+    lm_arenas_set_region(&lm_process.arenas,
+                         2 * LM_GiB * 1024 + (uintptr_t)((key >> 17) % slots) * LM_SEGMENT_SIZE);
+  }
   lm_segment_config_t seg;
   lm_segment_config_default(&seg);
   seg.eager_commit = lm_option_get(mi_option_eager_commit) != 0;
@@ -121,6 +131,7 @@ static void process_setup(void) {
   seg.max_reclaim_percent = (size_t)lm_option_get(mi_option_max_segment_reclaim);
   lm_segments_init(&lm_process.segments, &lm_process.arenas, &seg, lm_process.cookie_key);
 
+  lm_stats_process_start();
   tld_init(&tld_main, &heap_main);
   lm_heap_init(&heap_main, &tld_main, 0, false, 0);
   lm_process.heap_main = &heap_main;
@@ -148,13 +159,13 @@ bool lm_process_ensure_init(void) {
 
 /* ---- threads ----------------------------------------------------------------------------------- */
 
-static void heap_set_default(lm_heap_t* heap) {
+void lm_heap_set_default(lm_heap_t* heap) {
   lm_heap_default = heap;
-  /* Arm the exit hook with the backing heap of a non-main thread. */
+  /* Arm the exit hook with the backing heap (it outlives the others) of a non-main thread. */
   const lm_backend_t* backend = lm_process.backend;
-  if (backend != NULL && backend->thread_exit_arm != NULL && heap != lm_process.heap_main) {
-    backend->thread_exit_arm(lm_heap_is_initialized(heap) ? heap : NULL);
-  }
+  if (backend == NULL || backend->thread_exit_arm == NULL || !lm_heap_is_initialized(heap)) return;
+  lm_heap_t* backing = heap->tld->heap_backing;
+  if (backing != lm_process.heap_main) backend->thread_exit_arm(backing);
 }
 
 lm_heap_t* lm_heap_default_init(void) {
@@ -162,7 +173,7 @@ lm_heap_t* lm_heap_default_init(void) {
   if (lm_heap_is_initialized(heap)) return heap;
   if (!lm_process_ensure_init()) return heap;
   if (lm_thread_id() == atomic_load(&lm_process.main_thread)) {
-    heap_set_default(&heap_main);
+    lm_heap_set_default(&heap_main);
     return &heap_main;
   }
   lm_thread_data_t* td = thread_data_alloc();
@@ -170,7 +181,7 @@ lm_heap_t* lm_heap_default_init(void) {
   tld_init(&td->tld, &td->heap);
   td->tld.memid = td->memid;
   lm_heap_init(&td->heap, &td->tld, 0, false, 0);
-  heap_set_default(&td->heap);
+  lm_heap_set_default(&td->heap);
   return &td->heap;
 }
 
@@ -220,3 +231,5 @@ __attribute__((constructor)) static void lm_library_load(void) {
   mi_process_init();
   if (was_ready) lm_options_init();
 }
+
+__attribute__((destructor)) static void lm_library_unload(void) { mi_process_done(); }

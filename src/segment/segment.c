@@ -193,6 +193,51 @@ int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now) {
   return next;
 }
 
+/* ---- the map of OS-allocated segments ------------------------------------------------------ */
+#define MAP_BITS ((size_t)1 << (48 - LM_SEGMENT_SHIFT))
+
+static _Atomic(uint64_t)* segment_map(lm_segments_t* segs, bool create) {
+  _Atomic(uint64_t)* map = atomic_load_explicit(&segs->map, memory_order_acquire);
+  if (map != NULL || !create) return map;
+  lm_spin_lock(&segs->map_lock);
+  map = atomic_load_explicit(&segs->map, memory_order_acquire);
+  if (map == NULL) {
+    size_t bytes = MAP_BITS / 8;
+    map = lm_os_alloc(segs->arenas, bytes, true, &segs->map_memid);
+    if (map != NULL && !segs->map_memid.initially_zero) memset((void*)map, 0, bytes);
+    atomic_store_explicit(&segs->map, map, memory_order_release);
+  }
+  lm_spin_unlock(&segs->map_lock);
+  return map;
+}
+
+/* Record (or forget) an OS-allocated segment; false if the map could not be had. */
+static bool segment_map_set(lm_segments_t* segs, lm_segment_t* segment, bool on) {
+  if (segment->memid.kind != LM_MEM_OS) return true;
+  _Atomic(uint64_t)* map = segment_map(segs, on);
+  if (map == NULL) return !on;
+  size_t first = (uintptr_t)segment >> LM_SEGMENT_SHIFT;
+  size_t count = lm_divide_up(segment->segment_size, LM_SEGMENT_SIZE);
+  for (size_t i = first; i < first + count && i < MAP_BITS; i++) {
+    uint64_t bit = (uint64_t)1 << (i % 64);
+    if (on) atomic_fetch_or_explicit(&map[i / 64], bit, memory_order_release);
+    else atomic_fetch_and_explicit(&map[i / 64], ~bit, memory_order_release);
+  }
+  return true;
+}
+
+void lm_segments_done(lm_segments_t* segs) {
+  _Atomic(uint64_t)* map = atomic_exchange(&segs->map, NULL);
+  if (map != NULL) lm_os_free(segs->arenas, (void*)map, MAP_BITS / 8, &segs->map_memid);
+}
+
+bool lm_segment_map_contains(lm_segments_t* segs, const void* p) {
+  _Atomic(uint64_t)* map = segment_map(segs, false);
+  size_t i = (uintptr_t)p >> LM_SEGMENT_SHIFT;
+  if (map == NULL || i >= MAP_BITS) return false;
+  return (atomic_load_explicit(&map[i / 64], memory_order_acquire) >> (i % 64)) & 1;
+}
+
 /* ---- segment allocation -------------------------------------------------------------------- */
 
 static size_t segment_info_slices(void) {
@@ -260,6 +305,10 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   else mask_set(&segment->commit_mask, 0, info_slices, true);
   if (!memid.initially_zero) mask_set(&segment->dirty_mask, 0, LM_SLICES_PER_SEGMENT, true);
   mask_set(&segment->dirty_mask, 0, info_slices, true);
+  if (!segment_map_set(segs, segment, true)) {
+    lm_arena_free(segs->arenas, start, size, &memid);
+    return NULL;
+  }
   atomic_fetch_add_explicit(&segs->count, 1, memory_order_relaxed);
   tld->count++;
   if (tld->count > tld->peak_count) tld->peak_count = tld->count;
@@ -287,6 +336,7 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
   lm_segments_t* segs = tld->shared;
   if (segment->kind == LM_SEGMENT_NORMAL) lm_span_remove_all(tld, segment);
   segment_unflag_purge(segs, segment);
+  segment_map_set(segs, segment, false);
   atomic_fetch_sub_explicit(&segs->count, 1, memory_order_relaxed);
   tld->count--;
   lm_memid_t memid = segment->memid;

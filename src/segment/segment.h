@@ -129,6 +129,11 @@ typedef struct lm_segments_s {
   lm_spinlock_t abandoned_os_lock;     /* abandoned segments that are not in an arena */
   lm_segment_t* abandoned_os;
   _Atomic(size_t) count;               /* live segments */
+  /* One bit per 32 MiB of address space for segments taken straight from the OS (arena memory
+   * is known to the arenas): allocated on first need, 1 MiB for a 48-bit address space. */
+  _Atomic(_Atomic(uint64_t)*) map;
+  lm_memid_t map_memid;
+  lm_spinlock_t map_lock;
 } lm_segments_t;
 
 typedef struct lm_span_queue_s {
@@ -148,6 +153,8 @@ typedef struct lm_segments_tld_s {
 void lm_segments_init(lm_segments_t* segs, lm_arenas_t* arenas, const lm_segment_config_t* config,
                       uintptr_t cookie_key);
 void lm_segment_config_default(lm_segment_config_t* config);
+/* Release what the segment layer holds itself (the OS-segment map): tests, process teardown. */
+void lm_segments_done(lm_segments_t* segs);
 void lm_segments_tld_init(lm_segments_tld_t* tld, lm_segments_t* segs);
 
 /* ---- pointer to segment and page: constant time ------------------------------------------ */
@@ -209,6 +216,9 @@ void lm_segment_abandon_again(lm_segment_t* segment, lm_segments_tld_t* tld);
 bool lm_segment_span_available(lm_segments_tld_t* tld, size_t block_size);
 /* Number of abandoned segments (approximate). */
 size_t lm_segments_abandoned_count(lm_segments_t* segs);
+
+/* Does p lie in a segment that came straight from the OS (not from an arena)? */
+bool lm_segment_map_contains(lm_segments_t* segs, const void* p);
 
 /* ---- background purge support ------------------------------------------------------------- */
 /* Purge due ranges of segments flagged as having pending purges (owned by any thread), using

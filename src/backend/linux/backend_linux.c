@@ -11,14 +11,17 @@
 #include "backend/backend.h"
 #include "common/common.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -356,6 +359,66 @@ static void linux_init(lm_backend_caps_t* caps) {
   };
 }
 
+/* ---- process figures ------------------------------------------------------------------------ */
+
+static void linux_process_info(size_t* user_ms, size_t* system_ms, size_t* current_rss,
+                               size_t* peak_rss, size_t* page_faults) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0) {
+    *user_ms = (size_t)ru.ru_utime.tv_sec * 1000 + (size_t)ru.ru_utime.tv_usec / 1000;
+    *system_ms = (size_t)ru.ru_stime.tv_sec * 1000 + (size_t)ru.ru_stime.tv_usec / 1000;
+    *peak_rss = (size_t)ru.ru_maxrss * 1024;
+    *page_faults = (size_t)ru.ru_majflt;
+  }
+  /* The real resident set, not an estimate: the second field of /proc/self/statm, in pages. */
+  char buf[128];
+  long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+  syscall(SYS_close, fd);
+  if (n <= 0) return;
+  buf[n] = 0;
+  const char* q = buf;
+  while (*q != 0 && *q != ' ') q++;
+  size_t pages = 0;
+  while (*q == ' ') q++;
+  while (*q >= '0' && *q <= '9') pages = pages * 10 + (size_t)(*q++ - '0');
+  *current_rss = pages * page_size;
+}
+
+/* ---- pointers from another allocator ----------------------------------------------------------- */
+/* The allocator a preload displaced is the next definition of `free` after this object in the
+ * lookup order (glibc's, normally). Looked up once; if it is our own `free`, there is none. */
+typedef void free_fun_t(void*);
+typedef size_t usable_size_fun_t(void*);
+static _Atomic(free_fun_t*) next_free;
+static _Atomic(usable_size_fun_t*) next_usable_size;
+static _Atomic(int) next_looked_up;
+
+static void look_up_next_allocator(void) {
+  if (atomic_load_explicit(&next_looked_up, memory_order_acquire)) return;
+  free_fun_t* f = (free_fun_t*)dlsym(RTLD_NEXT, "free");
+  usable_size_fun_t* u = (usable_size_fun_t*)dlsym(RTLD_NEXT, "malloc_usable_size");
+  if (f == (free_fun_t*)&free) f = NULL;
+  atomic_store(&next_free, f);
+  atomic_store(&next_usable_size, u);
+  atomic_store_explicit(&next_looked_up, 1, memory_order_release);
+}
+
+static bool linux_foreign_free(void* p) {
+  look_up_next_allocator();
+  free_fun_t* f = atomic_load(&next_free);
+  if (f == NULL) return false;
+  f(p);
+  return true;
+}
+
+static size_t linux_foreign_usable_size(const void* p) {
+  look_up_next_allocator();
+  usable_size_fun_t* u = atomic_load(&next_usable_size);
+  return (u != NULL && atomic_load(&next_free) != NULL) ? u((void*)p) : 0;
+}
+
 static const lm_backend_t linux_backend = {
     .name = "linux",
     .init = linux_init,
@@ -372,6 +435,9 @@ static const lm_backend_t linux_backend = {
     .random_bytes = linux_random_bytes,
     .getenv = linux_getenv,
     .output = linux_output,
+    .process_info = linux_process_info,
+    .foreign_free = linux_foreign_free,
+    .foreign_usable_size = linux_foreign_usable_size,
     .thread_exit_register = linux_thread_exit_register,
     .thread_exit_arm = linux_thread_exit_arm,
     .thread_start = linux_thread_start,
