@@ -11,8 +11,8 @@
  */
 #include <errno.h>
 
-#include "arena/arena.h"
-#include "arena/bitmap.h"
+#include "arena.h"
+#include "bitmap.h"
 
 typedef struct lm_arena_s {
   uint8_t* start;

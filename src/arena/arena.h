@@ -17,8 +17,8 @@
 #ifndef LM_ARENA_H
 #define LM_ARENA_H
 
-#include "backend/backend.h"
-#include "common/common.h"
+#include "../backend/backend.h"
+#include "../common/common.h"
 
 /* ---- geometry shared by the layers above ------------------------------------------------- */
 #define LM_SEGMENT_SHIFT 25                            /* 32 MiB */

@@ -1,6 +1,6 @@
 /* Atomic bitmaps (see bitmap.h). Bits of a run inside one field change with one CAS; runs that
  * cross fields are set field by field and rolled back if a later field is taken meanwhile. */
-#include "arena/bitmap.h"
+#include "bitmap.h"
 
 static inline uint64_t field_mask(size_t bit, size_t count) {
   return count >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1) << bit;

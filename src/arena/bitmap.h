@@ -6,7 +6,7 @@
 #ifndef LM_BITMAP_H
 #define LM_BITMAP_H
 
-#include "common/common.h"
+#include "../common/common.h"
 
 typedef _Atomic(uint64_t) lm_bitmap_field_t;
 

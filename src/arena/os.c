@@ -4,7 +4,7 @@
  */
 #include <errno.h>
 
-#include "arena/arena.h"
+#include "arena.h"
 
 void lm_stat_increase(lm_stat_count_t* s, int64_t amount) {
   int64_t cur = atomic_fetch_add_explicit(&s->current, amount, memory_order_relaxed) + amount;

@@ -4,7 +4,7 @@
  * start). Alignments above 16 MiB get a huge segment placed so the block itself is aligned. */
 #include <string.h>
 
-#include "core/core.h"
+#include "core.h"
 
 void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size_t offset,
                                 bool zero) {

@@ -3,7 +3,7 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core.h"
 
 /* Pop a block from a page known to have one. */
 static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {

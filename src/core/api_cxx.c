@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h> /* abort */
 
-#include "core/core.h"
+#include "core.h"
 
 /* Exported for mimalloc compatibility, but not in the header (facts 1.13). */
 mi_decl_export void* mi_heap_try_new(mi_heap_t* heap, size_t size, bool nothrow);

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "core.h"
 
 char* mi_strdup(const char* s) mi_attr_noexcept {
   if (s == NULL) return NULL;

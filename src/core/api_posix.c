@@ -10,7 +10,7 @@
 #include <stdlib.h> /* getenv: mi_dupenv_s only, never on an allocation path */
 #include <string.h>
 
-#include "core/core.h"
+#include "core.h"
 
 /* count*size, reporting an overflow the way the allocation calls do (facts 4.21). */
 static bool total_size(size_t count, size_t size, size_t* total) {

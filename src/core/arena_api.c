@@ -1,6 +1,6 @@
 /* The arena and OS-memory API (reserving, managing external memory, huge OS pages, printing
  * arena maps), sub-processes, and the experimental entry points that are no-ops here. */
-#include "core/core.h"
+#include "core.h"
 
 static bool ready(void) { return lm_process_ensure_init(); }
 

@@ -22,7 +22,7 @@
 #include <stdarg.h>
 
 #include "mimalloc.h"
-#include "segment/segment.h"
+#include "../segment/segment.h"
 
 /* ---- size classes ------------------------------------------------------------------------- */
 #define LM_SMALL_SIZE_MAX 1024                               /* the direct-table fast path */
@@ -253,6 +253,11 @@ void lm_thread_done_heap(lm_heap_t* heap);
 void lm_purger_ensure_started(void);
 /* A remote free hit an abandoned page: schedule a visit of abandoned segments. */
 void lm_purger_notify_abandoned(void);
+/* Do a purger pass on the calling thread (mi_collect(true), malloc_trim); `force` purges
+ * everything pending regardless of delays. Serialised with the background purger. */
+void lm_purge_now(bool force);
+/* Register the fork handlers (once libc is up). */
+void lm_fork_setup(void);
 /* Collect abandoned segments once (also used by mi_collect when no purger runs). */
 void lm_abandoned_collect(lm_segments_tld_t* tld, size_t max_visits);
 

@@ -1,7 +1,7 @@
 /* Free: the fast path (local, plain page), the local slow path (full or aligned pages), and the
  * remote path (one CAS onto the page's thread-free list, or the delayed-free protocol when the
  * page is full so that its owner notices). */
-#include "core/core.h"
+#include "core.h"
 
 void lm_free_block_local(lm_page_t* page, lm_block_t* block) {
   block->next = page->local_free;

@@ -1,7 +1,7 @@
 /* Heap slow paths: finding a page with room, fresh pages, retiring empty pages, the delayed
  * list of remote frees into full pages, collection, abandonment at thread exit, and reclaiming
  * abandoned segments. All of it runs on the heap's own thread. */
-#include "core/core.h"
+#include "core.h"
 
 /* ---- fresh pages -------------------------------------------------------------------------- */
 
@@ -183,10 +183,7 @@ void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode) {
   lm_heap_delayed_free(heap, true);
   lm_heap_collect_retired(heap, mode >= LM_COLLECT_FORCE);
   heap_visit_pages(heap, mode);
-  if (mode == LM_COLLECT_FORCE) {
-    if (!heap->no_reclaim) lm_abandoned_collect(&heap->tld->segments, SIZE_MAX);
-    lm_arenas_try_purge(&lm_process.arenas, true);
-  }
+  if (mode == LM_COLLECT_FORCE) lm_purge_now(true);
 }
 
 /* ---- reclaiming abandoned segments ---------------------------------------------------------- */

@@ -4,7 +4,7 @@
  * allocates from it; any thread may free its blocks. */
 #include <string.h>
 
-#include "core/core.h"
+#include "core.h"
 
 /* ---- creation ------------------------------------------------------------------------------ */
 

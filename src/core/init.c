@@ -8,7 +8,7 @@
  */
 #include <string.h>
 
-#include "core/core.h"
+#include "core.h"
 
 lm_process_t lm_process;
 
@@ -229,6 +229,7 @@ __attribute__((constructor)) static void lm_library_load(void) {
   bool was_ready = atomic_load(&lm_process.init_state) == 2;
   lm_process.constructed = true;
   mi_process_init();
+  lm_fork_setup();
   if (was_ready) lm_options_init();
 }
 

@@ -1,6 +1,6 @@
 /* Options: the mi_option_t table (ABI order), read from MIMALLOC_<NAME> environment variables
  * (case-insensitive; legacy names with a warning), settable by the program. */
-#include "core/core.h"
+#include "core.h"
 
 typedef enum option_state_e { OPTION_UNINIT, OPTION_DEFAULTED, OPTION_INITIALIZED } option_state_t;
 

@@ -4,7 +4,7 @@
  * and replayed to it. */
 #include <stdio.h>
 
-#include "core/core.h"
+#include "core.h"
 
 static _Atomic(mi_output_fun*) output_fun;
 static _Atomic(void*) output_arg;

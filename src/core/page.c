@@ -3,7 +3,7 @@
  * Invariant: used + |free| + |local_free| == capacity <= reserved, where `used` still counts the
  * blocks waiting in the thread-free and delayed lists (the owner subtracts them on collect).
  */
-#include "core/core.h"
+#include "core.h"
 
 void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never) {
   uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);

@@ -1,7 +1,7 @@
 /* Page queues: one doubly linked queue per bin, plus the huge and full queues. The first page
  * of each small bin is mirrored in the heap's direct table (pages_free_direct), indexed by word
  * size, which is what the malloc fast path reads. */
-#include "core/core.h"
+#include "core.h"
 
 static bool queue_is_full(const lm_heap_t* heap, const lm_page_queue_t* pq) {
   return pq == &heap->pages[LM_BIN_FULL];

@@ -8,8 +8,10 @@
  * never inherits a lock held by a thread that does not exist there; the child starts a purger
  * of its own on demand.
  */
-#include "core/core.h"
+#include "core.h"
 
+/* The segments context used to visit abandoned segments; guarded by the pass lock, so the
+ * purger thread and lm_purge_now share it. */
 static lm_segments_tld_t purger_tld;
 static lm_spinlock_t purger_pass_lock;
 
@@ -21,6 +23,7 @@ static int64_t earliest(int64_t a, int64_t b) {
 
 static void purger_pass(int64_t now, int64_t* next) {
   lm_arenas_t* arenas = &lm_process.arenas;
+  if (purger_tld.shared == NULL) lm_segments_tld_init(&purger_tld, &lm_process.segments);
   int64_t due = atomic_load(&lm_process.abandoned_due);
   if (due != 0 && due <= now) {
     atomic_store(&lm_process.abandoned_due, 0);
@@ -37,7 +40,6 @@ static void purger_main(void* arg) {
   (void)arg;
   const lm_backend_t* backend = lm_process.backend;
   lm_arenas_t* arenas = &lm_process.arenas;
-  lm_segments_tld_init(&purger_tld, &lm_process.segments);
   for (;;) {
     atomic_store(&arenas->purger_idle, 1);
     int64_t next = 0;
@@ -51,12 +53,44 @@ static void purger_main(void* arg) {
   }
 }
 
-static void fork_prepare(void) { lm_spin_lock(&purger_pass_lock); }
-static void fork_parent(void) { lm_spin_unlock(&purger_pass_lock); }
-static void fork_child(void) {
+void lm_purge_now(bool force) {
+  lm_spin_lock(&purger_pass_lock);
+  int64_t now = force ? INT64_MAX : lm_process.backend->clock_ms();
+  if (purger_tld.shared == NULL) lm_segments_tld_init(&purger_tld, &lm_process.segments);
+  lm_abandoned_collect(&purger_tld, SIZE_MAX);
+  lm_segments_purge_flagged(&lm_process.segments, now);
+  lm_arenas_try_purge(&lm_process.arenas, force);
   lm_spin_unlock(&purger_pass_lock);
+}
+
+/* fork(): no internal lock may be held by a thread that will not exist in the child. The
+ * prepare handler takes them all (in a fixed order), parent and child release them; the child
+ * then starts its own purger on demand. */
+static void fork_prepare(void) {
+  lm_spin_lock(&purger_pass_lock);
+  lm_spin_lock(&lm_process.arenas.reserve_lock);
+  lm_spin_lock(&lm_process.arenas.purge_guard);
+  lm_spin_lock(&lm_process.segments.abandoned_os_lock);
+  lm_spin_lock(&lm_process.segments.map_lock);
+}
+static void fork_release(void) {
+  lm_spin_unlock(&lm_process.segments.map_lock);
+  lm_spin_unlock(&lm_process.segments.abandoned_os_lock);
+  lm_spin_unlock(&lm_process.arenas.purge_guard);
+  lm_spin_unlock(&lm_process.arenas.reserve_lock);
+  lm_spin_unlock(&purger_pass_lock);
+}
+static void fork_child(void) {
+  fork_release();
   if (atomic_load(&lm_process.purger_state) == 1) atomic_store(&lm_process.purger_state, 0);
   atomic_store(&lm_process.arenas.purger_idle, 0);
+}
+
+void lm_fork_setup(void) {
+  static _Atomic(int) done;
+  const lm_backend_t* backend = lm_process.backend;
+  if (backend == NULL || backend->atfork == NULL || atomic_exchange(&done, 1)) return;
+  if (backend->atfork(fork_prepare, fork_release, fork_child) != 0) atomic_store(&done, 0);
 }
 
 void lm_purger_ensure_started(void) {
@@ -70,10 +104,7 @@ void lm_purger_ensure_started(void) {
     atomic_store(&lm_process.purger_state, -1);
     return;
   }
-  static bool atfork_done;
-  if (!atfork_done && backend->atfork != NULL) {
-    atfork_done = backend->atfork(fork_prepare, fork_parent, fork_child) == 0;
-  }
+  lm_fork_setup();
   if (backend->thread_start(purger_main, NULL) != 0) {
     atomic_store(&lm_process.purger_state, -1);
     lm_warning("unable to start the background purger; memory is returned on allocation");

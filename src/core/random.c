@@ -1,7 +1,7 @@
 /* Randomness for cookies, keys and randomised choices: xoshiro256** seeded from the backend's
  * strong random source (or, failing that, from the clock and addresses). Not for cryptography;
  * secrets derive from the seed. */
-#include "core/core.h"
+#include "core.h"
 
 static uint64_t splitmix(uint64_t* x) {
   uint64_t z = (*x += 0x9E3779B97F4A7C15ull);

@@ -1,7 +1,7 @@
 /* What memory is ours: the hinted region (fast test), arenas and the map of OS-allocated
  * segments (exact test), and what happens to pointers that are not ours. Also the
  * deferred-free hook, which other runtimes use to free lazily from our slow paths. */
-#include "core/core.h"
+#include "core.h"
 
 bool lm_is_in_heap_region(const void* p) {
   if (p == NULL) return false;

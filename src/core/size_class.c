@@ -1,5 +1,5 @@
 /* Size classes: the block size of each bin and the rounding of large requests. */
-#include "core/core.h"
+#include "core.h"
 
 size_t lm_bin_size(uint8_t bin) {
   if (bin <= 8) return (size_t)bin * 8;

@@ -4,7 +4,7 @@
  * then peak, total and current. */
 #include <stdio.h>
 
-#include "core/core.h"
+#include "core.h"
 
 static int64_t process_start_ms;
 

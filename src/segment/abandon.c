@@ -6,8 +6,8 @@
  * outside arenas, put on a list under a spin lock). Another thread claims it by clearing that
  * bit (or popping the list): exactly one claimer wins, without locks on the arena path.
  */
-#include "segment/segment.h"
-#include "segment/span.h"
+#include "segment.h"
+#include "span.h"
 
 void lm_segment_page_abandon(lm_page_t* page, lm_segments_tld_t* tld) {
   lm_segment_t* segment = lm_segment_of(page);

@@ -11,8 +11,8 @@
  */
 #include <string.h>
 
-#include "segment/segment.h"
-#include "segment/span.h"
+#include "segment.h"
+#include "span.h"
 
 void lm_segment_config_default(lm_segment_config_t* config) {
   *config = (lm_segment_config_t){

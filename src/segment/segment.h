@@ -20,7 +20,7 @@
 #ifndef LM_SEGMENT_H
 #define LM_SEGMENT_H
 
-#include "arena/arena.h"
+#include "../arena/arena.h"
 
 /* ---- geometry ------------------------------------------------------------------------------ */
 #define LM_SLICE_SHIFT 16 /* 64 KiB */

@@ -1,7 +1,7 @@
 /* Free spans: runs of free slices in a segment, queued per thread by length (bins spaced like
  * the size classes, four per power of two). Allocation is best fit upward through the bins;
  * the remainder of a split goes back to its queue; freeing merges with free neighbours. */
-#include "segment/span.h"
+#include "span.h"
 
 static size_t span_bin(size_t slices) {
   if (slices <= 8) return slices;

@@ -3,7 +3,7 @@
 #ifndef LM_SPAN_H
 #define LM_SPAN_H
 
-#include "segment/segment.h"
+#include "segment.h"
 
 void lm_span_queues_init(lm_segments_tld_t* tld);
 /* Make [idx, idx+n) one free span and queue it (no coalescing). */

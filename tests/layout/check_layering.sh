@@ -9,20 +9,27 @@ report() { echo "layering: $1"; fail=1; }
 
 os_headers='#include <(sys/|unistd\.h|pthread\.h|windows\.h|mach/|OS\.h|dlfcn\.h|fcntl\.h|sched\.h|numa\.h|linux/)'
 os_macros='(__linux__|_WIN32|_WIN64|__APPLE__|__MACH__|__HAIKU__|__wasi__|__EMSCRIPTEN__|__FreeBSD__)'
-for f in $(find "$src" -name '*.[ch]' ! -path "$src/backend/*/*"); do
+# src/backend/ (each OS folder, and select.c which picks one) is where OS code belongs.
+for f in $(find "$src" -name '*.[ch]' ! -path "$src/backend/*/*" ! -name select.c); do
   grep -nE "$os_headers" "$f" | sed "s|^|$f: OS header: |" | grep . && fail=1
   case "$f" in "$src/common/"*) continue ;; esac
   grep -nE "$os_macros" "$f" | sed "s|^|$f: OS macro: |" | grep . && fail=1
 done
 
-# Allowed includes per layer (by folder name of the included header).
-check_layer() { # layer, allowed folders
+# Allowed includes per layer. Internal includes are relative to the including file, so the
+# layer of an include is the first folder of its resolved path under src/.
+check_layer() { # layer, allowed layers
   layer=$1; shift
   for f in $(find "$src/$layer" -name '*.[ch]'); do
-    for inc in $(sed -n 's|^#include "\([a-z]*\)/.*"|\1|p' "$f"); do
+    dir=$(dirname "$f")
+    for inc in $(sed -n 's|^#include "\([^"]*\)"|\1|p' "$f"); do
+      [ "$inc" = "mimalloc.h" ] && continue
+      resolved=$(realpath -m "$dir/$inc")
+      case "$resolved" in "$(realpath -m "$src")"/*) ;; *) report "$f includes $inc outside src/"; continue ;; esac
+      target=$(echo "${resolved#$(realpath -m "$src")/}" | cut -d/ -f1)
       ok=0
-      for a in "$@"; do [ "$inc" = "$a" ] && ok=1; done
-      [ $ok = 1 ] || report "$f includes a header of layer '$inc'"
+      for a in "$@"; do [ "$target" = "$a" ] && ok=1; done
+      [ $ok = 1 ] || report "$f includes a header of layer '$target'"
     done
   done
 }

@@ -8,8 +8,8 @@
  * libnuma is never called (it allocates); LM_HAVE_LIBNUMA only switches NUMA awareness on.
  */
 #define _GNU_SOURCE
-#include "backend/backend.h"
-#include "common/common.h"
+#include "../backend.h"
+#include "../../common/common.h"
 
 #include <dlfcn.h>
 #include <errno.h>

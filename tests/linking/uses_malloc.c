@@ -1,0 +1,41 @@
+/* Links against libmimalloc statically (the archive or mimalloc.o) and checks that plain
+ * malloc/free/realloc/strdup and the glibc introspection calls land in our allocator. */
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mimalloc.h"
+
+static int failed;
+#define CHECK(c)                                               \
+  do {                                                         \
+    if (!(c)) {                                                \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
+      failed++;                                                \
+    }                                                          \
+  } while (0)
+
+int main(void) {
+  char* p = malloc(100);
+  if (p == NULL) return 1;
+  strcpy(p, "static override");
+  CHECK(mi_is_in_heap_region(p));
+  char* q = strdup(p); /* glibc's strdup calls malloc: ours */
+  CHECK(q != NULL && mi_is_in_heap_region(q) && strcmp(q, p) == 0);
+  p = realloc(p, 100000);
+  CHECK(p != NULL && mi_is_in_heap_region(p) && strcmp(p, "static override") == 0);
+  void* a = NULL;
+  CHECK(posix_memalign(&a, 4096, 10) == 0 && ((uintptr_t)a % 4096) == 0 && mi_is_in_heap_region(a));
+  CHECK(malloc_usable_size(q) == mi_usable_size(q));
+  free(a);
+  free(q);
+  free(p);
+  CHECK(malloc_trim(0) >= 0);
+  struct mallinfo2 mi = mallinfo2();
+  CHECK(mi.arena > 0);
+  CHECK(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1);
+  printf("%d passed, %d failed\n", 9 - failed, failed);
+  return failed ? 1 : 0;
+}
