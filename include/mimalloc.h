@@ -563,10 +563,10 @@ mi_decl_export void mi_option_set_default(mi_option_t option, long value);
 #include <cstddef>
 #include <limits>
 #include <new>
-#include <type_traits>
-#include <utility>
 #if (__cplusplus >= 201103L) || (defined(_MSVC_LANG) && _MSVC_LANG >= 201103L)
 #include <memory>
+#include <type_traits>
+#include <utility>
 #define MI_HAS_HEAP_STL_ALLOCATOR 1
 #endif
 
@@ -613,7 +613,6 @@ struct mi_stl_allocator : public mi_stl_allocator_common<T> {
     typedef mi_stl_allocator<U> other;
   };
   mi_stl_allocator() mi_attr_noexcept {}
-  mi_stl_allocator(const mi_stl_allocator&) mi_attr_noexcept {}
   template <class U>
   mi_stl_allocator(const mi_stl_allocator<U>&) mi_attr_noexcept {}
   mi_stl_allocator select_on_container_copy_construction() const { return *this; }

@@ -60,7 +60,10 @@ void* lm_heap_realloc_aligned_at(lm_heap_t* heap, void* p, size_t newsize, size_
   if (aligned && newsize <= size && newsize >= size / 2) return p;
   void* newp = lm_heap_malloc_aligned_at(heap, newsize, align, offset, false);
   if (newp == NULL) return NULL;
-  if (zero && newsize > size) memset((uint8_t*)newp + size, 0, newsize - size);
+  if (zero) { /* to the end of the block: see lm_heap_realloc */
+    size_t start = size < newsize ? size : newsize;
+    memset((uint8_t*)newp + start, 0, lm_usable_size(newp) - start);
+  }
   memcpy(newp, p, size < newsize ? size : newsize);
   mi_free(p);
   return newp;

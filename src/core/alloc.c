@@ -117,10 +117,12 @@ void* lm_heap_realloc(lm_heap_t* heap, void* p, size_t newsize, bool zero) {
   if (newsize <= size && newsize >= size / 2 && newsize > 0) return p;
   void* newp = lm_heap_malloc(heap, newsize, false);
   if (lm_unlikely(newp == NULL)) return NULL; /* p is untouched */
-  if (zero && newsize > size) {
-    /* Zero the tail from the last word of the old size (it may have held a link). */
-    size_t start = size >= sizeof(void*) ? size - sizeof(void*) : 0;
-    memset((uint8_t*)newp + start, 0, newsize - start);
+  if (zero) {
+    /* Zero everything past the copied part, to the end of the block, so a later in-place
+     * growth of a zero-allocated block reads zeros too; when growing, start at the last word
+     * of the old size (a free-list link may have been there). */
+    size_t start = newsize > size ? (size >= sizeof(void*) ? size - sizeof(void*) : 0) : newsize;
+    memset((uint8_t*)newp + start, 0, lm_usable_size(newp) - start);
   }
   if (newsize == 0) *(uint8_t*)newp = 0;
   memcpy(newp, p, size < newsize ? size : newsize);

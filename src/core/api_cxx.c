@@ -14,7 +14,8 @@
  * With LM_OVERRIDE the replaceable global operators new and delete are exported under their
  * Itanium-ABI names (facts 3), so that a C++ program linked with or preloading the library uses
  * them. Where the prototype matches an mi_ function of this file they are aliases of it;
- * otherwise (and for deletes, whose targets live in other files) small functions.
+ * otherwise otherwise small functions; the deletes are aliases of mi_free in free.c. They are weak
+ * definitions: a program's own operators take precedence instead of clashing.
  */
 #include <stdint.h>
 #include <stdlib.h> /* abort */
@@ -24,17 +25,9 @@
 /* Exported for mimalloc compatibility, but not in the header (facts 1.13). */
 mi_decl_export void* mi_heap_try_new(mi_heap_t* heap, size_t size, bool nothrow);
 
-/* ---- the C++ runtime, when the program has one -------------------------------------------- */
+/* ---- the C++ runtime, when the program has one ----------------------------------------------- */
 typedef void lm_new_handler_t(void);
 #define LM_CXX_WEAK __attribute__((weak, visibility("default")))
-/* Itanium names carry the platform's symbol prefix (empty on ELF). */
-#define LM_STR2(x) #x
-#define LM_STR(x) LM_STR2(x)
-#ifdef __USER_LABEL_PREFIX__
-#define LM_CXX_NAME(name) LM_STR(__USER_LABEL_PREFIX__) name
-#else
-#define LM_CXX_NAME(name) name
-#endif
 
 extern lm_new_handler_t* lm_cxx_get_new_handler(void) __asm__(LM_CXX_NAME("_ZSt15get_new_handlerv"))
     LM_CXX_WEAK;
@@ -77,7 +70,8 @@ static bool new_count_size(size_t count, size_t size, size_t* total) {
 
 /* ---- heap allocation with new semantics ------------------------------------------------------ */
 
-void* mi_heap_try_new(mi_heap_t* heap, size_t size, bool nothrow) {
+/* After a failed allocation: the handler loop. */
+static lm_noinline void* heap_new_retry(lm_heap_t* heap, size_t size, bool nothrow) {
   void* p = NULL;
   while (p == NULL && new_handler_retry(nothrow)) p = lm_heap_malloc(heap, size, false);
   return p;
@@ -85,8 +79,13 @@ void* mi_heap_try_new(mi_heap_t* heap, size_t size, bool nothrow) {
 
 static inline void* heap_new(lm_heap_t* heap, size_t size, bool nothrow) {
   void* p = lm_heap_malloc(heap, size, false);
-  if (lm_unlikely(p == NULL)) return mi_heap_try_new(heap, size, nothrow);
+  if (lm_unlikely(p == NULL)) return heap_new_retry(heap, size, nothrow);
   return p;
+}
+
+/* An allocation attempt first, so that it serves a caller that has not tried yet. */
+void* mi_heap_try_new(mi_heap_t* heap, size_t size, bool nothrow) {
+  return heap_new(heap, size, nothrow);
 }
 
 void* mi_heap_alloc_new(mi_heap_t* heap, size_t size) { return heap_new(heap, size, false); }
@@ -107,8 +106,7 @@ void* mi_new_n(size_t count, size_t size) {
   return mi_heap_alloc_new_n(lm_heap_get_default(), count, size);
 }
 
-/* ---- aligned ----------------------------------------------------------------------------------
- */
+/* ---- aligned --------------------------------------------------------------------------------- */
 
 static lm_noinline void* new_aligned_retry(size_t size, size_t alignment, bool nothrow) {
   if (!lm_is_power_of_two(alignment)) return new_impossible(nothrow);
@@ -131,8 +129,7 @@ void* mi_new_aligned_nothrow(size_t size, size_t alignment) mi_attr_noexcept {
   return new_aligned(size, alignment, true);
 }
 
-/* ---- reallocation: p stays valid until a retry succeeds ----------------------------------------
- */
+/* ---- reallocation: p stays valid until a retry succeeds -------------------------------------- */
 
 void* mi_new_realloc(void* p, size_t newsize) {
   void* q;
@@ -148,19 +145,8 @@ void* mi_new_reallocn(void* p, size_t count, size_t size) {
   return mi_new_realloc(p, total);
 }
 
-/* ---- the replaceable global operators -----------------------------------------------------------
- */
+/* ---- the replaceable global operators -------------------------------------------------------- */
 #if LM_OVERRIDE
-/* size_t mangles as `m` (unsigned long) on LP64 and `j` (unsigned int) on ILP32. std::align_val_t
- * is an enum of size_t and std::nothrow_t an empty struct passed by reference, so the prototypes
- * below are those of the C++ declarations. */
-#if SIZE_MAX == UINT64_MAX
-#define LM_SZ "m"
-#else
-#define LM_SZ "j"
-#endif
-/* An exported operator: `target` under the Itanium name `name`. */
-#define LM_OPERATOR(name, target) __asm__(LM_CXX_NAME(name)) LM_ALIAS(target)
 
 /* The forms whose prototypes differ from their mi_ function; each pair of operators (scalar
  * and array) shares one. */
@@ -173,23 +159,6 @@ static void* cxx_new_aligned_nothrow(size_t size, size_t alignment,
   (void)nt;
   return new_aligned(size, alignment, true);
 }
-static void cxx_delete(void* p) mi_attr_noexcept { mi_free(p); }
-static void cxx_delete_sized(void* p, size_t size) mi_attr_noexcept { mi_free_size(p, size); }
-static void cxx_delete_aligned(void* p, size_t alignment) mi_attr_noexcept {
-  mi_free_aligned(p, alignment);
-}
-static void cxx_delete_sized_aligned(void* p, size_t size, size_t alignment) mi_attr_noexcept {
-  mi_free_size_aligned(p, size, alignment);
-}
-static void cxx_delete_nothrow(void* p, const void* nt) mi_attr_noexcept {
-  (void)nt;
-  mi_free(p);
-}
-static void cxx_delete_aligned_nothrow(void* p, size_t alignment, const void* nt) mi_attr_noexcept {
-  (void)nt;
-  mi_free_aligned(p, alignment);
-}
-
 /* new, new[] */
 void* lm_cxx_new(size_t) LM_OPERATOR("_Znw" LM_SZ, mi_new);
 void* lm_cxx_new_array(size_t) LM_OPERATOR("_Zna" LM_SZ, mi_new);
@@ -205,22 +174,5 @@ void* lm_cxx_new_al_nt(size_t, size_t, const void*)
 void* lm_cxx_new_array_al_nt(size_t, size_t, const void*)
     LM_OPERATOR("_Zna" LM_SZ "St11align_val_tRKSt9nothrow_t", cxx_new_aligned_nothrow);
 
-/* delete, delete[] */
-void lm_cxx_delete(void*) LM_OPERATOR("_ZdlPv", cxx_delete);
-void lm_cxx_delete_array(void*) LM_OPERATOR("_ZdaPv", cxx_delete);
-void lm_cxx_delete_sz(void*, size_t) LM_OPERATOR("_ZdlPv" LM_SZ, cxx_delete_sized);
-void lm_cxx_delete_array_sz(void*, size_t) LM_OPERATOR("_ZdaPv" LM_SZ, cxx_delete_sized);
-void lm_cxx_delete_al(void*, size_t) LM_OPERATOR("_ZdlPvSt11align_val_t", cxx_delete_aligned);
-void lm_cxx_delete_array_al(void*, size_t) LM_OPERATOR("_ZdaPvSt11align_val_t", cxx_delete_aligned);
-void lm_cxx_delete_sz_al(void*, size_t, size_t)
-    LM_OPERATOR("_ZdlPv" LM_SZ "St11align_val_t", cxx_delete_sized_aligned);
-void lm_cxx_delete_array_sz_al(void*, size_t, size_t)
-    LM_OPERATOR("_ZdaPv" LM_SZ "St11align_val_t", cxx_delete_sized_aligned);
-void lm_cxx_delete_nt(void*, const void*) LM_OPERATOR("_ZdlPvRKSt9nothrow_t", cxx_delete_nothrow);
-void lm_cxx_delete_array_nt(void*, const void*)
-    LM_OPERATOR("_ZdaPvRKSt9nothrow_t", cxx_delete_nothrow);
-void lm_cxx_delete_al_nt(void*, size_t, const void*)
-    LM_OPERATOR("_ZdlPvSt11align_val_tRKSt9nothrow_t", cxx_delete_aligned_nothrow);
-void lm_cxx_delete_array_al_nt(void*, size_t, const void*)
-    LM_OPERATOR("_ZdaPvSt11align_val_tRKSt9nothrow_t", cxx_delete_aligned_nothrow);
+/* delete and delete[] are aliases of mi_free itself, in free.c (no extra jump). */
 #endif

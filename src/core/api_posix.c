@@ -19,8 +19,7 @@ static bool total_size(size_t count, size_t size, size_t* total) {
   return false;
 }
 
-/* ---- checked and plain frees ------------------------------------------------------------------
- */
+/* ---- checked and plain frees ----------------------------------------------------------------- */
 
 void mi_cfree(void* p) mi_attr_noexcept {
   if (mi_is_in_heap_region(p)) mi_free(p);
@@ -49,8 +48,7 @@ void mi_free_aligned(void* p, size_t alignment) mi_attr_noexcept {
 
 void mi_free_small(void* p) mi_attr_noexcept { mi_free(p); }
 
-/* ---- sizes --------------------------------------------------------------------------------------
- */
+/* ---- sizes ----------------------------------------------------------------------------------- */
 
 void* mi__expand(void* p, size_t newsize) mi_attr_noexcept {
   void* q = mi_expand(p, newsize);
@@ -62,8 +60,7 @@ size_t mi_malloc_size(const void* p) mi_attr_noexcept { return lm_usable_size(p)
 size_t mi_malloc_usable_size(const void* p) mi_attr_noexcept LM_ALIAS(mi_malloc_size);
 size_t mi_malloc_good_size(size_t size) mi_attr_noexcept { return mi_good_size(size); }
 
-/* ---- array reallocation
- * --------------------------------------------------------------------------- */
+/* ---- array reallocation ---------------------------------------------------------------------- */
 
 /* BSD: NULL on overflow (errno EOVERFLOW) or when memory runs out (ENOMEM); p stays valid. */
 void* mi_reallocarray(void* p, size_t count, size_t size) mi_attr_noexcept {
@@ -101,8 +98,7 @@ int mi_reallocarr(void* pptr, size_t count, size_t size) mi_attr_noexcept {
   return err;
 }
 
-/* ---- zero-preserving reallocation (only for blocks that were allocated zeroed) ------------------
- */
+/* ---- zero-preserving reallocation (only for blocks that were allocated zeroed) --------------- */
 
 void* mi_rezalloc(void* p, size_t newsize) mi_attr_noexcept {
   return lm_heap_realloc(lm_heap_get_default(), p, newsize, true);
@@ -150,8 +146,7 @@ void* mi_aligned_offset_recalloc(void* p, size_t count, size_t size, size_t alig
   return mi_recalloc_aligned_at(p, count, size, alignment, offset);
 }
 
-/* ---- "u" variants: the usable size of the result (0 when there is none) -------------------------
- */
+/* ---- "u" variants: the usable size of the result (0 when there is none) ---------------------- */
 
 static inline void* report_size(void* p, size_t* block_size) {
   if (block_size != NULL) *block_size = p != NULL ? lm_usable_size(p) : 0;
@@ -202,8 +197,7 @@ void* mi_uzalloc_small(size_t size, size_t* block_size) mi_attr_noexcept {
   return report_size(mi_zalloc_small(size), block_size);
 }
 
-/* ---- Windows CRT string and environment helpers
- * -------------------------------------------------- */
+/* ---- Windows CRT string and environment helpers ---------------------------------------------- */
 
 unsigned short* mi_wcsdup(const unsigned short* s) mi_attr_noexcept {
   if (s == NULL) return NULL;
@@ -244,8 +238,7 @@ int mi_wdupenv_s(unsigned short** buf, size_t* size, const unsigned short* name)
   return EINVAL;
 }
 
-/* ---- libc names
- * ------------------------------------------------------------------------------------ */
+/* ---- libc names ------------------------------------------------------------------------------ */
 #if LM_OVERRIDE
 void* reallocarray(void* p, size_t count, size_t size) LM_ALIAS(mi_reallocarray);
 int reallocarr(void* pptr, size_t count, size_t size) __attribute__((weak)) LM_ALIAS(mi_reallocarr);

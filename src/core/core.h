@@ -216,6 +216,28 @@ void lm_heap_reclaim(lm_heap_t* heap, size_t block_size);
 #define LM_ALIAS(fun) __attribute__((alias(#fun), used, visibility("default")))
 #endif
 
+/* C++ operators exported from C (api_cxx.c, free.c): Itanium names, weak. */
+/* Itanium names carry the platform's symbol prefix (empty on ELF). */
+#define LM_STR2(x) #x
+#define LM_STR(x) LM_STR2(x)
+#ifdef __USER_LABEL_PREFIX__
+#define LM_CXX_NAME(name) LM_STR(__USER_LABEL_PREFIX__) name
+#else
+#define LM_CXX_NAME(name) name
+#endif
+/* size_t mangles as `m` (unsigned long) on LP64 and `j` (unsigned int) on ILP32. std::align_val_t
+ * is an enum of size_t and std::nothrow_t an empty struct passed by reference, so the prototypes
+ * below are those of the C++ declarations. */
+#if SIZE_MAX == UINT64_MAX
+#define LM_SZ "m"
+#else
+#define LM_SZ "j"
+#endif
+/* An exported operator: `target` under the Itanium name `name`. Weak, so that a program that
+ * defines its own operators (mimalloc-new-delete.h, say) links with the static library too; the
+ * dynamic linker does not rank weak below strong, so preloading still overrides libstdc++. */
+#define LM_OPERATOR(name, target) __asm__(LM_CXX_NAME(name)) __attribute__((weak)) LM_ALIAS(target)
+
 /* ---- allocation and free (alloc.c, free.c, aligned.c) -------------------------------------- */
 void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment);
 void* lm_heap_malloc(lm_heap_t* heap, size_t size, bool zero);
