@@ -28,6 +28,9 @@ install_missing() {
   command -v ninja >/dev/null 2>&1 || pkgs+=(ninja-build)
   command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
   command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
+  command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
+  command -v nm >/dev/null 2>&1 || pkgs+=(binutils)
+  [ -f /usr/include/mimalloc.h ] || optional+=(libmimalloc-dev)
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
   if command -v pkg-config >/dev/null 2>&1; then
     pkg-config --exists cmocka 2>/dev/null || pkgs+=(libcmocka-dev)
