@@ -128,6 +128,7 @@ typedef struct lm_process_s {
   /* background purger */
   _Atomic(int) purger_state;          /* 0 not started, 1 running, -1 unavailable */
   _Atomic(int64_t) abandoned_due;     /* when to visit abandoned segments (0: no need) */
+  lm_stat_count_t threads;            /* threads that allocated (current: still running) */
 } lm_process_t;
 
 extern lm_process_t lm_process;
@@ -293,6 +294,8 @@ void lm_options_init(void);
 long lm_option_get(int option);
 
 /* ---- messages (output.c) ---------------------------------------------------------------------- */
+/* Write a message as it is (no prefix) to the registered output or stderr. */
+void lm_output_raw(const char* msg);
 void lm_message(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void lm_warning(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Report an error through the registered error handler (and the output when shown). */

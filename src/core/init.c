@@ -182,6 +182,7 @@ lm_heap_t* lm_heap_default_init(void) {
   td->tld.memid = td->memid;
   lm_heap_init(&td->heap, &td->tld, 0, false, 0);
   lm_heap_set_default(&td->heap);
+  lm_stat_increase(&lm_process.threads, 1);
   return &td->heap;
 }
 
@@ -193,6 +194,7 @@ void lm_thread_done_heap(lm_heap_t* heap) {
   /* Abandon every heap of the thread (only the backing heap exists for now). */
   for (lm_heap_t* h = tld->heaps; h != NULL; h = h->next) lm_heap_collect(h, LM_COLLECT_ABANDON);
   if (backing == &heap_main) return; /* the main thread's data is static */
+  lm_stat_decrease(&lm_process.threads, 1);
   lm_thread_data_t* td = (lm_thread_data_t*)((uint8_t*)backing - offsetof(lm_thread_data_t, heap));
   thread_data_free(td);
 }

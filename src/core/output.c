@@ -26,7 +26,7 @@ static void early_append(const char* msg) {
   for (size_t i = 0; i < n; i++) early_buf[at + i] = msg[i];
 }
 
-static void out_raw(const char* msg) {
+void lm_output_raw(const char* msg) {
   mi_output_fun* fun = atomic_load(&output_fun);
   if (fun != NULL) {
     fun(msg, atomic_load(&output_arg));
@@ -66,7 +66,7 @@ static void vmessage(const char* prefix, const char* fmt, va_list args) {
   n += (size_t)len < sizeof(buf) - n - 2 ? (size_t)len : sizeof(buf) - n - 2;
   buf[n++] = '\n';
   buf[n] = 0;
-  out_raw(buf);
+  lm_output_raw(buf);
   in_output = false;
 }
 

@@ -3,8 +3,10 @@
  * counters come with the statistics work. Printing follows mimalloc's layout: a label column,
  * then peak, total and current. */
 #include <stdio.h>
+#include <string.h>
 
 #include "core.h"
+#include "mimalloc-stats.h"
 
 static int64_t process_start_ms;
 
@@ -50,7 +52,7 @@ static void print_line(printer_t* pr, const char* fmt, ...) {
   buf[n] = '\n';
   buf[n + 1] = 0;
   if (pr->out != NULL) pr->out(buf, pr->arg);
-  else lm_message("%.*s", (int)n, buf);
+  else lm_output_raw(buf);
 }
 
 static void print_count(printer_t* pr, const char* label, lm_stat_count_t* s, bool bytes) {
@@ -163,4 +165,117 @@ void mi_process_done(void) mi_attr_noexcept {
   if (mi_option_is_enabled(mi_option_show_stats) || mi_option_is_enabled(mi_option_verbose)) {
     mi_stats_print(NULL);
   }
+}
+
+/* ---- mi_stats_get and JSON -------------------------------------------------------------------- */
+
+static mi_stat_count_t count_of(lm_stat_count_t* s) {
+  mi_stat_count_t c = {lm_load_relaxed(&s->total), lm_load_relaxed(&s->peak),
+                       lm_load_relaxed(&s->current)};
+  return c;
+}
+
+static void stats_fill(mi_stats_t* st) {
+  lm_os_stats_t* os = &lm_process.arenas.stats;
+  st->reserved = count_of(&os->reserved);
+  st->committed = count_of(&os->committed);
+  st->purged.total = lm_load_relaxed(&os->purged);
+  st->mmap_calls.total = lm_load_relaxed(&os->reserve_calls);
+  st->commit_calls.total = lm_load_relaxed(&os->commit_calls);
+  st->purge_calls.total = lm_load_relaxed(&os->purge_calls);
+  st->arena_count.total = lm_load_relaxed(&os->arena_count);
+  st->pages = count_of(&lm_process.segments.page_stats);
+  st->segments = count_of(&lm_process.segments.segment_stats);
+  st->segments_abandoned.current = (int64_t)lm_segments_abandoned_count(&lm_process.segments);
+  st->threads = count_of(&lm_process.threads);
+}
+
+bool mi_stats_get(mi_stats_t* stats) mi_attr_noexcept {
+  if (stats == NULL || stats->version != MI_STAT_VERSION || stats->size < sizeof(mi_stats_t)) {
+    return false;
+  }
+  size_t size = stats->size;
+  memset((uint8_t*)stats + 2 * sizeof(size_t), 0, sizeof(mi_stats_t) - 2 * sizeof(size_t));
+  stats->size = size;
+  stats_fill(stats);
+  return true;
+}
+
+typedef struct json_s {
+  char* buf;
+  size_t size;
+  size_t len;
+  bool overflow;
+} json_t;
+
+static void json_add(json_t* j, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static void json_add(json_t* j, const char* fmt, ...) {
+  if (j->overflow) return;
+  va_list args;
+  va_start(args, fmt);
+  int n = vsnprintf(j->buf + j->len, j->size - j->len, fmt, args);
+  va_end(args);
+  if (n < 0 || (size_t)n >= j->size - j->len) j->overflow = true;
+  else j->len += (size_t)n;
+}
+
+static void json_count(json_t* j, const char* name, const mi_stat_count_t* c) {
+  json_add(j, ",\n  \"%s\": {\"total\": %lld, \"peak\": %lld, \"current\": %lld}", name,
+           (long long)c->total, (long long)c->peak, (long long)c->current);
+}
+static void json_counter(json_t* j, const char* name, const mi_stat_counter_t* c) {
+  json_add(j, ",\n  \"%s\": {\"total\": %lld}", name, (long long)c->total);
+}
+
+static bool stats_json(json_t* j) {
+  mi_stats_t st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  st.version = MI_STAT_VERSION;
+  stats_fill(&st);
+  size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
+  mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
+  json_add(j, "{\n  \"stat_version\": %d,\n  \"mimalloc_version\": %d,\n", MI_STAT_VERSION,
+           MI_MALLOC_VERSION);
+  json_add(j, "  \"process\": {\"elapsed_msecs\": %zu, \"user_msecs\": %zu, "
+              "\"system_msecs\": %zu, \"page_faults\": %zu, \"rss_current\": %zu, "
+              "\"rss_peak\": %zu, \"commit_current\": %zu, \"commit_peak\": %zu}",
+           elapsed, user, sys, faults, rss, peak_rss, commit, peak_commit);
+#define MI_STAT_COUNT(stat) json_count(j, #stat, &st.stat);
+#define MI_STAT_COUNTER(stat) json_counter(j, #stat, &st.stat);
+  MI_STAT_FIELDS()
+#undef MI_STAT_COUNT
+#undef MI_STAT_COUNTER
+  const char* bins[2] = {"malloc_bins", "page_bins"};
+  for (int b = 0; b < 2; b++) {
+    json_add(j, ",\n  \"%s\": [", bins[b]);
+    for (uint8_t bin = 0; bin < MI_BIN_COUNT - 1; bin++) {
+      const mi_stat_count_t* c = b == 0 ? &st.malloc_bins[bin] : &st.page_bins[bin];
+      size_t bsize = bin >= 1 && bin <= 48 ? lm_bin_size(bin) : 0;
+      size_t psize = bsize == 0 ? 0 : bsize <= LM_SMALL_OBJ_SIZE_MAX ? LM_SMALL_PAGE_SIZE
+                                                                   : LM_MEDIUM_PAGE_SIZE;
+      json_add(j, "%s\n    {\"total\": %lld, \"peak\": %lld, \"current\": %lld, "
+                  "\"block_size\": %zu, \"page_size\": %zu}",
+               bin == 0 ? "" : ",", (long long)c->total, (long long)c->peak,
+               (long long)c->current, bsize, psize);
+    }
+    json_add(j, "\n  ]");
+  }
+  json_add(j, "\n}\n");
+  return !j->overflow;
+}
+
+char* mi_stats_get_json(size_t buf_size, char* buf) mi_attr_noexcept {
+  if (buf != NULL) {
+    json_t j = {buf, buf_size, 0, buf_size == 0};
+    return stats_json(&j) ? buf : NULL;
+  }
+  for (size_t size = 16 * 1024; size <= 1024 * 1024; size *= 2) {
+    char* b = mi_malloc(size);
+    if (b == NULL) return NULL;
+    json_t j = {b, size, 0, false};
+    if (stats_json(&j)) return b;
+    mi_free(b);
+  }
+  return NULL;
 }

@@ -310,6 +310,7 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
     return NULL;
   }
   atomic_fetch_add_explicit(&segs->count, 1, memory_order_relaxed);
+  lm_stat_increase(&segs->segment_stats, 1);
   tld->count++;
   if (tld->count > tld->peak_count) tld->peak_count = tld->count;
 
@@ -338,6 +339,7 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
   segment_unflag_purge(segs, segment);
   segment_map_set(segs, segment, false);
   atomic_fetch_sub_explicit(&segs->count, 1, memory_order_relaxed);
+  lm_stat_decrease(&segs->segment_stats, 1);
   tld->count--;
   lm_memid_t memid = segment->memid;
   segment->cookie = 0; /* a stale pointer into freed memory no longer looks like a segment */
@@ -359,6 +361,7 @@ static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment
   page->is_zero_init = is_zero;
   page->block_size = block_size;
   segment->used++;
+  lm_stat_increase(&tld->shared->page_stats, 1);
   return page;
 }
 
@@ -397,6 +400,7 @@ bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld) {
   lm_segment_t* segment = lm_segment_of(page);
   lm_assert(segment->used > 0);
   segment->used--;
+  lm_stat_decrease(&tld->shared->page_stats, 1);
   if (segment->kind == LM_SEGMENT_HUGE) {
     segment_free(tld, segment);
     return true;

@@ -129,6 +129,8 @@ typedef struct lm_segments_s {
   lm_spinlock_t abandoned_os_lock;     /* abandoned segments that are not in an arena */
   lm_segment_t* abandoned_os;
   _Atomic(size_t) count;               /* live segments */
+  lm_stat_count_t segment_stats;       /* segments allocated and freed */
+  lm_stat_count_t page_stats;          /* pages allocated and freed */
   /* One bit per 32 MiB of address space for segments taken straight from the OS (arena memory
    * is known to the arenas): allocated on first need, 1 MiB for a 48-bit address space. */
   _Atomic(_Atomic(uint64_t)*) map;
