@@ -31,7 +31,7 @@ static void purger_pass(int64_t now, int64_t* next) {
   } else {
     *next = earliest(*next, due);
   }
-  *next = earliest(*next, lm_segments_purge_flagged(&lm_process.segments, now));
+  *next = earliest(*next, lm_segments_purge_flagged(&lm_process.segments, now, false));
   lm_arenas_try_purge(arenas, false);
   *next = earliest(*next, lm_arenas_purge_deadline(arenas));
 }
@@ -55,10 +55,10 @@ static void purger_main(void* arg) {
 
 void lm_purge_now(bool force) {
   lm_spin_lock(&purger_pass_lock);
-  int64_t now = force ? INT64_MAX : lm_process.backend->clock_ms();
+  int64_t now = lm_process.backend->clock_ms();
   if (purger_tld.shared == NULL) lm_segments_tld_init(&purger_tld, &lm_process.segments);
   lm_abandoned_collect(&purger_tld, SIZE_MAX);
-  lm_segments_purge_flagged(&lm_process.segments, now);
+  lm_segments_purge_flagged(&lm_process.segments, now, force);
   lm_arenas_try_purge(&lm_process.arenas, force);
   lm_spin_unlock(&purger_pass_lock);
 }

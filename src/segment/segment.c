@@ -167,7 +167,7 @@ static void segment_unflag_purge(lm_segments_t* segs, lm_segment_t* segment) {
   while (lm_arena_flag_is_set(segs->arenas, segment, LM_BLOCK_PURGER_BUSY)) lm_cpu_relax();
 }
 
-int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now) {
+int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now, bool force) {
   lm_arenas_t* arenas = segs->arenas;
   int64_t next = 0;
   size_t cursor = 0;
@@ -179,7 +179,7 @@ int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now) {
       lm_segment_t* segment = (lm_segment_t*)block;
       int64_t due = now + 1;
       if (lm_spin_try_lock(&segment->lock)) {
-        due = segment_try_purge_locked(segs, segment, now, false);
+        due = segment_try_purge_locked(segs, segment, now, force);
         if (due == 0) segment->purge_flagged = false;
         lm_spin_unlock(&segment->lock);
       }

@@ -223,9 +223,9 @@ size_t lm_segments_abandoned_count(lm_segments_t* segs);
 bool lm_segment_map_contains(lm_segments_t* segs, const void* p);
 
 /* ---- background purge support ------------------------------------------------------------- */
-/* Purge due ranges of segments flagged as having pending purges (owned by any thread), using
- * the BUSY/PENDING handshake. Returns the earliest remaining deadline, 0 when none. Called only
- * by the single background purger. */
-int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now);
+/* Purge due ranges (all pending ones when `force`) of segments flagged as having pending
+ * purges (owned by any thread), using the BUSY/PENDING handshake. Returns the earliest
+ * remaining deadline, 0 when none. Callers serialise: one purger pass at a time. */
+int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now, bool force);
 
 #endif

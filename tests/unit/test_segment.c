@@ -571,11 +571,11 @@ static void test_segment_purge_flagged_purges_due_segments_of_any_thread(void** 
   area[0] = 1;
   lm_segment_page_free(a, &tld);
   size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
-  assert_int_equal(lm_segments_purge_flagged(&segs, 5), 10); /* not yet: the deadline */
+  assert_int_equal(lm_segments_purge_flagged(&segs, 5, false), 10); /* not yet: the deadline */
   assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits);
   assert_true(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_PURGE_PENDING));
   fake_backend_set_clock(10);
-  assert_int_equal(lm_segments_purge_flagged(&segs, 10), 0); /* done */
+  assert_int_equal(lm_segments_purge_flagged(&segs, 10, false), 0); /* done */
   assert_true(fake_backend_calls(FAKE_OP_DECOMMIT) > decommits);
   assert_false(fake_backend_is_committed(area, SLICE));
   assert_false(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_PURGE_PENDING));
