@@ -267,6 +267,7 @@ static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t bloc
                         .block_index = (uint32_t)idx,
                         .block_count = (uint32_t)blocks,
                         .is_pinned = arena->is_pinned,
+                        .is_exclusive = arena->exclusive,
                         .initially_committed = committed,
                         .initially_zero = was_clean};
   return p;

@@ -45,6 +45,7 @@ typedef struct lm_memid_s {
   uint32_t block_index;
   uint32_t block_count;
   bool is_pinned;           /* large/huge OS pages: never decommitted */
+  bool is_exclusive;        /* from an arena used only when asked for by id */
   bool initially_committed; /* the whole range was committed when handed out */
   bool initially_zero;      /* the whole range read as zero when handed out */
 } lm_memid_t;
@@ -153,6 +154,11 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
 bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force);
 /* The time of the earliest pending arena purge, or 0 if none. */
 int64_t lm_arenas_purge_deadline(lm_arenas_t* arenas);
+/* May memory with this memid serve a request for `arena_id` (0: any non-exclusive arena)? */
+static inline bool lm_memid_suits(const lm_memid_t* memid, int arena_id) {
+  if (arena_id <= 0) return !(memid->kind == LM_MEM_ARENA && memid->is_exclusive);
+  return memid->kind == LM_MEM_ARENA && (int)memid->arena_index + 1 == arena_id;
+}
 /* Is p inside any arena? */
 bool lm_arenas_contain(lm_arenas_t* arenas, const void* p);
 /* Reserve a new arena of `size` bytes now (mi_reserve_os_memory). Returns 0 or ENOMEM. */

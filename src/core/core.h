@@ -200,6 +200,8 @@ static inline void lm_page_retire(lm_page_t* page) {
 }
 /* Return an empty page to its segment. */
 void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page);
+/* After a page left it: a segment whose remaining pages all belong to no heap is abandoned. */
+void lm_heap_segment_check_abandoned(lm_segments_tld_t* tld, lm_segment_t* segment);
 /* Free retired pages whose time is up (all with force). */
 void lm_heap_collect_retired(lm_heap_t* heap, bool force);
 /* Process remote frees into full pages; `all` waits out in-flight ones. */

@@ -55,10 +55,13 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
 /* Local free into a full page or one with interior pointers, and every remote free. */
 static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, bool is_local,
                                      void* p) {
+  /* A page of no heap (its heap was deleted) is freed into like a remote page, even by the
+   * thread that owns the segment. */
+  uint8_t flags = lm_page_flags(page);
+  if (flags & LM_PAGE_ABANDONED) is_local = false;
   /* A remote free always unaligns: the owner may set HAS_ALIGNED at any moment. */
-  lm_block_t* block = !is_local || (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)
-                          ? lm_page_block_of(page, p)
-                          : (lm_block_t*)p;
+  lm_block_t* block = !is_local || (flags & LM_PAGE_HAS_ALIGNED) ? lm_page_block_of(page, p)
+                                                                 : (lm_block_t*)p;
   (void)segment;
   if (is_local) lm_free_block_local(page, block);
   else lm_free_block_remote(page, block);

@@ -8,7 +8,7 @@
 static lm_page_t* page_fresh(lm_heap_t* heap, lm_page_queue_t* pq, size_t block_size,
                              size_t page_alignment) {
   lm_segments_tld_t* stld = &heap->tld->segments;
-  if (!heap->no_reclaim && !lm_segment_span_available(stld, block_size)) {
+  if (!heap->no_reclaim && !lm_segment_span_available(stld, block_size, heap->arena_id)) {
     lm_heap_reclaim(heap, block_size);
     /* A reclaimed page of this size may now be in the queue. */
     if (pq != NULL && pq->first != NULL && block_size <= LM_MEDIUM_OBJ_SIZE_MAX) {
@@ -71,12 +71,20 @@ lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment
 
 /* ---- retiring and freeing pages ------------------------------------------------------------ */
 
+void lm_heap_segment_check_abandoned(lm_segments_tld_t* tld, lm_segment_t* segment) {
+  /* Every page left belongs to no heap (a deleted heap's, say): let other threads have it. */
+  if (segment->used > 0 && segment->used == segment->abandoned) lm_segment_abandon_again(segment, tld);
+}
+
 void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page) {
   lm_queue_remove(heap, lm_heap_queue_for(heap, page), page);
   heap->page_count--;
   atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
   lm_page_flags_update(page, 0, 0xFF);
-  lm_segment_page_free(page, &heap->tld->segments);
+  lm_segment_t* segment = lm_segment_of(page);
+  if (!lm_segment_page_free(page, &heap->tld->segments)) {
+    lm_heap_segment_check_abandoned(&heap->tld->segments, segment);
+  }
 }
 
 void lm_page_retire_slow(lm_page_t* page) {
@@ -160,7 +168,8 @@ static void heap_visit_pages(lm_heap_t* heap, lm_collect_t mode) {
       lm_page_t* page = pq->first;
       lm_queue_remove(heap, pq, page);
       heap->page_count--;
-      lm_page_flags_update(page, 0, LM_PAGE_IN_FULL);
+      /* Frees, even from this thread, now take the remote path (the page has no heap). */
+      lm_page_flags_update(page, LM_PAGE_ABANDONED, LM_PAGE_IN_FULL);
       atomic_store_explicit(&page->xheap, 0, memory_order_release);
       /* Remote frees from now on push plainly; the first one wakes the purger. */
       atomic_fetch_or_explicit(&page->xthread_free, LM_TF_NOTIFY, memory_order_release);
@@ -188,29 +197,32 @@ void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode) {
 
 /* ---- reclaiming abandoned segments ---------------------------------------------------------- */
 
-/* Take over the abandoned pages of a reclaimed segment; returns false if it was freed. */
+/* Take over the abandoned pages of a reclaimed segment. First every page joins the heap (so the
+ * segment is never "all abandoned" half-way), then empty pages are freed; returns false if that
+ * freed the segment. */
 static bool heap_adopt_segment(lm_heap_t* heap, lm_segment_t* segment) {
+  for (lm_page_t* page = lm_segment_next_page(segment, NULL); page != NULL;
+       page = lm_segment_next_page(segment, page)) {
+    if (lm_page_heap(page) != NULL) continue;
+    lm_segment_page_unabandon(page);
+    atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
+    page->heap_tag = heap->tag;
+    lm_page_flags_update(page, 0, 0xFF);
+    lm_page_set_delayed(page, LM_TF_NO_DELAYED, true);
+    atomic_fetch_and_explicit(&page->xthread_free, ~(uintptr_t)LM_TF_NOTIFY, memory_order_relaxed);
+    heap->page_count++;
+    lm_queue_push_back(heap, lm_heap_queue_for(heap, page), page);
+  }
   lm_page_t* page = lm_segment_next_page(segment, NULL);
   while (page != NULL) {
     lm_page_t* next = lm_segment_next_page(segment, page);
-    if (lm_page_heap(page) == NULL) {
-      lm_segment_page_unabandon(page);
-      atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
-      page->heap_tag = heap->tag;
-      lm_page_set_delayed(page, LM_TF_NO_DELAYED, true);
-      atomic_fetch_and_explicit(&page->xthread_free, ~(uintptr_t)LM_TF_NOTIFY,
-                                memory_order_relaxed);
-      lm_page_collect(page, false);
-      heap->page_count++;
-      if (page->used == 0) {
-        lm_queue_push(heap, lm_heap_queue_for(heap, page), page);
-        bool last = segment->used == 1;
-        lm_heap_page_free(heap, page);
-        if (last) return false;
-      } else {
-        lm_queue_push_back(heap, lm_heap_queue_for(heap, page), page);
-        if (page->free == NULL && page->capacity >= page->reserved) lm_page_to_full(heap, page);
-      }
+    lm_page_collect(page, false);
+    if (page->used == 0) {
+      bool last = segment->used == 1;
+      lm_heap_page_free(heap, page);
+      if (last) return false;
+    } else if (page->free == NULL && page->capacity >= page->reserved) {
+      lm_page_to_full(heap, page);
     }
     page = next;
   }
@@ -229,8 +241,12 @@ void lm_heap_reclaim(lm_heap_t* heap, size_t block_size) {
       heap->tld->reclaim_cursor = 0;
       return;
     }
+    if (!lm_memid_suits(&segment->memid, heap->arena_id)) { /* not ours to use: put it back */
+      lm_segment_abandon_again(segment, stld);
+      continue;
+    }
     heap_adopt_segment(heap, segment);
-    if (lm_segment_span_available(stld, block_size)) return;
+    if (lm_segment_span_available(stld, block_size, heap->arena_id)) return;
   }
 }
 

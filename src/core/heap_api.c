@@ -115,7 +115,10 @@ void mi_heap_destroy(mi_heap_t* heap) {
       heap->page_count--;
       atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
       lm_page_flags_update(page, 0, 0xFF);
-      lm_segment_page_free(page, &heap->tld->segments);
+      lm_segment_t* segment = lm_segment_of(page);
+      if (!lm_segment_page_free(page, &heap->tld->segments)) {
+        lm_heap_segment_check_abandoned(&heap->tld->segments, segment);
+      }
     }
   }
   heap_unlink(heap);

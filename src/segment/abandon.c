@@ -66,7 +66,7 @@ size_t lm_segments_abandoned_count(lm_segments_t* segs) {
   return atomic_load_explicit(&segs->abandoned_count, memory_order_relaxed);
 }
 
-bool lm_segment_span_available(lm_segments_tld_t* tld, size_t block_size) {
+bool lm_segment_span_available(lm_segments_tld_t* tld, size_t block_size, int arena_id) {
   if (block_size > LM_LARGE_OBJ_SIZE_MAX) return true; /* huge: always a fresh segment */
-  return lm_span_available(tld, lm_segment_page_slices(block_size));
+  return lm_span_available(tld, lm_segment_page_slices(block_size), arena_id);
 }

@@ -44,6 +44,7 @@ typedef struct lm_block_s {
 /* Page flags, tested together as one byte on the free path. */
 #define LM_PAGE_IN_FULL 0x01     /* in the heap's full queue */
 #define LM_PAGE_HAS_ALIGNED 0x02 /* some block was handed out at an interior (aligned) address */
+#define LM_PAGE_ABANDONED 0x04   /* belongs to no heap: every free takes the remote path */
 
 /* A page descriptor. Every slice of a segment has one; only the first slice of a page or free
  * span carries a page, the others only `slice_offset` back to it. The slice fields belong to the
@@ -215,7 +216,7 @@ lm_page_t* lm_segment_next_page(lm_segment_t* segment, lm_page_t* prev);
 /* Give a reclaimed segment that still has abandoned pages back to the abandoned set. */
 void lm_segment_abandon_again(lm_segment_t* segment, lm_segments_tld_t* tld);
 /* Would lm_segment_page_alloc find room without a new segment? (Reclaim before allocating.) */
-bool lm_segment_span_available(lm_segments_tld_t* tld, size_t block_size);
+bool lm_segment_span_available(lm_segments_tld_t* tld, size_t block_size, int arena_id);
 /* Number of abandoned segments (approximate). */
 size_t lm_segments_abandoned_count(lm_segments_t* segs);
 

@@ -82,8 +82,7 @@ lm_page_t* lm_span_free_coalesce(lm_segments_tld_t* tld, lm_segment_t* segment, 
 }
 
 static bool segment_suits(const lm_segment_t* segment, int arena_id) {
-  if (arena_id <= 0) return true;
-  return segment->memid.kind == LM_MEM_ARENA && (int)segment->memid.arena_index + 1 == arena_id;
+  return lm_memid_suits(&segment->memid, arena_id);
 }
 
 lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id) {
@@ -103,10 +102,10 @@ lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id) {
   return NULL;
 }
 
-bool lm_span_available(lm_segments_tld_t* tld, size_t slices) {
+bool lm_span_available(lm_segments_tld_t* tld, size_t slices, int arena_id) {
   for (size_t bin = span_bin(slices); bin < LM_SPAN_QUEUES; bin++) {
     for (lm_page_t* span = tld->spans[bin].first; span != NULL; span = span->next) {
-      if (span->slice_count >= slices) return true;
+      if (span->slice_count >= slices && segment_suits(lm_segment_of(span), arena_id)) return true;
     }
   }
   return false;

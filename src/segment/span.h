@@ -14,8 +14,8 @@ lm_page_t* lm_span_free_coalesce(lm_segments_tld_t* tld, lm_segment_t* segment, 
 /* Take `slices` slices from the best-fitting queued span (splitting it). The result has its
  * slice fields set and block_size 1 (in use); NULL when no queued span is big enough. */
 lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id);
-/* Is a span of at least `slices` queued? */
-bool lm_span_available(lm_segments_tld_t* tld, size_t slices);
+/* Is a span of at least `slices` queued, in a segment suitable for `arena_id`? */
+bool lm_span_available(lm_segments_tld_t* tld, size_t slices, int arena_id);
 /* Take every free span of the segment out of the queues, or put them (back) in. */
 void lm_span_remove_all(lm_segments_tld_t* tld, lm_segment_t* segment);
 void lm_span_queue_all(lm_segments_tld_t* tld, lm_segment_t* segment);

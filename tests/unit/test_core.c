@@ -446,7 +446,7 @@ static size_t held_count;
 static void fill_spans_for(size_t size) {
   lm_segments_tld_t* stld = &lm_heap_get_default()->tld->segments;
   held_count = 0;
-  while (lm_segment_span_available(stld, lm_good_size_large(size))) {
+  while (lm_segment_span_available(stld, lm_good_size_large(size), 0)) {
     assert_true(held_count < MAX_HELD);
     held[held_count] = mi_malloc(size);
     assert_non_null(held[held_count]);

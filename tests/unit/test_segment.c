@@ -386,7 +386,7 @@ static void test_segment_free_span_is_reused_best_fit(void** state) {
   check_usable(medium, true);
   check_lookup(medium);
   /* A large page fills the rest of the segment only as far as it fits. */
-  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX));
+  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX, 0));
   lm_page_t* large = page_alloc(LM_LARGE_OBJ_SIZE_MAX);
   assert_ptr_equal(lm_segment_of(large), segment);
   lm_segment_page_free(medium, &tld);
@@ -401,13 +401,13 @@ static void test_segment_span_available(void** state) {
   (void)state;
   config_t c = base_config();
   start(&c);
-  assert_false(lm_segment_span_available(&tld, 64));
-  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX + 1)); /* huge: always */
+  assert_false(lm_segment_span_available(&tld, 64, 0));
+  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX + 1, 0)); /* huge: always */
   lm_page_t* x = page_alloc(64);
-  assert_true(lm_segment_span_available(&tld, 64));
-  assert_true(lm_segment_span_available(&tld, LM_MEDIUM_OBJ_SIZE_MAX));
-  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX));
-  assert_false(lm_segment_span_available(&tld2, 64)); /* spans belong to their thread */
+  assert_true(lm_segment_span_available(&tld, 64, 0));
+  assert_true(lm_segment_span_available(&tld, LM_MEDIUM_OBJ_SIZE_MAX, 0));
+  assert_true(lm_segment_span_available(&tld, LM_LARGE_OBJ_SIZE_MAX, 0));
+  assert_false(lm_segment_span_available(&tld2, 64, 0)); /* spans belong to their thread */
   assert_true(lm_segment_page_free(x, &tld));
 }
 
@@ -610,7 +610,7 @@ static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(vo
   assert_int_equal(tld.count, 0);
   assert_true(spans_empty(&tld)); /* its free spans left the owner's queues */
   assert_true(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_ABANDONED));
-  assert_false(lm_segment_span_available(&tld, 64));
+  assert_false(lm_segment_span_available(&tld, 64, 0));
 
   /* Another thread takes it over, with its free spans. */
   cursor = 0;
@@ -621,7 +621,7 @@ static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(vo
   assert_int_equal(tld2.count, 1);
   assert_int_equal(tld2.reclaim_count, 1);
   assert_false(spans_empty(&tld2));
-  assert_true(lm_segment_span_available(&tld2, 64));
+  assert_true(lm_segment_span_available(&tld2, 64, 0));
   cursor = 0;
   assert_null(lm_segment_reclaim(&tld, &cursor)); /* exactly one claimer */
 
