@@ -40,7 +40,8 @@
 #define lm_unused __attribute__((unused))
 
 /* ---- assertions -------------------------------------------------------------------------- */
-void lm_assert_fail(const char* expr, const char* file, int line, const char* func);
+__attribute__((noreturn)) void lm_assert_fail(const char* expr, const char* file, int line,
+                                             const char* func);
 #if LM_DEBUG >= 1
 #define lm_assert(x) ((x) ? (void)0 : lm_assert_fail(#x, __FILE__, __LINE__, __func__))
 #else

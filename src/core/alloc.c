@@ -7,7 +7,7 @@
 
 /* Pop a block from a page known to have one. */
 static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {
-  page->free = block->next;
+  page->free = lm_block_next(page, block);
   page->used++;
   if (lm_unlikely(zero)) {
     /* Fresh OS memory is zero except the link word; otherwise clear what the caller asked. */

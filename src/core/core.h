@@ -176,6 +176,47 @@ static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p
   return page->block_size - (size_t)((const uint8_t*)p - (const uint8_t*)block);
 }
 
+/* ---- free-list links ------------------------------------------------------------------------ */
+/* In secure and debug builds the link in a free block is encoded with two per-page random keys,
+ * so an overflow or a use-after-free write into a free block cannot steer the allocator to an
+ * address of the attacker's choice: a decoded link must point into the same page, or the list
+ * is reported corrupt (EFAULT) and cut. NULL is encoded as the page address, so the encoding of
+ * NULL does not expose the keys. */
+#define LM_ENCODE_FREELIST (LM_SECURE || LM_DEBUG > 0)
+
+void lm_free_list_corrupt(const lm_page_t* page, const lm_block_t* block);
+
+static inline bool lm_page_holds(const lm_page_t* page, const void* p) {
+  return (const uint8_t*)p >= page->page_start &&
+         (const uint8_t*)p < page->page_start + (size_t)page->reserved * page->block_size;
+}
+
+static inline lm_block_t* lm_block_next(const lm_page_t* page, const lm_block_t* block) {
+#if LM_ENCODE_FREELIST
+  uintptr_t x = lm_rotr((uintptr_t)block->next - page->keys[0], page->keys[0]) ^ page->keys[1];
+  if (x == (uintptr_t)page) return NULL;
+  if (lm_unlikely(!lm_page_holds(page, (void*)x))) {
+    lm_free_list_corrupt(page, block);
+    return NULL;
+  }
+  return (lm_block_t*)x;
+#else
+  (void)page;
+  return block->next;
+#endif
+}
+
+static inline void lm_block_set_next(const lm_page_t* page, lm_block_t* block,
+                                     const lm_block_t* next) {
+#if LM_ENCODE_FREELIST
+  uintptr_t x = next == NULL ? (uintptr_t)page : (uintptr_t)next;
+  block->next = (lm_block_t*)(lm_rotl(x ^ page->keys[1], page->keys[0]) + page->keys[0]);
+#else
+  (void)page;
+  block->next = (lm_block_t*)next;
+#endif
+}
+
 /* ---- page queues (page_queue.c) ---------------------------------------------------------------- */
 lm_page_queue_t* lm_heap_queue_for(lm_heap_t* heap, const lm_page_t* page);
 void lm_queue_push(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page);

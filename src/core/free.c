@@ -4,7 +4,7 @@
 #include "core.h"
 
 void lm_free_block_local(lm_page_t* page, lm_block_t* block) {
-  block->next = page->local_free;
+  lm_block_set_next(page, block, page->local_free);
   page->local_free = block;
   page->used--;
   if (lm_unlikely(lm_page_flags(page) & LM_PAGE_IN_FULL)) {
@@ -22,7 +22,7 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
     if (lm_unlikely(use_delayed)) {
       tfreex = (tfree & ~(uintptr_t)LM_TF_STATE_MASK) | LM_TF_DELAYED_FREEING;
     } else {
-      block->next = lm_tf_block(tfree);
+      lm_block_set_next(page, block, lm_tf_block(tfree));
       tfreex = (uintptr_t)block | lm_tf_state(tfree); /* the NOTIFY bit is consumed */
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree, tfreex,
@@ -45,7 +45,7 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
   do {
     tfreex = (tfree & ~(uintptr_t)LM_TF_STATE_MASK) | LM_TF_NO_DELAYED;
     if (heap == NULL) { /* no owner to hand it to: a plain push after all */
-      block->next = lm_tf_block(tfree);
+      lm_block_set_next(page, block, lm_tf_block(tfree));
       tfreex = (uintptr_t)block | LM_TF_NO_DELAYED;
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree, tfreex,
@@ -74,7 +74,7 @@ static inline void free_ours(void* p) {
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
   if (lm_likely(is_local && lm_page_flags(page) == 0)) {
     lm_block_t* block = (lm_block_t*)p;
-    block->next = page->local_free;
+    lm_block_set_next(page, block, page->local_free);
     page->local_free = block;
     if (lm_unlikely(--page->used == 0)) lm_page_retire(page);
     return;

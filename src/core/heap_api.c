@@ -315,7 +315,7 @@ bool lm_page_visit(const lm_heap_t* heap, lm_page_t* page, bool visit_blocks,
   size_t words = lm_divide_up(page->capacity, 64);
   if (words > sizeof(free_map) / sizeof(free_map[0])) return true;
   memset(free_map, 0, words * sizeof(uint64_t));
-  for (lm_block_t* b = page->free; b != NULL; b = b->next) {
+  for (lm_block_t* b = page->free; b != NULL; b = lm_block_next(page, b)) {
     size_t i = (size_t)((uint8_t*)b - page->page_start) / bsize;
     if (i < page->capacity) free_map[i / 64] |= (uint64_t)1 << (i % 64);
   }

@@ -36,15 +36,16 @@ static size_t collect_thread_free(lm_page_t* page) {
   lm_block_t* head = lm_tf_block(tfree);
   lm_block_t* tail = head;
   size_t count = 1;
-  while (tail->next != NULL && count <= page->capacity) {
-    tail = tail->next;
+  lm_block_t* next;
+  while ((next = lm_block_next(page, tail)) != NULL && count <= page->capacity) {
+    tail = next;
     count++;
   }
   if (count > page->capacity) {
     lm_error(EFAULT, "corrupted thread-free list in page %p", (void*)page);
     return 0; /* leak the list rather than follow it further */
   }
-  tail->next = page->local_free;
+  lm_block_set_next(page, tail, page->local_free);
   page->local_free = head;
   page->used -= (uint16_t)count;
   return count;
@@ -59,8 +60,8 @@ void lm_page_collect(lm_page_t* page, bool force) {
     page->free_is_zero = false;
   } else if (force) {
     lm_block_t* tail = page->local_free;
-    while (tail->next != NULL) tail = tail->next;
-    tail->next = page->free;
+    for (lm_block_t* next; (next = lm_block_next(page, tail)) != NULL;) tail = next;
+    lm_block_set_next(page, tail, page->free);
     page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = false;
@@ -77,10 +78,17 @@ void lm_page_extend(lm_page_t* page) {
   /* Thread [capacity, capacity+extend) in address order in front of the current free list. */
   lm_block_t* first = (lm_block_t*)start;
   lm_block_t* last = (lm_block_t*)(start + (extend - 1) * bsize);
-  for (uint8_t* b = start; b < (uint8_t*)last; b += bsize) ((lm_block_t*)b)->next = (lm_block_t*)(b + bsize);
-  last->next = page->free;
+  for (uint8_t* b = start; b < (uint8_t*)last; b += bsize) {
+    lm_block_set_next(page, (lm_block_t*)b, (lm_block_t*)(b + bsize));
+  }
+  lm_block_set_next(page, last, page->free);
   page->free = first;
   page->capacity += (uint16_t)extend;
+}
+
+void lm_free_list_corrupt(const lm_page_t* page, const lm_block_t* block) {
+  lm_error(EFAULT, "corrupted free list entry in block %p of page %p (block size %zu)",
+           (const void*)block, (const void*)page, page->block_size);
 }
 
 void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
@@ -102,6 +110,10 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   page->block_size_shift = lm_is_power_of_two(block_size) ? (uint8_t)lm_ctz(block_size) : 0;
   page->heap_tag = heap->tag;
   page->next = page->prev = NULL;
+  if (LM_ENCODE_FREELIST) {
+    page->keys[0] = (uintptr_t)lm_random_next(&heap->random) | 1;
+    page->keys[1] = (uintptr_t)lm_random_next(&heap->random);
+  }
   atomic_store_explicit(&page->xthread_free, LM_TF_NO_DELAYED, memory_order_relaxed);
   atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
   lm_page_extend(page);

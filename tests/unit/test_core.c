@@ -66,20 +66,21 @@ static int group_teardown(void** state) {
 
 static lm_page_t* page_of(const void* p) { return lm_segment_page_of(lm_segment_of(p), p); }
 
-static size_t list_length(const lm_block_t* b) {
+/* Links are encoded in secure and debug builds: follow them through the core's accessor. */
+static size_t list_length(const lm_page_t* page, const lm_block_t* b) {
   size_t n = 0;
-  for (; b != NULL && n < 100000; b = b->next) n++;
+  for (; b != NULL && n < 100000; b = lm_block_next(page, b)) n++;
   return n;
 }
 static size_t thread_free_length(const lm_page_t* page) {
-  return list_length(lm_tf_block(atomic_load(&((lm_page_t*)page)->xthread_free)));
+  return list_length(page, lm_tf_block(atomic_load(&((lm_page_t*)page)->xthread_free)));
 }
 
 /* Every block threaded into the page is in exactly one place: handed out (used, which includes
  * blocks waiting in the thread-free and delayed lists), or in `free`, or in `local_free`. */
 static void check_page_accounting(const lm_page_t* page) {
-  size_t f = list_length(page->free);
-  size_t l = list_length(page->local_free);
+  size_t f = list_length(page, page->free);
+  size_t l = list_length(page, page->local_free);
   assert_int_equal((size_t)page->used + f + l, page->capacity);
   assert_true(page->capacity <= page->reserved);
   assert_true(thread_free_length(page) <= page->used);
