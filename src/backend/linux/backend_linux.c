@@ -293,27 +293,28 @@ static void linux_wake_all(_Atomic(uint32_t)* addr) {
   syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-/* fn and arg travel on the starter's stack; it waits until the new thread has copied them,
- * which avoids allocating a start record. */
+/* fn and arg travel in a static slot (the engine starts at most a handful of background
+ * threads, ever), so starting a thread neither allocates nor waits for the new thread: a
+ * starter must never block on it (after fork() in a sanitized program, a new thread can stall
+ * on a lock a vanished thread held). */
 typedef struct start_s {
   lm_thread_fun* fn;
   void* arg;
-  _Atomic(uint32_t) taken;
 } start_t;
+#define START_SLOTS 8
+static start_t start_slots[START_SLOTS];
+static _Atomic(unsigned) start_next;
 
 static void* thread_main(void* p) {
   start_t* start = p;
-  lm_thread_fun* fn = start->fn;
-  void* arg = start->arg;
-  lm_store_release(&start->taken, 1);
-  /* The starter may already be gone; a wake on its old stack slot is at worst spurious. */
-  linux_wake_all(&start->taken);
-  fn(arg);
+  start->fn(start->arg);
   return NULL;
 }
 
 static int linux_thread_start(lm_thread_fun* fn, void* arg) {
-  start_t start = {.fn = fn, .arg = arg, .taken = 0};
+  start_t* start = &start_slots[atomic_fetch_add(&start_next, 1) % START_SLOTS];
+  start->fn = fn;
+  start->arg = arg;
   pthread_attr_t attr;
   int err = pthread_attr_init(&attr);
   if (err != 0) return err;
@@ -324,12 +325,10 @@ static int linux_thread_start(lm_thread_fun* fn, void* arg) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_t thread;
-  err = pthread_create(&thread, &attr, thread_main, &start);
+  err = pthread_create(&thread, &attr, thread_main, start);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
-  if (err != 0) return err;
-  while (lm_load_acquire(&start.taken) == 0) linux_wait_on(&start.taken, 0, -1);
-  return 0;
+  return err;
 }
 
 static int linux_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
