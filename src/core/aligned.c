@@ -9,7 +9,8 @@
 void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size_t offset,
                                 bool zero) {
   if (lm_unlikely(align == 0 || !lm_is_power_of_two(align))) {
-    lm_error(EINVAL, "aligned allocation requires a power-of-two alignment (%zu)", align);
+    /* A bad argument, not heap corruption: a warning and NULL, never a stop. */
+    lm_warning("aligned allocation requires a power-of-two alignment (%zu)", align);
     errno = EINVAL;
     return NULL;
   }

@@ -67,10 +67,68 @@ static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, boo
   else lm_free_block_remote(page, block);
 }
 
+/* ---- checks of secure and debug builds ---------------------------------------------------- */
+#define LM_FREE_CHECKS (LM_SECURE || LM_DEBUG > 0)
+
+/* Decode a link without reporting: these walks may race with the owner handing blocks out
+ * (a remote free), so an implausible link only ends the walk. */
+static bool peek_next(const lm_page_t* page, const lm_block_t* block, const lm_block_t** next) {
+  uintptr_t x = lm_rotr((uintptr_t)block->next - page->keys[0], page->keys[0]) ^ page->keys[1];
+  if (x == (uintptr_t)page) x = 0;
+  else if (!lm_page_holds(page, (void*)x)) return false;
+  *next = (const lm_block_t*)x;
+  return true;
+}
+
+static bool list_contains(const lm_page_t* page, const lm_block_t* list, const lm_block_t* block) {
+  for (size_t n = 0; list != NULL && n <= page->capacity; n++) {
+    if (list == block) return true;
+    if (!peek_next(page, list, &list)) return false;
+  }
+  return false;
+}
+
+/* A block whose first word decodes to a link of its own page (or to the end of a list) looks
+ * free: then, and only then, search the page's free lists for it (the owner's lists only on
+ * the owner's thread). Live data almost never decodes that way: a normal free pays one decode. */
+static lm_noinline bool is_double_free(const lm_page_t* page, const lm_block_t* block,
+                                       bool is_local) {
+  const lm_block_t* next;
+  if (!peek_next(page, block, &next)) return false;
+  uintptr_t tfree = atomic_load_explicit(&((lm_page_t*)page)->xthread_free, memory_order_acquire);
+  if (list_contains(page, lm_tf_block(tfree), block)) return true;
+  return is_local &&
+         (list_contains(page, page->free, block) || list_contains(page, page->local_free, block));
+}
+
+/* True when the free must not go ahead: reported through the error handler (a secure or
+ * debug build stops there unless the program handles it). */
+static lm_noinline bool free_is_invalid(const lm_segment_t* segment, const lm_page_t* page,
+                                        const void* p) {
+  if (!lm_segment_is_valid(&lm_process.segments, segment) || page->block_size == 0 ||
+      !lm_page_holds(page, p)) {
+    lm_error(EINVAL, "free of an invalid pointer %p: not a block of this allocator", p);
+    return true;
+  }
+  const lm_block_t* block = lm_page_block_of(page, p);
+  if (block != p && !(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
+    lm_error(EINVAL, "free of an interior pointer %p (block %p of size %zu)", p, (void*)block,
+             page->block_size);
+    return true;
+  }
+  bool is_local = lm_thread_id() == lm_segment_owner(segment);
+  if (is_double_free(page, block, is_local)) {
+    lm_error(EAGAIN, "double free of block %p (size %zu)", (void*)block, page->block_size);
+    return true;
+  }
+  return false;
+}
+
 /* The free path for a segment known to be ours. */
 static inline void free_ours(void* p) {
   lm_segment_t* segment = lm_segment_of(p);
   lm_page_t* page = lm_segment_page_of(segment, p);
+  if (LM_FREE_CHECKS && lm_unlikely(free_is_invalid(segment, page, p))) return;
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
   if (lm_likely(is_local && lm_page_flags(page) == 0)) {
     lm_block_t* block = (lm_block_t*)p;
@@ -89,6 +147,12 @@ static lm_noinline void free_outside_region(void* p) {
   if (p == NULL) return;
   if (lm_is_in_heap_region(p)) {
     free_ours(p);
+    return;
+  }
+  if (LM_FREE_CHECKS) {
+    /* Hardened builds do not pass unknown pointers on: a stack address or another
+     * allocator's block is an error here. */
+    lm_error(EINVAL, "free of a pointer that was not allocated here (%p)", p);
     return;
   }
   lm_free_foreign(p);

@@ -129,6 +129,7 @@ static void process_setup(void) {
   seg.purge_delay_ms = mem.purge_delay_ms;
   seg.purge_extend_ms = lm_option_get(mi_option_purge_extend_delay);
   seg.max_reclaim_percent = (size_t)lm_option_get(mi_option_max_segment_reclaim);
+  seg.guard_pages = LM_SECURE; /* a linear overflow out of a page faults */
   lm_segments_init(&lm_process.segments, &lm_process.arenas, &seg, lm_process.cookie_key);
 
   lm_stats_process_start();

@@ -3,6 +3,7 @@
  * and warnings are printed. Messages from before a sink is registered are kept (up to 16 KiB)
  * and replayed to it. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "core.h"
 
@@ -99,15 +100,22 @@ void lm_warning(const char* fmt, ...) {
   va_end(args);
 }
 
+/* Errors that mean the heap was misused or corrupted. A secure or debug build stops the process
+ * on them (after saying why), unless the program registered its own handler. */
+static bool is_fatal(int err) {
+  return (LM_SECURE || LM_DEBUG > 0) && (err == EFAULT || err == EAGAIN || err == EINVAL);
+}
+
 void lm_error(int err, const char* fmt, ...) {
-  if (shown(&error_count, mi_option_max_errors)) {
+  bool fatal = is_fatal(err) && error_fun == NULL;
+  if (fatal || shown(&error_count, mi_option_max_errors)) {
     va_list args;
     va_start(args, fmt);
     vmessage("error: ", fmt, args);
     va_end(args);
   }
   if (error_fun != NULL) error_fun(err, error_arg);
-  else if (err == EFAULT && (LM_SECURE || LM_DEBUG > 0)) __builtin_trap();
+  else if (fatal) abort();
 }
 
 void lm_assert_fail(const char* expr, const char* file, int line, const char* func) {

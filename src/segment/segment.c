@@ -298,6 +298,15 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   segment->info_slices = info_slices;
   segment->kind = huge ? LM_SEGMENT_HUGE : LM_SEGMENT_NORMAL;
   segment->cookie = (uintptr_t)segment ^ segs->cookie_key;
+  segment->guard_size = 0;
+  if (segs->config.guard_pages) {
+    /* Guard the rest of the header's slices: nothing below the first page is accessible. */
+    size_t page_size = lm_os_page_size(segs->arenas);
+    size_t used = lm_align_up(offsetof(lm_segment_t, slices) + (slices + 1) * sizeof(lm_page_t),
+                              page_size);
+    if (used < info_size) lm_os_protect(segs->arenas, start + used, info_size - used, true);
+    segment->guard_size = page_size;
+  }
   atomic_store_explicit(&segment->thread_id, lm_thread_id(), memory_order_release);
   lm_spinlock_t unlocked = {0};
   segment->lock = unlocked;
@@ -341,6 +350,13 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
   atomic_fetch_sub_explicit(&segs->count, 1, memory_order_relaxed);
   lm_stat_decrease(&segs->segment_stats, 1);
   tld->count--;
+  if (segment->guard_size > 0) {
+    size_t page_size = segment->guard_size;
+    size_t info_size = segment->info_slices * LM_SLICE_SIZE;
+    size_t used = lm_align_up(offsetof(lm_segment_t, slices) +
+                                  (segment->segment_slices + 1) * sizeof(lm_page_t), page_size);
+    if (used < info_size) lm_os_protect(segs->arenas, (uint8_t*)segment + used, info_size - used, false);
+  }
   lm_memid_t memid = segment->memid;
   segment->cookie = 0; /* a stale pointer into freed memory no longer looks like a segment */
   lm_arena_free(segs->arenas, segment, segment->segment_size, &memid);
@@ -359,6 +375,15 @@ static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment
   }
   page->is_committed = 1;
   page->is_zero_init = is_zero;
+  page->has_guard = 0;
+  if (segment->guard_size > 0) {
+    size_t size;
+    uint8_t* area = lm_page_area(page, &size);
+    if (lm_os_protect(tld->shared->arenas, area + size - segment->guard_size, segment->guard_size,
+                      true)) {
+      page->has_guard = 1; /* without it (the OS refused) the page still works, unguarded */
+    }
+  }
   page->block_size = block_size;
   segment->used++;
   lm_stat_increase(&tld->shared->page_stats, 1);
@@ -367,9 +392,13 @@ static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment
 
 lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
                                  size_t page_alignment, int arena_id) {
+  /* Room for the guard page after a single-block page (small and medium pages just hold a few
+   * blocks less). */
+  size_t guard = tld->shared->config.guard_pages ? lm_os_page_size(tld->shared->arenas) : 0;
   if (block_size > LM_LARGE_OBJ_SIZE_MAX || page_alignment > LM_BLOCK_ALIGNMENT_MAX) {
     lm_page_t* page = NULL;
-    lm_segment_t* segment = segment_alloc(tld, lm_max(block_size, 1), page_alignment, arena_id, &page);
+    lm_segment_t* segment =
+        segment_alloc(tld, lm_max(block_size, 1) + guard, page_alignment, arena_id, &page);
     if (segment == NULL) return NULL;
     if (page_init_common(tld, segment, page, block_size) == NULL) {
       segment_free(tld, segment);
@@ -377,7 +406,8 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
     }
     return page;
   }
-  size_t slices = lm_segment_page_slices(block_size);
+  size_t slices = lm_segment_page_slices(block_size > LM_MEDIUM_OBJ_SIZE_MAX ? block_size + guard
+                                                                          : block_size);
   lm_page_t* page = lm_span_alloc(tld, slices, arena_id);
   if (page == NULL) {
     lm_page_t* unused = NULL;
@@ -396,9 +426,19 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
   return page;
 }
 
+static void page_unguard(lm_segments_tld_t* tld, lm_page_t* page) {
+  if (!page->has_guard) return;
+  lm_segment_t* segment = lm_segment_of(page);
+  size_t size;
+  uint8_t* area = lm_page_area(page, &size);
+  lm_os_protect(tld->shared->arenas, area + size, segment->guard_size, false);
+  page->has_guard = 0;
+}
+
 bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld) {
   lm_segment_t* segment = lm_segment_of(page);
   lm_assert(segment->used > 0);
+  page_unguard(tld, page);
   segment->used--;
   lm_stat_decrease(&tld->shared->page_stats, 1);
   if (segment->kind == LM_SEGMENT_HUGE) {

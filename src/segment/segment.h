@@ -56,6 +56,7 @@ typedef struct lm_page_s {
   uint8_t is_committed : 1;
   uint8_t is_zero_init : 1; /* the page memory was known zero when it was allocated */
   uint8_t is_huge : 1;
+  uint8_t has_guard : 1;    /* the last OS page of the page's area is inaccessible */
   /* core */
   _Atomic(uint8_t) flags; /* LM_PAGE_IN_FULL | LM_PAGE_HAS_ALIGNED; written by the owner only,
                            * read relaxed (a plain byte load) by any thread */
@@ -88,6 +89,7 @@ typedef struct lm_segment_s {
   size_t segment_size;
   size_t segment_slices; /* slices usable for pages (the descriptors cover these) */
   size_t info_slices;    /* slices taken by this header */
+  size_t guard_size;     /* bytes of each guard (an OS page), 0 without guards */
   lm_segment_kind_t kind;
   uintptr_t cookie;      /* address ^ process secret: recognises a real segment */
   _Atomic(lm_thread_id_t) thread_id; /* owner, 0 while abandoned */
@@ -120,6 +122,7 @@ typedef struct lm_segment_config_s {
   int64_t purge_delay_ms;    /* < 0 never, 0 at once */
   int64_t purge_extend_ms;   /* further frees push a pending purge back by this much */
   size_t max_reclaim_percent; /* share of abandoned segments tried per reclaim */
+  bool guard_pages;          /* an inaccessible OS page after each page and after the header */
 } lm_segment_config_t;
 
 typedef struct lm_segments_s {
@@ -181,6 +184,7 @@ static inline uint8_t* lm_page_area(const lm_page_t* page, size_t* size) {
   if (size != NULL) {
     *size = page->is_huge ? segment->segment_size - idx * LM_SLICE_SIZE
                           : page->slice_count * LM_SLICE_SIZE;
+    if (page->has_guard) *size -= segment->guard_size; /* a linear overflow stops there */
   }
   return (uint8_t*)segment + idx * LM_SLICE_SIZE;
 }
