@@ -1,29 +1,43 @@
 #!/usr/bin/env python3
-"""Benchmark runner: each workload under each allocator, wall time and peak RSS.
+"""Benchmark runner: every workload under every allocator; time, memory, latency, charts.
 
-    python3 bench/run.py [--quick] [--runs N] [--callgrind] [--no-timing] ...
+    python3 bench/run.py                 # full suite, 5 runs per cell
+    python3 bench/run.py --quick         # small sizes, 3 runs (a couple of minutes)
+    python3 bench/run.py --callgrind --no-timing   # instructions per malloc/free pair only
 
-The workloads (bench/fastpath.c, bench/churn.c) call plain malloc/free; an allocator is put
-under them with LD_PRELOAD:
+The workloads (bench/*.c) call plain malloc/free/realloc; an allocator is put under them with
+LD_PRELOAD:
   ours          <build>/libmimalloc.so.2 (this project)
   glibc         no preload
   mimalloc-deb  Debian's libmimalloc2.0
   jemalloc      Debian's libjemalloc2
   tcmalloc      Debian's libtcmalloc-minimal4
-An allocator that is not there is skipped with a note. Runs are interleaved (A B C A B C ...)
-so that slow drifts of the machine spread over every allocator alike. Each run is timed from
-spawn to exit (wall clock); the peak RSS is the child's ru_maxrss from wait4.
+A missing peer is installed with apt-get when the runner is root (--no-install: never), and
+otherwise skipped with a note. Runs are interleaved (A B C A B C ...) so that slow drifts of
+the machine spread over every allocator alike. Each run is timed from spawn to exit (wall
+clock); the peak RSS is the child's ru_maxrss from wait4 (bench/memtime).
 
-The report (a Markdown table) goes to stdout and to bench/results/latest.md, the raw numbers
-to bench/results/latest.csv; progress goes to stderr. --callgrind also counts instructions per
-malloc/free pair under valgrind's callgrind (two iteration counts, differenced, so that startup
-cancels out). Python 3 standard library only.
+Reported per workload: median wall time, median peak RSS, min-max spreads, and ratios to the
+best peer (the fastest, or smallest, allocator other than ours: a peer's ratio is >= 1, ours
+is below 1 where it beats every peer); per allocator the geometric means of those ratios.
+Then the latency table (bench/latency: p50, p99, p99.99 and max of single malloc and free
+calls), and the long-running server's resident memory after each busy phase and each idle
+phase (bench/server).
+
+Output, in --results-dir (default bench/results): latest.md (the report, also on stdout;
+latest-callgrind.md for a --no-timing run), latest.csv (one row per workload and allocator),
+latest-latency.csv, latest-server.csv, time-ratio.svg and memory-ratio.svg (one bar per
+allocator and workload; PNG copies as well where rsvg-convert is installed), and
+latest-callgrind.csv with --callgrind. Progress goes to stderr. Python 3 standard library
+only.
 """
 
 import argparse
 import csv
 import datetime
+import html
 import json
+import math
 import os
 import platform
 import shutil
@@ -38,27 +52,69 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOAD_PROGRAMS = ("fastpath", "churn", "memtime")  # memtime: the measuring helper
+# every program bench/meson.build builds (memtime: the measuring helper)
+WORKLOAD_PROGRAMS = ("fastpath", "churn", "prodcons", "threadchurn", "falseshare", "reallocgrow",
+                     "large", "burst", "tree", "server", "manythreads", "latency", "memtime")
 
-# name -> (program, args); sizes chosen so one full run of one workload takes about 0.5-3 s with
-# glibc on a 2-core machine, and a --quick run of the whole suite about a minute.
-WORKLOADS_FULL = [
-    ("fastpath-pairs", "fastpath", ["20000000", "pairs"]),
-    ("fastpath-window", "fastpath", ["40000000", "window", "64"]),
-    ("churn-1t", "churn", ["4000000", "1", "100000"]),
-    ("churn-2t", "churn", ["4000000", "2", "100000"]),
+
+class Workload:
+    def __init__(self, name, prog, full, quick, what, timed=True):
+        self.name, self.prog, self.full, self.quick, self.what = name, prog, full, quick, what
+        self.timed = timed  # False: its wall time includes fixed idle time; left out of the means
+
+
+# Sizes: a full run of one workload takes about 0.5-3 s with glibc on a quiet 2-core machine, a
+# quick one about 0.1-0.5 s (the server about 1 s, most of it idle by design).
+WORKLOADS = [
+    Workload("fastpath-pairs", "fastpath", ["20000000", "pairs"], ["8000000", "pairs"],
+             "malloc/free pairs of 8..512 bytes"),
+    Workload("fastpath-window", "fastpath", ["40000000", "window", "64"],
+             ["12000000", "window", "64"], "64 live blocks in a ring, 8..512 bytes"),
+    Workload("churn-1t", "churn", ["4000000", "1", "100000"], ["800000", "1", "100000"],
+             "random working set of 100k objects, sizes skewed small, 1 thread"),
+    Workload("churn-2t", "churn", ["4000000", "2", "100000"], ["800000", "2", "100000"],
+             "the same with 2 threads and cross-thread frees"),
+    Workload("prodcons", "prodcons", ["4000000", "1"], ["1500000", "1"],
+             "one thread allocates, another frees (every free remote)"),
+    Workload("threadchurn", "threadchurn", ["80", "4", "4000", "10000"],
+             ["24", "4", "4000", "5000"],
+             "slot arrays handed to fresh threads every round (thread exit, abandonment)"),
+    Workload("falseshare-active", "falseshare", ["500000", "2", "64", "active"],
+             ["100000", "2", "64", "active"], "2 threads allocate 8..64 bytes and write them hard"),
+    Workload("falseshare-passive", "falseshare", ["500000", "2", "64", "passive"],
+             ["100000", "2", "64", "passive"],
+             "the same, starting from blocks the main thread allocated side by side"),
+    Workload("reallocgrow", "reallocgrow", ["16", "16384"], ["10", "8192"],
+             "a vector and 8 string builders grown with realloc to megabytes"),
+    Workload("large", "large", ["300", "4", "64"], ["100", "4", "64"],
+             "4 live blocks of 64 KiB..64 MiB replaced at random, every page touched"),
+    Workload("burst", "burst", ["4", "1000000"], ["3", "500000"],
+             "1M (quick: 500k) small objects allocated, all freed, repeated"),
+    Workload("tree", "tree", ["3", "18"], ["3", "16"],
+             "binary trees with labels built, walked and dropped"),
+    Workload("server", "server", ["5", "40000", "500", "2", "20000"],
+             ["3", "20000", "250", "2", "20000"],
+             "busy phases and idle phases (RSS over time; time includes the idle phases)",
+             timed=False),
+    Workload("threads-16", "manythreads", ["8000000", "16", "64000"], ["1500000", "16", "64000"],
+             "16 threads on the cores, working sets and cross-thread frees"),
+    Workload("threads-64", "manythreads", ["8000000", "64", "64000"], ["1500000", "64", "64000"],
+             "the same with 64 threads"),
 ]
-WORKLOADS_QUICK = [
-    ("fastpath-pairs", "fastpath", ["8000000", "pairs"]),
-    ("fastpath-window", "fastpath", ["16000000", "window", "64"]),
-    ("churn-1t", "churn", ["1500000", "1", "100000"]),
-    ("churn-2t", "churn", ["1500000", "2", "100000"]),
-]
+LATENCY_FULL = ["2000000", "2", "20000"]
+LATENCY_QUICK = ["400000", "2", "20000"]
+LATENCY_FIELDS = ["malloc_p50_ns", "malloc_p99_ns", "malloc_p9999_ns", "malloc_max_ns",
+                  "free_p50_ns", "free_p99_ns", "free_p9999_ns", "free_max_ns", "timer_ns"]
 CALLGRIND_COUNTS = (100000, 600000)
 CALLGRIND_MODES = ("pairs", "window")
 
-REF_MIMALLOC = "mimalloc-deb"
+OURS = "ours"
 REF_GLIBC = "glibc"
+PEERS = [("mimalloc-deb", "libmimalloc.so.2", "libmimalloc2.0"),
+         ("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
+         ("tcmalloc", "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4")]
+COLORS = {"ours": "#d62728", "glibc": "#7f7f7f", "mimalloc-deb": "#1f77b4",
+          "jemalloc": "#2ca02c", "tcmalloc": "#ff7f0e"}
 RUN_TIMEOUT_S = 600
 MEMTIME = None  # path of the measuring helper, set once the workloads are built
 
@@ -67,7 +123,7 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-# ---- finding things --------------------------------------------------------------------------
+# ---- finding and installing the allocators ---------------------------------------------------
 
 def lib_dirs():
     dirs = []
@@ -93,27 +149,40 @@ def find_system_lib(names):
     return None
 
 
-def allocator_table(build_dir):
+def install_missing(notes):
+    """apt-get installs the peers that are not there, when we are root and apt-get exists."""
+    missing = [pkg for _, lib, pkg in PEERS if not find_system_lib([lib])]
+    if not missing:
+        return
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return  # allocator_table notes each one as skipped
+    log(f"installing the missing peers: {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    ok = (run_quiet(["apt-get", "update"], env=env) and
+          run_quiet(["apt-get", "install", "-y"] + missing, env=env))
+    if not ok:
+        notes.append(f"apt-get install {' '.join(missing)} failed")
+
+
+def allocator_table(build_dir, lib=None):
     """(name, preload path or None, note if unavailable) for every allocator, in report order."""
     table = []
-    ours = build_dir / "libmimalloc.so.2"
-    table.append(("ours", str(ours) if ours.exists() else None,
+    ours = Path(os.path.abspath(lib)) if lib else build_dir / "libmimalloc.so.2"
+    table.append((OURS, str(ours) if ours.exists() else None,
                   None if ours.exists() else f"{ours} not built"))
     table.append((REF_GLIBC, None, None))
-    for name, libs, pkg in [(REF_MIMALLOC, ["libmimalloc.so.2"], "libmimalloc2.0"),
-                            ("jemalloc", ["libjemalloc.so.2"], "libjemalloc2"),
-                            ("tcmalloc", ["libtcmalloc_minimal.so.4"], "libtcmalloc-minimal4")]:
-        p = find_system_lib(libs)
-        table.append((name, p, None if p else f"{libs[0]} not found (apt-get install {pkg})"))
+    for name, lib, pkg in PEERS:
+        p = find_system_lib([lib])
+        table.append((name, p, None if p else f"{lib} not found (apt-get install {pkg})"))
     return table
 
 
 # ---- building the workloads ------------------------------------------------------------------
 
-def run_quiet(cmd, cwd=None):
+def run_quiet(cmd, cwd=None, env=None):
     log("+ " + " ".join(str(c) for c in cmd))
     try:
-        r = subprocess.run([str(c) for c in cmd], cwd=cwd, stdout=subprocess.PIPE,
+        r = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, check=False)
     except OSError as e:
         log(f"  cannot run: {e}")
@@ -133,7 +202,7 @@ def fallback_compile(out_dir, notes):
     for prog in WORKLOAD_PROGRAMS:
         ok = run_quiet([cc, "-O2", "-std=gnu11", "-fno-builtin-malloc", "-fno-builtin-free",
                         "-fno-builtin-calloc", "-fno-builtin-realloc", "-pthread",
-                        "-o", out_dir / prog, ROOT / "bench" / f"{prog}.c", "-ldl"])
+                        "-o", out_dir / prog, ROOT / "bench" / f"{prog}.c", "-ldl", "-lm"])
         if not ok:
             raise SystemExit(f"run.py: cannot compile bench/{prog}.c")
     notes.append(f"workloads compiled directly with `{os.path.basename(cc)} -O2` into "
@@ -175,14 +244,6 @@ def build_options(build_dir):
 
 # ---- running one program and measuring it ----------------------------------------------------
 
-def child_env(preload):
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    if preload:
-        env["LD_PRELOAD"] = preload
-    return env
-
-
 def kill_quietly(pid):
     """Kills the process group that measure() started (memtime and the program under it)."""
     try:
@@ -192,7 +253,7 @@ def kill_quietly(pid):
 
 
 def measure(argv, preload, out_path):
-    """Runs argv under bench/memtime; returns (exit code, wall seconds, peak RSS KiB).
+    """Runs argv under bench/memtime; returns (exit code, wall s, peak RSS KiB, CPU s).
 
     memtime forks and execs the program and waits for it with wait4: started from that small
     process, the program's ru_maxrss is its own peak, not the runner's size (Linux counts the
@@ -208,7 +269,8 @@ def measure(argv, preload, out_path):
     actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                (os.POSIX_SPAWN_OPEN, 1, out_path, flags, 0o644),
                (os.POSIX_SPAWN_DUP2, 1, 2)]
-    env = child_env(None)
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)  # memtime sets it for the program alone
     t0 = time.perf_counter()
     pid = os.posix_spawn(full[0], full, env, file_actions=actions, setpgroup=0)
     timer = threading.Timer(RUN_TIMEOUT_S, kill_quietly, (pid,))
@@ -222,18 +284,24 @@ def measure(argv, preload, out_path):
         timer.cancel()
     wall = time.perf_counter() - t0
     rc = os.waitstatus_to_exitcode(status)
+    fields = parse_fields(read_text(res_path))
+    if "wall_s" not in fields:  # memtime itself died: fall back to the runner's own numbers
+        return (rc if rc != 0 else 127), wall, ru.ru_maxrss, ru.ru_utime + ru.ru_stime
+    code = int(fields.get("exit", rc))
+    cpu = float(fields.get("utime_s", 0)) + float(fields.get("stime_s", 0))
+    return code, float(fields["wall_s"]), int(fields.get("maxrss_kib", 0)), cpu
+
+
+def parse_fields(text):
     fields = {}
-    for tok in read_text(res_path).split():
+    for tok in text.split():
         if "=" in tok:
             k, v = tok.split("=", 1)
             fields[k] = v
-    if "wall_s" not in fields:  # memtime itself died: fall back to the runner's own numbers
-        return (rc if rc != 0 else 127), wall, ru.ru_maxrss
-    code = int(fields.get("exit", rc))
-    return code, float(fields["wall_s"]), int(fields.get("maxrss_kib", 0))
+    return fields
 
 
-def read_text(path, limit=2000):
+def read_text(path, limit=20000):
     try:
         with open(path, errors="replace") as f:
             return f.read()[-limit:]
@@ -251,7 +319,7 @@ def provider_of(output):
 def check_allocator(name, preload, bin_dir, tmp):
     """Runs a tiny fastpath under the allocator; returns None if usable, else a note."""
     out = os.path.join(tmp, "check.out")
-    rc, _, _ = measure([str(bin_dir / "fastpath"), "1000", "window", "8"], preload, out)
+    rc, _, _, _ = measure([str(bin_dir / "fastpath"), "1000", "window", "8"], preload, out)
     text = read_text(out)
     if rc != 0:
         return f"{name}: sanity run failed (exit {rc}): {text.strip()[-300:]}"
@@ -267,7 +335,7 @@ def check_allocator(name, preload, bin_dir, tmp):
     return None
 
 
-# ---- reporting -------------------------------------------------------------------------------
+# ---- formatting ------------------------------------------------------------------------------
 
 def fmt_s(x):
     return f"{x:.3f}" if x < 10 else f"{x:.2f}"
@@ -287,6 +355,18 @@ def fmt_ratio(r):
     return "n/a" if r is None else f"{r:.2f}x"
 
 
+def geomean(xs):
+    xs = [x for x in xs if x is not None and x > 0]
+    if not xs:
+        return None
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def fmt_dur(s):
+    s = max(0, int(round(s)))
+    return f"{s // 60}:{s % 60:02d}"
+
+
 def machine_info():
     cpu = ""
     try:
@@ -301,88 +381,377 @@ def machine_info():
     try:
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src",
+                                "include", "meson.build"],
+                               capture_output=True, text=True, check=False).stdout.strip()
+        if rev and dirty:
+            rev += " (with uncommitted changes to the library)"
+    except OSError:
+        pass
+    load = ""
+    try:
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         pass
     return {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
             "host": f"{platform.system()} {platform.release()} {platform.machine()}",
-            "cpu": cpu or "unknown", "cores": os.cpu_count(), "rev": rev or "none"}
+            "cpu": cpu or "unknown", "cores": os.cpu_count(), "rev": rev or "none",
+            "load": load or "unknown"}
+
+
+# ---- timing ----------------------------------------------------------------------------------
+
+class Progress:
+    def __init__(self, total):
+        self.total, self.k, self.t0 = total, 0, time.perf_counter()
+
+    def step(self, msg):
+        self.k += 1
+        el = time.perf_counter() - self.t0
+        eta = el / self.k * (self.total - self.k)
+        log(f"[{self.k:3d}/{self.total} {fmt_dur(el)} eta {fmt_dur(eta)}] {msg}")
 
 
 def summarize(samples):
-    """samples: list of (wall, rss_kib) for the successful runs."""
+    """samples: list of (wall, rss_kib, cpu, output) for the successful runs."""
     times = [s[0] for s in samples]
     rss = [s[1] for s in samples]
+    cpu = [s[2] for s in samples]
     return {"n": len(samples), "time_med": statistics.median(times), "time_min": min(times),
             "time_max": max(times), "rss_med": statistics.median(rss), "rss_min": min(rss),
-            "rss_max": max(rss)}
+            "rss_max": max(rss), "cpu_med": statistics.median(cpu),
+            "outputs": [s[3] for s in samples]}
 
 
-def timing_report(workloads, allocs, results, failures):
-    rows = []
-    md = ["| workload | allocator | median time (s) | time min–max (s) | median peak RSS (MiB) "
-          "| RSS min–max (MiB) | time vs mimalloc-deb | time vs glibc |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for wname, _, _ in workloads:
-        ref = {r: results.get((wname, r)) for r in (REF_MIMALLOC, REF_GLIBC)}
-        for aname, _ in allocs:
-            s = results.get((wname, aname))
-            fail = failures.get((wname, aname))
-            if s is None:
-                md.append(f"| {wname} | {aname} | FAILED: {fail or 'no run'} | | | | | |")
-                rows.append({"workload": wname, "allocator": aname, "runs_ok": 0,
-                             "error": fail or "no run"})
-                continue
-            rm = ratio(s["time_med"], ref[REF_MIMALLOC]["time_med"] if ref[REF_MIMALLOC] else None)
-            rg = ratio(s["time_med"], ref[REF_GLIBC]["time_med"] if ref[REF_GLIBC] else None)
-            mm = ratio(s["rss_med"], ref[REF_MIMALLOC]["rss_med"] if ref[REF_MIMALLOC] else None)
-            mg = ratio(s["rss_med"], ref[REF_GLIBC]["rss_med"] if ref[REF_GLIBC] else None)
-            flag = f" ({fail})" if fail else ""
-            md.append(f"| {wname} | {aname}{flag} | {fmt_s(s['time_med'])} | "
-                      f"{fmt_s(s['time_min'])}–{fmt_s(s['time_max'])} | {fmt_mib(s['rss_med'])} | "
-                      f"{fmt_mib(s['rss_min'])}–{fmt_mib(s['rss_max'])} | {fmt_ratio(rm)} | "
-                      f"{fmt_ratio(rg)} |")
-            rows.append({"workload": wname, "allocator": aname, "runs_ok": s["n"],
-                         "time_median_s": f"{s['time_med']:.4f}",
-                         "time_min_s": f"{s['time_min']:.4f}", "time_max_s": f"{s['time_max']:.4f}",
-                         "rss_median_kib": s["rss_med"], "rss_min_kib": s["rss_min"],
-                         "rss_max_kib": s["rss_max"],
-                         "time_vs_mimalloc_deb": "" if rm is None else f"{rm:.4f}",
-                         "time_vs_glibc": "" if rg is None else f"{rg:.4f}",
-                         "rss_vs_mimalloc_deb": "" if mm is None else f"{mm:.4f}",
-                         "rss_vs_glibc": "" if mg is None else f"{mg:.4f}",
-                         "error": fail or ""})
-    return md, rows
+def run_matrix(jobs, allocs, runs, bin_dir, tmp, progress):
+    """jobs: list of (name, argv). Interleaved: for each job, runs x (A B C ...).
 
-
-# ---- the two modes ---------------------------------------------------------------------------
-
-def run_timing(workloads, allocs, runs, bin_dir, tmp):
+    Returns (results {(job, alloc): summary}, failures {(job, alloc): text}).
+    """
     results, failures, samples = {}, {}, {}
-    total = len(workloads) * runs * len(allocs)
-    k = 0
-    for wname, prog, args in workloads:
-        argv = [str(bin_dir / prog)] + args
+    for jname, argv in jobs:
         for r in range(runs):
             for aname, preload in allocs:  # interleaved: A B C A B C ...
-                k += 1
-                if (wname, aname) in failures and (wname, aname) not in samples:
+                key = (jname, aname)
+                if key in failures and key not in samples:
+                    progress.step(f"{jname:18s} {aname:13s} run {r + 1}/{runs}: skipped "
+                                  "(failed before)")
                     continue  # failed on its first try: do not waste the remaining runs
                 out = os.path.join(tmp, "run.out")
-                rc, wall, rss = measure(argv, preload, out)
+                rc, wall, rss, cpu = measure(argv, preload, out)
+                text = read_text(out)
                 if rc != 0:
-                    failures[(wname, aname)] = f"exit {rc}" if rc > 0 else f"signal {-rc}"
-                    log(f"[{k:3d}/{total}] {wname:16s} {aname:13s} run {r + 1}/{runs}: "
-                        f"FAILED ({failures[(wname, aname)]}) {read_text(out, 300).strip()}")
+                    failures[key] = f"exit {rc}" if rc > 0 else f"signal {-rc}"
+                    progress.step(f"{jname:18s} {aname:13s} run {r + 1}/{runs}: FAILED "
+                                  f"({failures[key]}) {text.strip()[-300:]}")
                     continue
-                samples.setdefault((wname, aname), []).append((wall, rss))
-                log(f"[{k:3d}/{total}] {wname:16s} {aname:13s} run {r + 1}/{runs}: "
-                    f"{wall:7.3f} s {rss / 1024:8.1f} MiB")
+                samples.setdefault(key, []).append((wall, rss, cpu, text))
+                progress.step(f"{jname:18s} {aname:13s} run {r + 1}/{runs}: "
+                              f"{wall:7.3f} s {rss / 1024:8.1f} MiB")
     for key, s in samples.items():
         results[key] = summarize(s)
         if key in failures:
             failures[key] = f"{len(s)}/{runs} runs ok, a run failed: {failures[key]}"
     return results, failures
 
+
+def best_peer(workload, allocs, results, field):
+    """(name, value) of the peer (not ours) with the lowest median `field`, or (None, None)."""
+    best = (None, None)
+    for aname, _ in allocs:
+        if aname == OURS:
+            continue
+        s = results.get((workload, aname))
+        if s is None:
+            continue
+        if best[1] is None or s[field] < best[1]:
+            best = (aname, s[field])
+    return best
+
+
+def timing_report(workloads, allocs, results, failures):
+    """Returns (markdown lines, csv rows, geomeans {alloc: (time, mem, n_time, n_mem)},
+    ratios {(workload, alloc): (time ratio, mem ratio)})."""
+    names = [a for a, _ in allocs]
+    ratios = {}
+    rows = []
+    detail = ["| workload | allocator | median time (s) | time min–max (s) | "
+              "median peak RSS (MiB) | RSS min–max (MiB) | time vs best peer | "
+              "RSS vs best peer |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for w in workloads:
+        bt_name, bt = best_peer(w.name, allocs, results, "time_med")
+        bm_name, bm = best_peer(w.name, allocs, results, "rss_med")
+        for aname in names:
+            s = results.get((w.name, aname))
+            fail = failures.get((w.name, aname))
+            if s is None:
+                detail.append(f"| {w.name} | {aname} | FAILED: {fail or 'no run'} | | | | | |")
+                rows.append({"workload": w.name, "allocator": aname, "runs_ok": 0,
+                             "error": fail or "no run"})
+                continue
+            rt = ratio(s["time_med"], bt)
+            rm = ratio(s["rss_med"], bm)
+            ratios[(w.name, aname)] = (rt if w.timed else None, rm)
+            flag = f" ({fail})" if fail else ""
+            dag = "" if w.timed else " †"
+            detail.append(
+                f"| {w.name}{dag} | {aname}{flag} | {fmt_s(s['time_med'])} | "
+                f"{fmt_s(s['time_min'])}–{fmt_s(s['time_max'])} | {fmt_mib(s['rss_med'])} | "
+                f"{fmt_mib(s['rss_min'])}–{fmt_mib(s['rss_max'])} | {fmt_ratio(rt)} | "
+                f"{fmt_ratio(rm)} |")
+            rows.append({"workload": w.name, "allocator": aname, "runs_ok": s["n"],
+                         "time_median_s": f"{s['time_med']:.4f}",
+                         "time_min_s": f"{s['time_min']:.4f}",
+                         "time_max_s": f"{s['time_max']:.4f}",
+                         "cpu_median_s": f"{s['cpu_med']:.4f}",
+                         "rss_median_kib": s["rss_med"], "rss_min_kib": s["rss_min"],
+                         "rss_max_kib": s["rss_max"],
+                         "best_peer_time": bt_name or "", "best_peer_rss": bm_name or "",
+                         "time_vs_best_peer": "" if rt is None else f"{rt:.4f}",
+                         "rss_vs_best_peer": "" if rm is None else f"{rm:.4f}",
+                         "time_in_means": int(w.timed), "error": fail or ""})
+
+    geo = {}
+    for aname in names:
+        tr = [ratios[(w.name, aname)][0] for w in workloads if (w.name, aname) in ratios]
+        mr = [ratios[(w.name, aname)][1] for w in workloads if (w.name, aname) in ratios]
+        tr = [x for x in tr if x is not None]
+        mr = [x for x in mr if x is not None]
+        geo[aname] = (geomean(tr), geomean(mr), len(tr), len(mr))
+
+    def matrix(idx, title_field):
+        head = "| workload | best peer | " + " | ".join(names) + " |"
+        lines = [head, "|---|---|" + "---:|" * len(names)]
+        for w in workloads:
+            bname, bval = best_peer(w.name, allocs, results, title_field)
+            if idx == 0 and not w.timed:
+                cells = ["–" for _ in names]
+                best = "not scored †"
+            else:
+                cells = []
+                for aname in names:
+                    r = ratios.get((w.name, aname))
+                    cell = fmt_ratio(r[idx]) if r else "FAILED"
+                    cells.append(f"**{cell}**" if aname == OURS and r else cell)
+                if bname is None:
+                    best = "n/a"
+                elif idx == 0:
+                    best = f"{bname} {fmt_s(bval)} s"
+                else:
+                    best = f"{bname} {fmt_mib(bval)} MiB"
+            lines.append(f"| {w.name} | {best} | " + " | ".join(cells) + " |")
+        cells = []
+        for aname in names:
+            g = geo[aname][idx]
+            cell = fmt_ratio(g)
+            cells.append(f"**{cell}**" if aname == OURS else cell)
+        lines.append("| **geometric mean** | | " + " | ".join(cells) + " |")
+        return lines
+
+    md = (["### Time: median wall time relative to the best peer (lower is better)", ""] +
+          matrix(0, "time_med") +
+          ["", "### Memory: median peak RSS relative to the best peer (lower is better)", ""] +
+          matrix(1, "rss_med") +
+          ["", "### All numbers", ""] + detail +
+          ["", "† the server's wall time includes its fixed idle phases: it is shown but left "
+           "out of the time ratios and means; its memory counts."])
+    return md, rows, geo, ratios
+
+
+def worst_for_ours(workloads, ratios, idx, k=3):
+    """The k workloads where ours has the highest ratio to the best peer (0: time, 1: memory)."""
+    scored = []
+    for w in workloads:
+        r = ratios.get((w.name, OURS))
+        if r is not None and r[idx] is not None:
+            scored.append((r[idx], w.name))
+    scored.sort(reverse=True)
+    return scored[:k]
+
+
+# ---- latency and server memory ---------------------------------------------------------------
+
+def latency_report(allocs, results, failures, runs, lat_args):
+    md = [f"Per-call latency of malloc and free (`latency {' '.join(lat_args)}`: "
+          "2 threads, 20k live objects, 85% of the sizes 8..256 bytes, up to 2 MiB, one "
+          "operation in 16 a cross-thread free), in nanoseconds, each figure the median over "
+          f"{runs} run(s). Every figure includes the timer's own cost (`timer`). max is the "
+          "single slowest call of a run: on a shared 2-core machine it is mostly preemption.",
+          "",
+          "| allocator | malloc p50 | p99 | p99.99 | max | free p50 | p99 | p99.99 | max | "
+          "timer |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
+    for aname, _ in allocs:
+        s = results.get(("latency", aname))
+        if s is None:
+            md.append(f"| {aname} | FAILED: {failures.get(('latency', aname), 'no run')} "
+                      "| | | | | | | | |")
+            continue
+        per_run = [parse_fields(o) for o in s["outputs"]]
+        med = {}
+        for f in LATENCY_FIELDS:
+            vals = [float(p[f]) for p in per_run if f in p]
+            med[f] = statistics.median(vals) if vals else None
+
+        def c(f):
+            v = med[f]
+            if v is None:
+                return "?"
+            return f"{v:,.0f}" if v < 1e6 else f"{v / 1e6:,.2f} ms"
+        md.append(f"| {aname} | " + " | ".join(c(f) for f in LATENCY_FIELDS) + " |")
+        row = {"allocator": aname, "runs": s["n"]}
+        row.update({f: "" if med[f] is None else f"{med[f]:.0f}" for f in LATENCY_FIELDS})
+        rows.append(row)
+    return md, rows
+
+
+def server_report(allocs, results, server_args):
+    phases = int(server_args[0])
+    idle_ms = server_args[2] if len(server_args) > 2 else "300"
+    md = [f"`server {' '.join(server_args)}`: {phases} busy phases, each followed by the "
+          f"expiry of every session and {idle_ms} ms of idle time (heartbeats every 10 ms in "
+          "each thread). Resident memory in MiB from /proc/self/statm (median over the runs): "
+          "`busy` at the end of a busy phase, `idle` at the end of the idle phase that follows. "
+          "`kept` is the last idle RSS as a share of the highest busy RSS: 100% means nothing "
+          "went back to the OS while idle.", ""]
+    head = "| allocator | peak RSS | " + " | ".join(
+        f"busy {p} | idle {p}" for p in range(1, phases + 1)) + " | kept |"
+    md += [head, "|---|---:|" + "---:|---:|" * phases + "---:|"]
+    rows = []
+    for aname, _ in allocs:
+        s = results.get(("server", aname))
+        if s is None:
+            md.append(f"| {aname} | FAILED |" + " |" * (2 * phases + 1))
+            continue
+        busy = {p: [] for p in range(1, phases + 1)}
+        idle = {p: [] for p in range(1, phases + 1)}
+        for out in s["outputs"]:
+            for line in out.splitlines():
+                f = parse_fields(line)
+                if line.startswith("server phase=") and "idle_rss_kib" in f:
+                    p = int(f["phase"])
+                    if p in busy:
+                        busy[p].append(int(f["busy_rss_kib"]))
+                        idle[p].append(int(f["idle_rss_kib"]))
+        mb = {p: statistics.median(v) if v else None for p, v in busy.items()}
+        mi = {p: statistics.median(v) if v else None for p, v in idle.items()}
+        cells = []
+        for p in range(1, phases + 1):
+            cells += ["?" if mb[p] is None else fmt_mib(mb[p]),
+                      "?" if mi[p] is None else fmt_mib(mi[p])]
+        top = max((v for v in mb.values() if v), default=None)
+        kept = ratio(mi[phases], top) if mi[phases] else None
+        md.append(f"| {aname} | {fmt_mib(s['rss_med'])} | " + " | ".join(cells) +
+                  f" | {'?' if kept is None else f'{kept * 100:.0f}%'} |")
+        row = {"allocator": aname, "runs": s["n"], "peak_rss_kib": s["rss_med"]}
+        for p in range(1, phases + 1):
+            row[f"busy{p}_rss_kib"] = "" if mb[p] is None else int(mb[p])
+            row[f"idle{p}_rss_kib"] = "" if mi[p] is None else int(mi[p])
+        row["kept_pct"] = "" if kept is None else f"{kept * 100:.1f}"
+        rows.append(row)
+    return md, rows
+
+
+# ---- charts (SVG written here; PNG through rsvg-convert where it is installed) -------------
+
+def svg_chart(path, title, subtitle, workloads, names, values):
+    """Grouped bars on a log2 axis, from 1.0 (the best peer) up (worse) or down (better).
+
+    values: {(workload, allocator): ratio or None}.
+    """
+    vals = [v for v in values.values() if v]
+    lo = min([0.5] + vals)
+    hi = max([2.0] + vals)
+    lo_e = math.floor(math.log2(lo))
+    hi_e = math.ceil(math.log2(hi))
+    hi_e = min(hi_e, 6)  # the axis ends at 64x; longer bars are clipped and labelled
+    lo_e = max(lo_e, -4)
+    left, right, top, bottom = 70, 20, 70, 115
+    plot_h = 360
+    group_w = max(14 * len(names) + 16, 60)
+    width = max(left + right + group_w * len(workloads), 760)
+    group_w = (width - left - right) / max(len(workloads), 1)
+    height = top + plot_h + bottom
+
+    def y_of(v):
+        e = math.log2(v)
+        e = min(max(e, lo_e), hi_e)
+        return top + plot_h * (hi_e - e) / (hi_e - lo_e)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" '
+           'font-size="12">',
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="24" font-size="16" font-weight="bold">{html.escape(title)}'
+           '</text>',
+           f'<text x="{left}" y="44" fill="#444">{html.escape(subtitle)}</text>']
+    # grid and y labels
+    for e in range(lo_e, hi_e + 1):
+        v = 2.0 ** e
+        y = y_of(v)
+        label = f"{v:g}x"
+        stroke = "#333" if e == 0 else "#ddd"
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" '
+                   f'stroke="{stroke}" stroke-width="{1.5 if e == 0 else 1}"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
+    out.append(f'<text x="16" y="{top + plot_h / 2:.0f}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {top + plot_h / 2:.0f})">ratio to the best peer '
+               '(log scale, lower is better)</text>')
+    y1 = y_of(1.0)
+    bar_w = (group_w - 16) / max(len(names), 1)
+    for gi, w in enumerate(workloads):
+        gx = left + gi * group_w + 8
+        if w == "geometric mean":
+            out.append(f'<line x1="{left + gi * group_w:.1f}" y1="{top}" '
+                       f'x2="{left + gi * group_w:.1f}" y2="{top + plot_h}" stroke="#333"/>')
+        if gi % 2 == 1:
+            out.append(f'<rect x="{left + gi * group_w:.1f}" y="{top}" width="{group_w:.1f}" '
+                       f'height="{plot_h}" fill="#000" fill-opacity="0.03"/>')
+        for ai, aname in enumerate(names):
+            v = values.get((w, aname))
+            x = gx + ai * bar_w
+            if not v:
+                out.append(f'<text x="{x + bar_w / 2:.1f}" y="{y1 - 3:.1f}" font-size="9" '
+                           f'text-anchor="middle" fill="{COLORS.get(aname, "#000")}">×</text>')
+                continue
+            y = y_of(v)
+            ytop, h = min(y, y1), abs(y - y1)
+            if h < 2.0:  # a ratio of about 1: a short mark on the line
+                ytop, h = y1 - 1.0, 2.0
+            out.append(f'<rect x="{x:.1f}" y="{ytop:.1f}" width="{bar_w - 1:.1f}" '
+                       f'height="{h:.1f}" fill="{COLORS.get(aname, "#000")}">'
+                       f'<title>{html.escape(w)} / {html.escape(aname)}: {v:.2f}x</title></rect>')
+            if math.log2(v) > hi_e or math.log2(v) < lo_e:
+                ty = ytop - 3 if v > 1 else ytop + h + 10
+                out.append(f'<text x="{x + bar_w / 2:.1f}" y="{ty:.1f}" font-size="9" '
+                           f'text-anchor="middle">{v:.0f}x</text>')
+        lx = left + gi * group_w + group_w / 2
+        ly = top + plot_h + 12
+        out.append(f'<text x="{lx:.1f}" y="{ly}" text-anchor="end" '
+                   f'transform="rotate(-40 {lx:.1f} {ly})">{html.escape(w)}</text>')
+    # legend
+    lx = left
+    ly = 58
+    for aname in names:
+        out.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" '
+                   f'fill="{COLORS.get(aname, "#000")}"/>')
+        out.append(f'<text x="{lx + 14}" y="{ly}">{html.escape(aname)}</text>')
+        lx += 14 + 8 * len(aname) + 18
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out) + "\n")
+    png = None
+    conv = shutil.which("rsvg-convert")
+    if conv:
+        png = str(Path(path).with_suffix(".png"))
+        if subprocess.run([conv, "-o", png, str(path)], capture_output=True,
+                          check=False).returncode != 0:
+            png = None
+    return png
+
+
+# ---- callgrind -------------------------------------------------------------------------------
 
 def callgrind_total(out_file):
     with open(out_file) as f:
@@ -403,33 +772,31 @@ def run_callgrind(allocs, bin_dir, tmp):
     rows = []
     if not valgrind:
         return ["callgrind: valgrind not found (apt-get install valgrind); skipped"], rows
-    total = len(allocs) * len(CALLGRIND_MODES) * 2
-    k = 0
+    progress = Progress(len(allocs) * len(CALLGRIND_MODES) * 2)
     for aname, preload in allocs:
         cells = []
         for mode in CALLGRIND_MODES:
             counts = []
             for n in CALLGRIND_COUNTS:
-                k += 1
                 cg_out = os.path.join(tmp, f"cg.{aname}.{mode}.{n}")
                 argv = [valgrind, "--tool=callgrind", f"--callgrind-out-file={cg_out}",
                         str(bin_dir / "fastpath"), str(n), mode]
                 if mode == "window":
                     argv.append("64")
                 out = os.path.join(tmp, "cg.log")
-                rc, wall, _ = measure(argv, preload, out)
+                rc, wall, _, _ = measure(argv, preload, out)
                 if rc != 0:
-                    log(f"[{k:3d}/{total}] callgrind {aname} {mode} {n}: FAILED (exit {rc})")
+                    progress.step(f"callgrind {aname} {mode} {n}: FAILED (exit {rc})")
                     counts = None
                     break
                 try:
                     counts.append(callgrind_total(cg_out))
                 except (OSError, ValueError) as e:
-                    log(f"[{k:3d}/{total}] callgrind {aname} {mode} {n}: {e}")
+                    progress.step(f"callgrind {aname} {mode} {n}: {e}")
                     counts = None
                     break
-                log(f"[{k:3d}/{total}] callgrind {aname:13s} {mode:6s} n={n}: "
-                    f"{counts[-1]} instructions ({wall:.1f} s)")
+                progress.step(f"callgrind {aname:13s} {mode:6s} n={n}: "
+                              f"{counts[-1]} instructions ({wall:.1f} s)")
             if counts is None:
                 cells.append("FAILED")
                 rows.append({"allocator": aname, "mode": mode, "instr_per_pair": "",
@@ -445,7 +812,7 @@ def run_callgrind(allocs, bin_dir, tmp):
 
 def write_csv(path, rows):
     if not rows:
-        return
+        return False
     fields = []
     for r in rows:
         for k in r:
@@ -455,26 +822,36 @@ def write_csv(path, rows):
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
+    return True
 
+
+# ---- main ------------------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="workloads: " + ", ".join(w.name for w in WORKLOADS))
     ap.add_argument("--quick", action="store_true",
-                    help="small sizes and 3 runs (about a minute)")
+                    help="small sizes and 3 runs (a couple of minutes)")
     ap.add_argument("--runs", type=int, default=None, help="runs per workload and allocator "
                     "(default 5, or 3 with --quick)")
     ap.add_argument("--build-dir", default="build", help="Meson build folder (default: build)")
     ap.add_argument("--no-build", action="store_true",
                     help="do not run meson/ninja; use what the build folder has")
+    ap.add_argument("--lib", default=None,
+                    help="the library measured as `ours` (default: BUILD_DIR/libmimalloc.so.2)")
+    ap.add_argument("--no-install", action="store_true",
+                    help="never apt-get install a missing peer (skip it with a note)")
     ap.add_argument("--allocators", default=None,
                     help="comma-separated subset of: ours,glibc,mimalloc-deb,jemalloc,tcmalloc")
     ap.add_argument("--workloads", default=None, help="comma-separated subset of the workloads")
     ap.add_argument("--callgrind", action="store_true",
                     help="also count instructions per malloc/free pair under callgrind")
-    ap.add_argument("--no-timing", action="store_true", help="skip the timed runs")
+    ap.add_argument("--no-timing", action="store_true",
+                    help="skip the timed runs (and the latency runs)")
+    ap.add_argument("--no-latency", action="store_true", help="skip the latency runs")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"),
-                    help="where latest.md and latest.csv go (default: bench/results)")
+                    help="where the report, CSVs and charts go (default: bench/results)")
     args = ap.parse_args()
 
     runs = args.runs if args.runs is not None else (3 if args.quick else 5)
@@ -483,23 +860,25 @@ def main():
     build_dir = Path(args.build_dir)
     if not build_dir.is_absolute():
         build_dir = ROOT / build_dir
-    workloads = WORKLOADS_QUICK if args.quick else WORKLOADS_FULL
+    workloads = list(WORKLOADS)
     if args.workloads:
         wanted = args.workloads.split(",")
-        unknown = set(wanted) - {w[0] for w in workloads}
+        unknown = set(wanted) - {w.name for w in workloads}
         if unknown:
             ap.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
-        workloads = [w for w in workloads if w[0] in wanted]
+        workloads = [w for w in workloads if w.name in wanted]
 
     notes = []
+    if not args.no_install:
+        install_missing(notes)
     bin_dir, lib_current = build(build_dir, args.no_build, notes)
     global MEMTIME
     MEMTIME = str(bin_dir / "memtime")
 
-    table = allocator_table(build_dir)
-    if not lib_current:
+    table = allocator_table(build_dir, args.lib)
+    if not lib_current and not args.lib:
         table = [(n, None, f"`ninja -C {build_dir}` failed: the library did not build")
-                 if n == "ours" else (n, p, m) for n, p, m in table]
+                 if n == OURS else (n, p, m) for n, p, m in table]
     if args.allocators:
         wanted = args.allocators.split(",")
         unknown = set(wanted) - {a[0] for a in table}
@@ -507,21 +886,30 @@ def main():
             ap.error(f"unknown allocator(s): {', '.join(sorted(unknown))}")
         table = [a for a in table if a[0] in wanted]
 
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
     allocs = []
+    exit_code = 0
+    written = []
     with tempfile.TemporaryDirectory(prefix="lm-bench-") as tmp:
         for name, preload, missing in table:
             if missing:
                 notes.append(f"{name} skipped: {missing}")
                 log(f"note: {name} skipped: {missing}")
+                if name == OURS:
+                    exit_code = 1
                 continue
             bad = check_allocator(name, preload, bin_dir, tmp)
             if bad:
                 notes.append(f"{name} skipped: {bad}")
                 log(f"note: {name} skipped: {bad}")
+                if name == OURS:
+                    exit_code = 1
                 continue
             allocs.append((name, preload))
         if not allocs:
             raise SystemExit("run.py: no allocator could be run")
+        names = [a for a, _ in allocs]
 
         info = machine_info()
         opts = build_options(build_dir)
@@ -530,29 +918,78 @@ def main():
             notes.append(f"the build folder is configured with buildtype={opts.get('buildtype')} "
                          f"b_sanitize={opts.get('b_sanitize')}: numbers for `ours` are not "
                          "representative")
+        mode = "quick" if args.quick else "full"
         md = ["# Allocator benchmarks", "",
               f"- date: {info['date']}; revision: {info['rev']}",
-              f"- machine: {info['host']}, {info['cpu']}, {info['cores']} cores",
+              f"- machine: {info['host']}, {info['cpu']}, {info['cores']} cores; load average "
+              f"at the start: {info['load']}",
               "- build: " + (", ".join(f"{k}={v}" for k, v in opts.items()) or "unknown"),
               "- allocators: " + ", ".join(
                   f"{n} ({p if p else 'no preload'})" for n, p in allocs)]
         if not args.no_timing:
-            md += [f"- mode: {'quick' if args.quick else 'full'}, {runs} runs per cell, "
-                   "interleaved across allocators; wall time from fork to exit and peak RSS "
-                   "(ru_maxrss) of the child, from wait4 in bench/memtime",
-                   "- workloads: " + "; ".join(f"{w} = `{p} {' '.join(a)}`"
-                                               for w, p, a in workloads)]
+            md += [f"- mode: {mode}, {runs} runs per cell, interleaved across allocators; wall "
+                   "time from fork to exit and peak RSS (ru_maxrss) of the child, from wait4 "
+                   "in bench/memtime; the best peer of a workload is the best allocator other "
+                   "than ours",
+                   "- workloads: " + "; ".join(
+                       f"{w.name} = `{w.prog} {' '.join(w.quick if args.quick else w.full)}` "
+                       f"({w.what})" for w in workloads)]
         md.append("")
-        timing_rows, cg_rows = [], []
-        exit_code = 0
+        rows, lat_rows, srv_rows, cg_rows = [], [], [], []
         if not args.no_timing:
-            log(f"timing: {len(workloads)} workloads x {len(allocs)} allocators x {runs} runs")
-            results, failures = run_timing(workloads, allocs, runs, bin_dir, tmp)
-            tmd, timing_rows = timing_report(workloads, [(n, p) for n, p in allocs],
-                                             results, failures)
-            md += ["## Time and peak memory", ""] + tmd + [""]
+            jobs = [(w.name, [str(bin_dir / w.prog)] + (w.quick if args.quick else w.full))
+                    for w in workloads]
+            lat_args = LATENCY_QUICK if args.quick else LATENCY_FULL
+            lat_jobs = [] if args.no_latency else [
+                ("latency", [str(bin_dir / "latency")] + lat_args)]
+            progress = Progress((len(jobs) + len(lat_jobs)) * runs * len(allocs))
+            log(f"timing: {len(jobs)} workloads x {len(allocs)} allocators x {runs} runs"
+                + (", then latency" if lat_jobs else ""))
+            results, failures = run_matrix(jobs, allocs, runs, bin_dir, tmp, progress)
+            tmd, rows, geo, ratios = timing_report(workloads, allocs, results, failures)
             if failures:
                 exit_code = 1
+            md += ["## Summary", "",
+                   "Geometric means of the ratios to the best peer per workload (lower is "
+                   "better; 1.00x = as good as the best of the others on every workload):", "",
+                   "| allocator | time | peak memory |", "|---|---:|---:|"]
+            for n in names:
+                t, m, nt, nm = geo[n]
+                b = "**" if n == OURS else ""
+                md.append(f"| {b}{n}{b} | {b}{fmt_ratio(t)}{b} | {b}{fmt_ratio(m)}{b} |")
+            for idx, what in ((0, "time"), (1, "peak memory")):
+                worst = worst_for_ours(workloads, ratios, idx)
+                if worst:
+                    md += ["", f"Ours furthest behind the best peer in {what}: " + ", ".join(
+                        f"{w} {r:.2f}x" for r, w in worst) + "."]
+            md += [""] + tmd + [""]
+            charts = []
+            for idx, fname, title in ((0, "time-ratio.svg", "Wall time"),
+                                      (1, "memory-ratio.svg", "Peak resident memory")):
+                vals = {(w, a): r[idx] for (w, a), r in ratios.items()}
+                shown = [w.name for w in workloads if idx == 1 or w.timed]
+                shown.append("geometric mean")
+                vals.update({("geometric mean", a): geo[a][idx] for a in names})
+                sub = (f"median of {runs} runs ({mode} mode), relative to the best peer per "
+                       f"workload; {info['date']}, {info['rev']}")
+                png = svg_chart(results_dir / fname, f"{title} relative to the best peer",
+                                sub, shown, names, vals)
+                charts.append(fname)
+                written.append(str(results_dir / fname))
+                if png:
+                    written.append(png)
+            md += ["Charts: " + ", ".join(f"[{c}]({c})" for c in charts), ""]
+            if any(w.name == "server" for w in workloads):
+                smd, srv_rows = server_report(
+                    allocs, results, next(w.quick if args.quick else w.full
+                                          for w in workloads if w.name == "server"))
+                md += ["## Long-running server: resident memory over time", ""] + smd + [""]
+            if lat_jobs:
+                lres, lfail = run_matrix(lat_jobs, allocs, runs, bin_dir, tmp, progress)
+                if lfail:
+                    exit_code = 1
+                lmd, lat_rows = latency_report(allocs, lres, lfail, runs, lat_args)
+                md += ["## Latency of single calls", ""] + lmd + [""]
         if args.callgrind:
             log("callgrind: instructions per malloc/free pair")
             cmd, cg_rows = run_callgrind(allocs, bin_dir, tmp)
@@ -564,14 +1001,15 @@ def main():
 
     text = "\n".join(md)
     print(text)
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "latest.md").write_text(text + "\n")
-    write_csv(results_dir / "latest.csv", timing_rows)
-    write_csv(results_dir / "latest-callgrind.csv", cg_rows)
-    log(f"written: {results_dir / 'latest.md'}"
-        + (f", {results_dir / 'latest.csv'}" if timing_rows else "")
-        + (f", {results_dir / 'latest-callgrind.csv'}" if cg_rows else ""))
+    # a callgrind-only run does not overwrite the last timing report
+    report = "latest.md" if not args.no_timing else "latest-callgrind.md"
+    (results_dir / report).write_text(text + "\n")
+    written.insert(0, str(results_dir / report))
+    for fname, r in (("latest.csv", rows), ("latest-latency.csv", lat_rows),
+                     ("latest-server.csv", srv_rows), ("latest-callgrind.csv", cg_rows)):
+        if write_csv(results_dir / fname, r):
+            written.append(str(results_dir / fname))
+    log("written: " + ", ".join(written))
     return exit_code
 
 

@@ -10,8 +10,11 @@
 #   sqlite3   an in-memory database: 200k inserts, two indexes, group-by, delete, update, join
 #   sort      GNU sort of a generated 400k-line text file
 # The output of every run is compared with the system allocator's: a difference is an error.
-# Then the benchmark suite runs in --quick mode (bench/run.py), against the other allocators
-# too. Time is wall clock, memory is the peak RSS (ru_maxrss), both measured by bench/memtime.
+# Then the benchmark suite runs in --quick mode (bench/run.py: 15 workloads, the latency table
+# and the long-running server's memory over time, under this library, glibc, Debian's
+# mimalloc, jemalloc and tcmalloc; about two minutes), which writes its report, CSVs and
+# charts to bench/results/. Time is wall clock, memory is the peak RSS (ru_maxrss), both
+# measured by bench/memtime.
 #
 # Environment: MAIN_JOB_LIB=path tests another build of the library instead of
 # build/libmimalloc.so.2; MAIN_JOB_RUNS=N; MAIN_JOB_SKIP_BENCH=1 leaves out bench/run.py.
@@ -247,7 +250,7 @@ EOF
 
 if [ "${MAIN_JOB_SKIP_BENCH:-0}" != 1 ]; then
   say "benchmark suite (bench/run.py --quick)"
-  bench_args=(--quick)
+  bench_args=(--quick --lib "$LIB")
   [ "$NO_BUILD" = 1 ] && bench_args+=(--no-build)
   python3 bench/run.py "${bench_args[@]}" || status=1
 fi
