@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The project's test command: installs what is missing, then builds and tests three ways.
+# The project's test command: installs what is missing, then builds and tests five ways.
 #
 #   scripts/test.sh
 #
 #   1. build/       the default (release) build: everything is built, then every suite runs
 #   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
+#   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=2: every suite but bench;
+#      then the attack catalogue's table (which build stops which attack)
 #
 # The sanitizer builds do not export the libc names (-Doverride=false): a sanitizer brings its
 # own malloc, and a second one linked into the same program crashes it at start. For the same
 # reason suite 'override' (plain programs under LD_PRELOAD) runs only in build/.
 # Each build folder is made afresh.
 # A stage that fails does not stop the others; the last line printed is the combined
-# `N passed, N failed` of all three (scripts/testlog-summary.py), and the exit status is
+# `N passed, N failed` of all of them (scripts/testlog-summary.py), and the exit status is
 # non-zero if anything failed. Environment: TEST_JOBS (default 2) tests run at once.
 set -uo pipefail
 
@@ -127,6 +129,23 @@ export TSAN_OPTIONS=halt_on_error=1
 run_pass "tsan" build-tsan 900 "-Db_sanitize=thread -Dbuildtype=debugoptimized -Doverride=false" \
   --suite stress --no-suite override --timeout-multiplier 5
 unset TSAN_OPTIONS
+
+# 4. The hardened and the checking builds pass the whole suite (benchmarks' smoke runs aside:
+#    they are the release build's), the attack catalogue included.
+run_pass "secure" build-secure 1800 "-Dsecure=true" --no-suite bench
+run_pass "debug" build-debug 1800 "-Ddebug_level=2" --no-suite bench
+
+# ---- which build stops which attack -------------------------------------------------------------
+say "attack catalogue (tests/attacks): which build stops which attack"
+attack_outputs=()
+for pair in build:release build-secure:secure build-debug:debug; do
+  dir=${pair%%:*}
+  if [ -x "$dir/tests/attacks/attacks" ]; then
+    "$dir/tests/attacks/attacks" "${pair##*:}" > "$dir/attacks.txt" 2>/dev/null
+    attack_outputs+=("$dir/attacks.txt")
+  fi
+done
+python3 scripts/attack-table.py "${attack_outputs[@]}" || true
 
 # ---- the closing line -------------------------------------------------------------------------
 say "summary"
