@@ -89,13 +89,12 @@ static inline size_t lm_clz(uintptr_t x) { return x == 0 ? 64 : (size_t)__builti
 static inline size_t lm_ctz(uintptr_t x) { return x == 0 ? 64 : (size_t)__builtin_ctzll(x); }
 static inline size_t lm_bsr(uintptr_t x) { return x == 0 ? 64 : 63 - (size_t)__builtin_clzll(x); }
 static inline size_t lm_popcount(uintptr_t x) { return (size_t)__builtin_popcountll(x); }
+/* Branch-free rotations (the compiler turns the idiom into one instruction). */
 static inline uintptr_t lm_rotl(uintptr_t x, uintptr_t r) {
-  r &= 63;
-  return r == 0 ? x : (x << r) | (x >> (64 - r));
+  return (x << (r & 63)) | (x >> ((64 - r) & 63));
 }
 static inline uintptr_t lm_rotr(uintptr_t x, uintptr_t r) {
-  r &= 63;
-  return r == 0 ? x : (x >> r) | (x << (64 - r));
+  return (x >> (r & 63)) | (x << ((64 - r) & 63));
 }
 
 /* ---- the thread id: unique, non-zero, low bits clear; read without touching TLS data ------- */

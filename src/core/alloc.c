@@ -9,6 +9,9 @@
 static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {
   page->free = lm_block_next(page, block);
   page->used++;
+  /* Hardened builds wipe the encoded link: it must not leak, and a live block whose first word
+   * still decoded as a link would look like a double free when it is freed. */
+  if (LM_ENCODE_FREELIST) block->next = NULL;
   if (lm_unlikely(zero)) {
     /* Fresh OS memory is zero except the link word; otherwise clear what the caller asked. */
     (void)size;

@@ -171,6 +171,13 @@ static inline lm_block_t* lm_page_block_of(const lm_page_t* page, const void* p)
                                               : diff % page->block_size;
   return (lm_block_t*)((uintptr_t)p - adjust);
 }
+/* Is p the start of a block of the page? One multiply (Lemire's test): for d < 2^32 and
+ * c = floor((2^64-1)/size) + 1, d is a multiple of size exactly when d*c mod 2^64 < c. */
+static inline bool lm_page_is_block_start(const lm_page_t* page, const void* p) {
+  uint64_t diff = (uint64_t)((const uint8_t*)p - page->page_start);
+  if (page->block_size_inv == 0) return diff == 0; /* a single-block page */
+  return diff * page->block_size_inv < page->block_size_inv;
+}
 static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p) {
   const lm_block_t* block = lm_page_block_of(page, p);
   return page->block_size - (size_t)((const uint8_t*)p - (const uint8_t*)block);

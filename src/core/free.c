@@ -88,37 +88,49 @@ static bool list_contains(const lm_page_t* page, const lm_block_t* list, const l
   return false;
 }
 
-/* A block whose first word decodes to a link of its own page (or to the end of a list) looks
- * free: then, and only then, search the page's free lists for it (the owner's lists only on
- * the owner's thread). Live data almost never decodes that way: a normal free pays one decode. */
-static lm_noinline bool is_double_free(const lm_page_t* page, const lm_block_t* block,
-                                       bool is_local) {
-  const lm_block_t* next;
-  if (!peek_next(page, block, &next)) return false;
+/* Search the page's free lists for the block (the owner's lists only on the owner's thread). */
+static lm_noinline bool is_in_free_lists(const lm_page_t* page, const lm_block_t* block,
+                                         bool is_local) {
   uintptr_t tfree = atomic_load_explicit(&((lm_page_t*)page)->xthread_free, memory_order_acquire);
   if (list_contains(page, lm_tf_block(tfree), block)) return true;
   return is_local &&
          (list_contains(page, page->free, block) || list_contains(page, page->local_free, block));
 }
 
-/* True when the free must not go ahead: reported through the error handler (a secure or
- * debug build stops there unless the program handles it). */
-static lm_noinline bool free_is_invalid(const lm_segment_t* segment, const lm_page_t* page,
-                                        const void* p) {
-  if (!lm_segment_is_valid(&lm_process.segments, segment) || page->block_size == 0 ||
-      !lm_page_holds(page, p)) {
-    lm_error(EINVAL, "free of an invalid pointer %p: not a block of this allocator", p);
-    return true;
-  }
-  const lm_block_t* block = lm_page_block_of(page, p);
-  if (block != p && !(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
-    lm_error(EINVAL, "free of an interior pointer %p (block %p of size %zu)", p, (void*)block,
+static lm_noinline void report_invalid(const lm_page_t* page, const void* p, bool interior) {
+  if (interior) {
+    lm_error(EINVAL, "free of an interior pointer %p (a block of size %zu holds it)", p,
              page->block_size);
+  } else {
+    lm_error(EINVAL, "free of an invalid pointer %p: not a block of this allocator", p);
+  }
+}
+
+/* True when the free must not go ahead: reported through the error handler (a secure or
+ * debug build stops there unless the program handles it). Inline: the common case is a few
+ * loads, one multiply and one decode. */
+static inline bool free_is_invalid(const lm_segment_t* segment, const lm_page_t* page,
+                                   const void* p) {
+  if (lm_unlikely(!lm_segment_is_valid(&lm_process.segments, segment) || page->block_size == 0 ||
+                  !lm_page_holds(page, p))) {
+    report_invalid(page, p, false);
     return true;
   }
+  if (lm_unlikely(!lm_page_is_block_start(page, p))) {
+    if (!(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
+      report_invalid(page, p, true);
+      return true;
+    }
+    p = lm_page_block_of(page, p);
+  }
+  /* A block whose first word decodes to a link of its own page (or to the end of a list)
+   * looks free: only then search the lists. Allocation wipes the link, and live data almost
+   * never decodes that way (the keys are random), so a normal free pays one decode. */
+  const lm_block_t* next;
+  if (lm_likely(!peek_next(page, (const lm_block_t*)p, &next))) return false;
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
-  if (is_double_free(page, block, is_local)) {
-    lm_error(EAGAIN, "double free of block %p (size %zu)", (void*)block, page->block_size);
+  if (is_in_free_lists(page, (const lm_block_t*)p, is_local)) {
+    lm_error(EAGAIN, "double free of block %p (size %zu)", p, page->block_size);
     return true;
   }
   return false;

@@ -108,6 +108,7 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   page->retire_expire = 0;
   page->free_is_zero = page->is_zero_init;
   page->block_size_shift = lm_is_power_of_two(block_size) ? (uint8_t)lm_ctz(block_size) : 0;
+  page->block_size_inv = single ? 0 : UINT64_MAX / block_size + 1;
   page->heap_tag = heap->tag;
   page->next = page->prev = NULL;
   if (LM_ENCODE_FREELIST) {

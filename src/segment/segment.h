@@ -70,6 +70,7 @@ typedef struct lm_page_s {
   lm_block_t* free;       /* allocation list */
   lm_block_t* local_free; /* frees by the owning thread */
   size_t block_size;      /* 0 marks a free span */
+  uint64_t block_size_inv; /* floor((2^64-1) / block_size) + 1: a divisibility test (core) */
   uint8_t* page_start;
   uintptr_t keys[2];      /* free-list encoding keys (secure builds) */
   _Atomic(uintptr_t) xthread_free; /* frees by other threads: block pointer | 3 state bits */
