@@ -106,6 +106,7 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
       break;
     }
     mask_set(&segment->commit_mask, start, i - start, true);
+    mask_set(&segment->guard_mask, start, i - start, false); /* commit made them accessible */
     /* Recommitted memory is not dirty unless the backend says so. */
     if (run_zero) mask_set(&segment->dirty_mask, start, i - start, false);
   }
@@ -238,6 +239,51 @@ bool lm_segment_map_contains(lm_segments_t* segs, const void* p) {
   return (atomic_load_explicit(&map[i / 64], memory_order_acquire) >> (i % 64)) & 1;
 }
 
+/* ---- guard pages (secure builds) ------------------------------------------------------------ */
+
+/* Guard pages stay protected while their slice is free, so a page made again over the same
+ * slices (the common case) costs no system call; only guards that end up inside a bigger page
+ * are lifted. */
+static uint8_t* slice_guard(lm_segment_t* segment, size_t slice) {
+  return (uint8_t*)segment + (slice + 1) * LM_SLICE_SIZE - segment->guard_size;
+}
+
+static void page_guard(lm_segments_t* segs, lm_segment_t* segment, lm_page_t* page) {
+  size_t idx = (size_t)(page - segment->slices);
+  if (page->is_huge) {
+    size_t size;
+    uint8_t* area = lm_page_area(page, &size);
+    page->has_guard = lm_os_protect(segs->arenas, area + size - segment->guard_size,
+                                    segment->guard_size, true);
+    return;
+  }
+  size_t last = idx + page->slice_count - 1;
+  lm_spin_lock(&segment->lock);
+  for (size_t i = idx; i < last; i++) {
+    if (mask_get(&segment->guard_mask, i) &&
+        lm_os_protect(segs->arenas, slice_guard(segment, i), segment->guard_size, false)) {
+      mask_set(&segment->guard_mask, i, 1, false);
+    }
+  }
+  if (!mask_get(&segment->guard_mask, last) &&
+      lm_os_protect(segs->arenas, slice_guard(segment, last), segment->guard_size, true)) {
+    mask_set(&segment->guard_mask, last, 1, true);
+  }
+  /* Without it (the OS refused: too many mappings, say) the page still works, unguarded. */
+  page->has_guard = mask_get(&segment->guard_mask, last);
+  lm_spin_unlock(&segment->lock);
+}
+
+/* Lift every guard (the segment goes back to its arena, which may hand it out differently). */
+static void segment_unguard(lm_segments_t* segs, lm_segment_t* segment) {
+  for (size_t i = 0; i < LM_SLICES_PER_SEGMENT; i++) {
+    if (mask_get(&segment->guard_mask, i)) {
+      lm_os_protect(segs->arenas, slice_guard(segment, i), segment->guard_size, false);
+    }
+  }
+  memset(&segment->guard_mask, 0, sizeof(segment->guard_mask));
+}
+
 /* ---- segment allocation -------------------------------------------------------------------- */
 
 static size_t segment_info_slices(void) {
@@ -292,6 +338,7 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   segment->purge_flagged = false;
   segment->purge_expire = 0;
   memset(&segment->purge_mask, 0, sizeof(segment->purge_mask));
+  memset(&segment->guard_mask, 0, sizeof(segment->guard_mask));
   segment->memid = memid;
   segment->segment_size = size;
   segment->segment_slices = slices;
@@ -351,6 +398,7 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
   lm_stat_decrease(&segs->segment_stats, 1);
   tld->count--;
   if (segment->guard_size > 0) {
+    segment_unguard(segs, segment);
     size_t page_size = segment->guard_size;
     size_t info_size = segment->info_slices * LM_SLICE_SIZE;
     size_t used = lm_align_up(offsetof(lm_segment_t, slices) +
@@ -364,6 +412,8 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
 
 /* ---- pages ------------------------------------------------------------------------------------ */
 
+
+
 static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* page,
                                    size_t block_size) {
   size_t idx = (size_t)(page - segment->slices);
@@ -376,14 +426,7 @@ static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment
   page->is_committed = 1;
   page->is_zero_init = is_zero;
   page->has_guard = 0;
-  if (segment->guard_size > 0) {
-    size_t size;
-    uint8_t* area = lm_page_area(page, &size);
-    if (lm_os_protect(tld->shared->arenas, area + size - segment->guard_size, segment->guard_size,
-                      true)) {
-      page->has_guard = 1; /* without it (the OS refused) the page still works, unguarded */
-    }
-  }
+  if (segment->guard_size > 0) page_guard(tld->shared, segment, page);
   page->block_size = block_size;
   segment->used++;
   lm_stat_increase(&tld->shared->page_stats, 1);
@@ -428,11 +471,13 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
 
 static void page_unguard(lm_segments_tld_t* tld, lm_page_t* page) {
   if (!page->has_guard) return;
-  lm_segment_t* segment = lm_segment_of(page);
-  size_t size;
-  uint8_t* area = lm_page_area(page, &size);
-  lm_os_protect(tld->shared->arenas, area + size, segment->guard_size, false);
-  page->has_guard = 0;
+  if (page->is_huge) { /* huge segments go back whole: lift the guard now */
+    lm_segment_t* segment = lm_segment_of(page);
+    size_t size;
+    uint8_t* area = lm_page_area(page, &size);
+    lm_os_protect(tld->shared->arenas, area + size, segment->guard_size, false);
+  }
+  page->has_guard = 0; /* a normal page's guard stays with its slice (guard_mask) */
 }
 
 bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld) {
