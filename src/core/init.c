@@ -234,6 +234,13 @@ __attribute__((constructor)) static void lm_library_load(void) {
   mi_process_init();
   lm_fork_setup();
   if (was_ready) lm_options_init();
+  if (mi_option_is_enabled(mi_option_verbose)) {
+    lm_message("libmimalloc %d.%d.%d (%s build, %s backend), process %p started", MI_MALLOC_VERSION / 10000,
+               (MI_MALLOC_VERSION / 100) % 100, MI_MALLOC_VERSION % 100,
+               LM_SECURE ? "secure" : LM_DEBUG > 0 ? "debug" : "release",
+               lm_process.backend != NULL ? lm_process.backend->name : "no", (void*)&lm_process);
+    mi_options_print();
+  }
 }
 
 __attribute__((destructor)) static void lm_library_unload(void) { mi_process_done(); }

@@ -130,6 +130,7 @@ void mi_process_info(size_t* elapsed_msecs, size_t* user_msecs, size_t* system_m
   if (backend != NULL && backend->process_info != NULL) {
     backend->process_info(&user, &sys, &rss, &prss, &faults);
   }
+  if (prss < rss) prss = rss; /* the kernel updates its peak lazily: never report peak < now */
   int64_t now = backend != NULL ? backend->clock_ms() : 0;
   lm_os_stats_t* st = &lm_process.arenas.stats;
   if (elapsed_msecs) *elapsed_msecs = process_start_ms > 0 ? (size_t)(now - process_start_ms) : 0;
