@@ -75,6 +75,27 @@ void lm_page_extend(lm_page_t* page) {
   if (step < 4) step = 4;
   size_t extend = lm_min(step, (size_t)(page->reserved - page->capacity));
   uint8_t* start = page->page_start + (size_t)page->capacity * bsize;
+  lm_heap_t* heap = lm_page_heap(page);
+  if (LM_SECURE && extend > 2 && extend <= 512 && heap != NULL) {
+    /* Secure builds hand the new blocks out in random order: neighbours in memory are not
+     * neighbours in time, so an overflow cannot count on what follows a block. */
+    uint16_t order[512];
+    for (size_t i = 0; i < extend; i++) order[i] = (uint16_t)i;
+    for (size_t i = extend - 1; i > 0; i--) {
+      size_t j = (size_t)(lm_random_next(&heap->random) % (i + 1));
+      uint16_t t = order[i];
+      order[i] = order[j];
+      order[j] = t;
+    }
+    for (size_t i = 0; i + 1 < extend; i++) {
+      lm_block_set_next(page, (lm_block_t*)(start + order[i] * bsize),
+                        (lm_block_t*)(start + order[i + 1] * bsize));
+    }
+    lm_block_set_next(page, (lm_block_t*)(start + order[extend - 1] * bsize), page->free);
+    page->free = (lm_block_t*)(start + order[0] * bsize);
+    page->capacity += (uint16_t)extend;
+    return;
+  }
   /* Thread [capacity, capacity+extend) in address order in front of the current free list. */
   lm_block_t* first = (lm_block_t*)start;
   lm_block_t* last = (lm_block_t*)(start + (extend - 1) * bsize);
