@@ -20,8 +20,8 @@ void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size
   }
   if (offset == 0) {
     if (align <= LM_MAX_ALIGN_SIZE) return lm_heap_malloc(heap, size < align ? align : size, zero);
-    if (align <= LM_MEDIUM_OBJ_SIZE_MAX && size <= LM_MEDIUM_OBJ_SIZE_MAX) {
-      size_t bsize = lm_bin_size(lm_bin(size));
+    if (align <= LM_MEDIUM_OBJ_SIZE_MAX && size + LM_PADDING_SIZE <= LM_MEDIUM_OBJ_SIZE_MAX) {
+      size_t bsize = lm_bin_size(lm_bin(size + LM_PADDING_SIZE)); /* the block it will get */
       if (bsize % align == 0) return lm_heap_malloc(heap, size, zero);
     }
     if (align > LM_BLOCK_ALIGNMENT_MAX) {

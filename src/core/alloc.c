@@ -6,23 +6,27 @@
 #include "core.h"
 
 /* Pop a block from a page known to have one. */
+/* Hand out `block`, the head of the page's free list; `size` is what the caller asked for. */
 static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {
   page->free = lm_block_next(page, block);
   page->used++;
   /* Hardened builds wipe the encoded link: it must not leak, and a live block whose first word
    * still decoded as a link would look like a double free when it is freed. */
   if (LM_ENCODE_FREELIST) block->next = NULL;
+  if (LM_PADDING) lm_debug_check_reused(page, block);
   if (lm_unlikely(zero)) {
     /* Fresh OS memory is zero except the link word; otherwise clear what the caller asked. */
-    (void)size;
     if (page->free_is_zero) block->next = NULL;
     else memset(block, 0, page->block_size);
+  } else if (LM_PADDING) {
+    memset(block, 0xD0, lm_min(size, page->block_size - LM_PADDING_SIZE));
   }
+  if (LM_PADDING) lm_padding_init(page, block, size);
   return block;
 }
 
 static inline void* heap_malloc_small(lm_heap_t* heap, size_t size, bool zero) {
-  lm_page_t* page = heap->pages_free_direct[(size + 7) >> 3];
+  lm_page_t* page = heap->pages_free_direct[(size + LM_PADDING_SIZE + 7) >> 3];
   lm_block_t* block = page->free;
   if (lm_unlikely(block == NULL)) return lm_malloc_generic(heap, size, zero, 0);
   return page_pop(page, block, size, zero);
@@ -54,10 +58,11 @@ void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_ali
   }
   lm_heap_delayed_free(heap, false);
 
-  lm_page_t* page = lm_heap_find_page(heap, size, huge_alignment);
+  size_t padded = size + LM_PADDING_SIZE; /* no overflow: size <= PTRDIFF_MAX */
+  lm_page_t* page = lm_heap_find_page(heap, padded, huge_alignment);
   if (lm_unlikely(page == NULL)) {
     lm_heap_collect(heap, LM_COLLECT_FORCE); /* give everything back, then one more try */
-    page = lm_heap_find_page(heap, size, huge_alignment);
+    page = lm_heap_find_page(heap, padded, huge_alignment);
   }
   if (lm_unlikely(page == NULL)) {
     lm_error(ENOMEM, "unable to allocate memory (%zu bytes)", size);

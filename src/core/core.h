@@ -224,6 +224,21 @@ static inline void lm_block_set_next(const lm_page_t* page, lm_block_t* block,
 #endif
 }
 
+/* ---- debug builds: padding, canaries and fill patterns (page.c) ------------------------------- */
+/* Debug builds put 8 bytes of padding at the end of every block: a keyed canary and the slack
+ * between the requested size and the block. Up to 16 bytes of slack are filled with 0xDE. A
+ * free checks both (a write past the requested size is EFAULT), and mi_usable_size reports the
+ * requested size exactly. Fresh blocks read 0xD0; freed blocks are filled with 0xDF, checked
+ * when handed out again (a write after free is EFAULT). */
+#define LM_PADDING (LM_DEBUG > 0)
+#define LM_PADDING_SIZE ((size_t)(LM_PADDING ? 8 : 0))
+#define LM_DEBUG_FILL_CHECK 64 /* bytes of a freed block checked on reuse */
+void lm_padding_init(const lm_page_t* page, lm_block_t* block, size_t requested);
+bool lm_padding_ok(const lm_page_t* page, const lm_block_t* block);
+size_t lm_padding_requested(const lm_page_t* page, const lm_block_t* block);
+void lm_debug_fill_freed(const lm_page_t* page, lm_block_t* block);
+void lm_debug_check_reused(const lm_page_t* page, const lm_block_t* block);
+
 /* ---- page queues (page_queue.c) ---------------------------------------------------------------- */
 lm_page_queue_t* lm_heap_queue_for(lm_heap_t* heap, const lm_page_t* page);
 void lm_queue_push(lm_heap_t* heap, lm_page_queue_t* pq, lm_page_t* page);

@@ -127,12 +127,15 @@ static inline bool free_is_invalid(const lm_segment_t* segment, const lm_page_t*
    * looks free: only then search the lists. Allocation wipes the link, and live data almost
    * never decodes that way (the keys are random), so a normal free pays one decode. */
   const lm_block_t* next;
-  if (lm_likely(!peek_next(page, (const lm_block_t*)p, &next))) return false;
-  bool is_local = lm_thread_id() == lm_segment_owner(segment);
-  if (is_in_free_lists(page, (const lm_block_t*)p, is_local)) {
-    lm_error(EAGAIN, "double free of block %p (size %zu)", p, page->block_size);
-    return true;
+  if (lm_unlikely(peek_next(page, (const lm_block_t*)p, &next))) {
+    bool is_local = lm_thread_id() == lm_segment_owner(segment);
+    if (is_in_free_lists(page, (const lm_block_t*)p, is_local)) {
+      lm_error(EAGAIN, "double free of block %p (size %zu)", p, page->block_size);
+      return true;
+    }
   }
+  /* (after the double-free test: a freed block's padding is overwritten by the free fill) */
+  if (LM_PADDING && !lm_padding_ok(page, (const lm_block_t*)p)) return true;
   return false;
 }
 
@@ -141,6 +144,7 @@ static inline void free_ours(void* p) {
   lm_segment_t* segment = lm_segment_of(p);
   lm_page_t* page = lm_segment_page_of(segment, p);
   if (LM_FREE_CHECKS && lm_unlikely(free_is_invalid(segment, page, p))) return;
+  if (LM_PADDING) lm_debug_fill_freed(page, lm_page_block_of(page, p));
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
   if (lm_likely(is_local && lm_page_flags(page) == 0)) {
     lm_block_t* block = (lm_block_t*)p;
@@ -186,6 +190,12 @@ size_t lm_usable_size(const void* p) {
   }
   const lm_segment_t* segment = lm_segment_of(p);
   const lm_page_t* page = lm_segment_page_of(segment, p);
+  if (LM_PADDING) { /* exactly what was asked for, from p on */
+    const lm_block_t* block = lm_page_block_of(page, p);
+    size_t end = lm_padding_requested(page, block);
+    size_t offset = (size_t)((const uint8_t*)p - (const uint8_t*)block);
+    return end > offset ? end - offset : 0;
+  }
   if (lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) return lm_page_usable_size_of(page, p);
   return page->block_size;
 }

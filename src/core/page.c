@@ -3,6 +3,8 @@
  * Invariant: used + |free| + |local_free| == capacity <= reserved, where `used` still counts the
  * blocks waiting in the thread-free and delayed lists (the owner subtracts them on collect).
  */
+#include <string.h>
+
 #include "core.h"
 
 void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never) {
@@ -75,6 +77,10 @@ void lm_page_extend(lm_page_t* page) {
   if (step < 4) step = 4;
   size_t extend = lm_min(step, (size_t)(page->reserved - page->capacity));
   uint8_t* start = page->page_start + (size_t)page->capacity * bsize;
+  if (LM_PADDING) { /* fresh blocks look freed, so reuse checks hold for every block */
+    for (size_t i = 0; i < extend; i++) lm_debug_fill_freed(page, (lm_block_t*)(start + i * bsize));
+    page->free_is_zero = false;
+  }
   lm_heap_t* heap = lm_page_heap(page);
   if (LM_SECURE && extend > 2 && extend <= 512 && heap != NULL) {
     /* Secure builds hand the new blocks out in random order: neighbours in memory are not
@@ -110,6 +116,66 @@ void lm_page_extend(lm_page_t* page) {
 void lm_free_list_corrupt(const lm_page_t* page, const lm_block_t* block) {
   lm_error(EFAULT, "corrupted free list entry in block %p of page %p (block size %zu)",
            (const void*)block, (const void*)page, page->block_size);
+}
+
+/* ---- debug builds ---------------------------------------------------------------------------- */
+typedef struct padding_s {
+  uint32_t canary;
+  uint32_t delta; /* block size - padding - requested size */
+} padding_t;
+
+static padding_t* padding_of(const lm_page_t* page, const lm_block_t* block) {
+  return (padding_t*)((uint8_t*)block + page->block_size - LM_PADDING_SIZE);
+}
+static uint32_t canary_of(const lm_page_t* page, const lm_block_t* block) {
+  return (uint32_t)(((uintptr_t)block ^ page->keys[1]) >> 3) & ~(uint32_t)0xFF;
+}
+
+void lm_padding_init(const lm_page_t* page, lm_block_t* block, size_t requested) {
+  size_t room = page->block_size - LM_PADDING_SIZE;
+  if (requested > room) requested = room;
+  padding_t* pad = padding_of(page, block);
+  pad->canary = canary_of(page, block);
+  pad->delta = (uint32_t)(room - requested);
+  memset((uint8_t*)block + requested, 0xDE, lm_min(pad->delta, 16));
+}
+
+size_t lm_padding_requested(const lm_page_t* page, const lm_block_t* block) {
+  const padding_t* pad = padding_of(page, block);
+  size_t room = page->block_size - LM_PADDING_SIZE;
+  return pad->delta <= room ? room - pad->delta : room;
+}
+
+bool lm_padding_ok(const lm_page_t* page, const lm_block_t* block) {
+  const padding_t* pad = padding_of(page, block);
+  size_t room = page->block_size - LM_PADDING_SIZE;
+  bool ok = pad->canary == canary_of(page, block) && pad->delta <= room;
+  const uint8_t* fill = (const uint8_t*)block + (ok ? room - pad->delta : room);
+  for (size_t i = 0; ok && i < lm_min(pad->delta, 16); i++) ok = fill[i] == 0xDE;
+  if (!ok) {
+    lm_error(EFAULT, "buffer overflow in heap block %p of size %zu: write after %zu bytes",
+             (const void*)block, page->block_size - LM_PADDING_SIZE,
+             lm_padding_requested(page, block));
+  }
+  return ok;
+}
+
+void lm_debug_fill_freed(const lm_page_t* page, lm_block_t* block) {
+  if (page->block_size > sizeof(void*)) {
+    memset((uint8_t*)block + sizeof(void*), 0xDF,
+           lm_min(page->block_size, LM_DEBUG_FILL_CHECK + sizeof(void*)) - sizeof(void*));
+  }
+}
+
+void lm_debug_check_reused(const lm_page_t* page, const lm_block_t* block) {
+  size_t end = lm_min(page->block_size, LM_DEBUG_FILL_CHECK + sizeof(void*));
+  for (size_t i = sizeof(void*); i < end; i++) {
+    if (((const uint8_t*)block)[i] != 0xDF) {
+      lm_error(EFAULT, "write after free in heap block %p of size %zu (at offset %zu)",
+               (const void*)block, page->block_size, i);
+      return;
+    }
+  }
 }
 
 void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
