@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: installs what is missing, then builds and tests five ways.
+# The project's test command: installs what is missing, then builds and tests six ways.
 #
 #   scripts/test.sh
 #
@@ -8,6 +8,7 @@
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
 #   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=2: every suite but bench;
 #      then the attack catalogue's table (which build stops which attack)
+#   5. build-valgrind/  -Dvalgrind=true: the API tests under valgrind, and suite valgrind
 #
 # The sanitizer builds do not export the libc names (-Doverride=false): a sanitizer brings its
 # own malloc, and a second one linked into the same program crashes it at start. For the same
@@ -32,6 +33,7 @@ install_missing() {
   command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
   command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
   command -v nm >/dev/null 2>&1 || pkgs+=(binutils)
+  command -v valgrind >/dev/null 2>&1 || pkgs+=(valgrind)
   [ -f /usr/include/mimalloc.h ] || optional+=(libmimalloc-dev)
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
   if command -v pkg-config >/dev/null 2>&1; then
@@ -134,6 +136,22 @@ unset TSAN_OPTIONS
 #    they are the release build's), the attack catalogue included.
 run_pass "secure" build-secure 1800 "-Dsecure=true" --no-suite bench
 run_pass "debug" build-debug 1800 "-Ddebug_level=2" --no-suite bench
+
+# 5. The valgrind build (-Dvalgrind=true: blocks annotated for memcheck, no libc override): the
+#    API tests pass under valgrind with no error, and valgrind reports the errors a program
+#    makes with our blocks (suite valgrind).
+if command -v valgrind >/dev/null 2>&1; then
+  run_pass "valgrind" build-valgrind 1800 "-Dvalgrind=true" \
+    --wrapper "valgrind --error-exitcode=1 -q" --timeout-multiplier 10 api posix heap cxx
+  if [ -d build-valgrind ]; then
+    meson test -C build-valgrind --suite valgrind --print-errorlogs --logbase testlog-vgsuite \
+      || true
+    [ -f build-valgrind/meson-logs/testlog-vgsuite.json ] &&
+      logs+=("build-valgrind/meson-logs/testlog-vgsuite.json")
+  fi
+else
+  fail "valgrind: not installed"
+fi
 
 # ---- which build stops which attack -------------------------------------------------------------
 say "attack catalogue (tests/attacks): which build stops which attack"

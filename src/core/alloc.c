@@ -10,6 +10,7 @@
 static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {
   page->free = lm_block_next(page, block);
   page->used++;
+  lm_track_malloc(block, page->block_size, zero && page->free_is_zero);
   /* Hardened builds wipe the encoded link: it must not leak, and a live block whose first word
    * still decoded as a link would look like a double free when it is freed. */
   if (LM_ENCODE_FREELIST) block->next = NULL;

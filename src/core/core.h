@@ -183,6 +183,38 @@ static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p
   return page->block_size - (size_t)((const uint8_t*)p - (const uint8_t*)block);
 }
 
+/* ---- memory-checker annotations (the `valgrind` build option) --------------------------------- */
+/* With LM_TRACK_VALGRIND, blocks are announced to Valgrind's memcheck as they are handed out and
+ * freed, and free blocks are inaccessible except for the moments the allocator reads or writes
+ * their link: memcheck then reports use-after-free, overflows and leaks in the program, and
+ * nothing for the allocator's own bookkeeping. Without it every hook is empty. */
+#ifndef LM_TRACK_VALGRIND
+#define LM_TRACK_VALGRIND 0
+#endif
+#if LM_TRACK_VALGRIND
+#include <valgrind/memcheck.h>
+#define lm_track_malloc(p, size, zero) VALGRIND_MALLOCLIKE_BLOCK(p, size, 0, zero)
+#define lm_track_free(p) VALGRIND_FREELIKE_BLOCK(p, 0)
+#define lm_track_open(p, size) VALGRIND_MAKE_MEM_DEFINED(p, size)
+#define lm_track_close(p, size) VALGRIND_MAKE_MEM_NOACCESS(p, size)
+#define lm_track_reset(p, size) VALGRIND_MAKE_MEM_UNDEFINED(p, size)
+#else
+#define lm_track_malloc(p, size, zero) ((void)(p), (void)(size), (void)(zero))
+#define lm_track_free(p) ((void)(p))
+#define lm_track_open(p, size) ((void)(p), (void)(size))
+#define lm_track_close(p, size) ((void)(p), (void)(size))
+#define lm_track_reset(p, size) ((void)(p), (void)(size))
+#endif
+/* A page goes back to its segment: its memory is plain (accessible, undefined) memory again. */
+static inline void lm_track_page_gone(const lm_page_t* page) {
+  (void)page;
+#if LM_TRACK_VALGRIND
+  size_t size;
+  uint8_t* area = lm_page_area(page, &size);
+  lm_track_reset(area, size);
+#endif
+}
+
 /* ---- free-list links ------------------------------------------------------------------------ */
 /* In secure and debug builds the link in a free block is encoded with two per-page random keys,
  * so an overflow or a use-after-free write into a free block cannot steer the allocator to an
@@ -199,8 +231,11 @@ static inline bool lm_page_holds(const lm_page_t* page, const void* p) {
 }
 
 static inline lm_block_t* lm_block_next(const lm_page_t* page, const lm_block_t* block) {
+  lm_track_open(block, sizeof(lm_block_t));
+  uintptr_t raw = (uintptr_t)block->next;
+  lm_track_close(block, sizeof(lm_block_t));
 #if LM_ENCODE_FREELIST
-  uintptr_t x = lm_rotr((uintptr_t)block->next - page->keys[0], page->keys[0]) ^ page->keys[1];
+  uintptr_t x = lm_rotr(raw - page->keys[0], page->keys[0]) ^ page->keys[1];
   if (x == (uintptr_t)page) return NULL;
   if (lm_unlikely(!lm_page_holds(page, (void*)x))) {
     lm_free_list_corrupt(page, block);
@@ -209,12 +244,13 @@ static inline lm_block_t* lm_block_next(const lm_page_t* page, const lm_block_t*
   return (lm_block_t*)x;
 #else
   (void)page;
-  return block->next;
+  return (lm_block_t*)raw;
 #endif
 }
 
 static inline void lm_block_set_next(const lm_page_t* page, lm_block_t* block,
                                      const lm_block_t* next) {
+  lm_track_open(block, sizeof(lm_block_t));
 #if LM_ENCODE_FREELIST
   uintptr_t x = next == NULL ? (uintptr_t)page : (uintptr_t)next;
   block->next = (lm_block_t*)(lm_rotl(x ^ page->keys[1], page->keys[0]) + page->keys[0]);
@@ -222,6 +258,7 @@ static inline void lm_block_set_next(const lm_page_t* page, lm_block_t* block,
   (void)page;
   block->next = (lm_block_t*)next;
 #endif
+  lm_track_close(block, sizeof(lm_block_t));
 }
 
 /* ---- debug builds: padding, canaries and fill patterns (page.c) ------------------------------- */

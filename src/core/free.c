@@ -36,10 +36,12 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
   lm_heap_t* heap = lm_page_heap(page);
   if (heap != NULL) {
     lm_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
+    lm_track_open(block, sizeof(lm_block_t));
     do {
       block->next = head;
     } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
                                                     memory_order_release, memory_order_relaxed));
+    lm_track_close(block, sizeof(lm_block_t));
   }
   tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   do {
@@ -73,7 +75,10 @@ static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, boo
 /* Decode a link without reporting: these walks may race with the owner handing blocks out
  * (a remote free), so an implausible link only ends the walk. */
 static bool peek_next(const lm_page_t* page, const lm_block_t* block, const lm_block_t** next) {
-  uintptr_t x = lm_rotr((uintptr_t)block->next - page->keys[0], page->keys[0]) ^ page->keys[1];
+  lm_track_open(block, sizeof(lm_block_t));
+  uintptr_t raw = (uintptr_t)block->next;
+  lm_track_close(block, sizeof(lm_block_t));
+  uintptr_t x = lm_rotr(raw - page->keys[0], page->keys[0]) ^ page->keys[1];
   if (x == (uintptr_t)page) x = 0;
   else if (!lm_page_holds(page, (void*)x)) return false;
   *next = (const lm_block_t*)x;
@@ -145,6 +150,7 @@ static inline void free_ours(void* p) {
   lm_page_t* page = lm_segment_page_of(segment, p);
   if (LM_FREE_CHECKS && lm_unlikely(free_is_invalid(segment, page, p))) return;
   if (LM_PADDING) lm_debug_fill_freed(page, lm_page_block_of(page, p));
+  lm_track_free(LM_TRACK_VALGRIND ? lm_page_block_of(page, p) : p);
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
   if (lm_likely(is_local && lm_page_flags(page) == 0)) {
     lm_block_t* block = (lm_block_t*)p;

@@ -81,6 +81,7 @@ void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page) {
   heap->page_count--;
   atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
   lm_page_flags_update(page, 0, 0xFF);
+  lm_track_page_gone(page);
   lm_segment_t* segment = lm_segment_of(page);
   if (!lm_segment_page_free(page, &heap->tld->segments)) {
     lm_heap_segment_check_abandoned(&heap->tld->segments, segment);
@@ -129,7 +130,9 @@ bool lm_heap_delayed_free(lm_heap_t* heap, bool all) {
   lm_block_t* block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL,
                                                memory_order_acquire);
   while (block != NULL) {
+    lm_track_open(block, sizeof(lm_block_t));
     lm_block_t* next = block->next;
+    lm_track_close(block, sizeof(lm_block_t));
     lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
     /* Keep notifications coming for this (full) page, then free the block locally; that free
      * moves the page out of the full queue. */
@@ -263,6 +266,7 @@ static void abandoned_segment_collect(lm_segments_tld_t* tld, lm_segment_t* segm
       lm_segment_page_unabandon(page);
       bool last = segment->used == 1;
       lm_page_flags_update(page, 0, 0xFF);
+      lm_track_page_gone(page);
       lm_segment_page_free(page, tld);
       if (last) return;
     } else {

@@ -97,6 +97,13 @@ void mi_heap_delete(mi_heap_t* heap) {
   mi_free(heap);
 }
 
+static bool untrack_block(const mi_heap_t* heap, const mi_heap_area_t* area, void* block,
+                          size_t block_size, void* arg) {
+  (void)heap, (void)area, (void)block_size, (void)arg;
+  if (block != NULL) lm_track_free(block);
+  return true;
+}
+
 void mi_heap_destroy(mi_heap_t* heap) {
   if (heap == NULL || !lm_heap_is_initialized(heap)) return;
   if (!heap->allow_destroy) {
@@ -106,6 +113,9 @@ void mi_heap_destroy(mi_heap_t* heap) {
   }
   if (heap == heap->tld->heap_backing) return;
   heap_quiesce(heap);
+  if (LM_TRACK_VALGRIND) { /* the memory checker must hear of every block that dies here */
+    mi_heap_visit_blocks(heap, true, untrack_block, NULL);
+  }
   /* Give every page back whole: its blocks die with it, no walk over them. */
   for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
     lm_page_queue_t* pq = &heap->pages[bin];
@@ -115,6 +125,7 @@ void mi_heap_destroy(mi_heap_t* heap) {
       heap->page_count--;
       atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
       lm_page_flags_update(page, 0, 0xFF);
+      lm_track_page_gone(page);
       lm_segment_t* segment = lm_segment_of(page);
       if (!lm_segment_page_free(page, &heap->tld->segments)) {
         lm_heap_segment_check_abandoned(&heap->tld->segments, segment);

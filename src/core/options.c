@@ -2,7 +2,14 @@
  * (case-insensitive; legacy names with a warning), settable by the program. */
 #include "core.h"
 
-typedef enum option_state_e { OPTION_UNINIT, OPTION_DEFAULTED, OPTION_INITIALIZED } option_state_t;
+/* UNINIT: not read yet; DEFAULTED: read, not in the environment; INITIALIZED: from the
+ * environment; SET: by the program (never replaced by the environment afterwards). */
+typedef enum option_state_e {
+  OPTION_UNINIT,
+  OPTION_DEFAULTED,
+  OPTION_INITIALIZED,
+  OPTION_SET
+} option_state_t;
 
 typedef struct option_desc_s {
   long value;
@@ -154,8 +161,15 @@ static void option_init(mi_option_t option) {
   }
 }
 
+/* Read every option. Called at process start and again from the library constructor: an
+ * allocation before libc was up may have found no environment, so options still at their
+ * default are looked up again; options read from the environment or set by the program are
+ * left alone (and their warnings are not repeated). */
 void lm_options_init(void) {
-  for (int i = 0; i < _mi_option_last; i++) option_init((mi_option_t)i);
+  for (int i = 0; i < _mi_option_last; i++) {
+    option_state_t state = options[i].state;
+    if (state == OPTION_UNINIT || state == OPTION_DEFAULTED) option_init((mi_option_t)i);
+  }
 }
 
 long lm_option_get(int option) { return mi_option_get((mi_option_t)option); }
@@ -181,13 +195,13 @@ size_t mi_option_get_size(mi_option_t option) {
 void mi_option_set(mi_option_t option, long value) {
   if (option < 0 || option >= _mi_option_last) return;
   options[option].value = value;
-  options[option].state = OPTION_INITIALIZED;
+  options[option].state = OPTION_SET;
 }
 
 void mi_option_set_default(mi_option_t option, long value) {
   if (option < 0 || option >= _mi_option_last) return;
   options[option].default_value = value;
-  if (options[option].state != OPTION_INITIALIZED) {
+  if (options[option].state != OPTION_INITIALIZED && options[option].state != OPTION_SET) {
     options[option].value = value;
     options[option].state = OPTION_DEFAULTED;
   }

@@ -78,7 +78,11 @@ void lm_page_extend(lm_page_t* page) {
   size_t extend = lm_min(step, (size_t)(page->reserved - page->capacity));
   uint8_t* start = page->page_start + (size_t)page->capacity * bsize;
   if (LM_PADDING) { /* fresh blocks look freed, so reuse checks hold for every block */
-    for (size_t i = 0; i < extend; i++) lm_debug_fill_freed(page, (lm_block_t*)(start + i * bsize));
+    for (size_t i = 0; i < extend; i++) {
+      lm_track_open(start + i * bsize, bsize);
+      lm_debug_fill_freed(page, (lm_block_t*)(start + i * bsize));
+      lm_track_close(start + i * bsize, bsize);
+    }
     page->free_is_zero = false;
   }
   lm_heap_t* heap = lm_page_heap(page);
@@ -182,6 +186,7 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   size_t area_size;
   uint8_t* area = lm_page_area(page, &area_size);
   page->page_start = area;
+  lm_track_close(area, area_size); /* blocks become accessible as they are handed out */
   page->block_size = block_size;
   /* Large and huge pages hold one block (a huge-aligned small request included). */
   bool single = page->is_huge || block_size > LM_MEDIUM_OBJ_SIZE_MAX;

@@ -187,7 +187,7 @@ static void stats_fill(mi_stats_t* st) {
   st->arena_count.total = lm_load_relaxed(&os->arena_count);
   st->pages = count_of(&lm_process.segments.page_stats);
   st->segments = count_of(&lm_process.segments.segment_stats);
-  st->segments_abandoned.current = (int64_t)lm_segments_abandoned_count(&lm_process.segments);
+  st->segments_abandoned = count_of(&lm_process.segments.abandoned_stats);
   st->threads = count_of(&lm_process.threads);
 }
 

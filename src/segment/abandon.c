@@ -25,6 +25,7 @@ void lm_segment_abandon_again(lm_segment_t* segment, lm_segments_tld_t* tld) {
   tld->count--;
   atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
   atomic_fetch_add_explicit(&segs->abandoned_count, 1, memory_order_relaxed);
+  lm_stat_increase(&segs->abandoned_stats, 1);
   if (!lm_arena_flag_set(segs->arenas, segment, LM_BLOCK_ABANDONED)) {
     lm_spin_lock(&segs->abandoned_os_lock);
     segment->abandoned_next = segs->abandoned_os;
@@ -52,6 +53,7 @@ lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, size_t* cursor) {
   lm_segment_t* segment = claim_abandoned(segs, cursor);
   if (segment == NULL) return NULL;
   atomic_fetch_sub_explicit(&segs->abandoned_count, 1, memory_order_relaxed);
+  lm_stat_decrease(&segs->abandoned_stats, 1);
   segment->abandoned_next = NULL;
   segment->abandoned_visits++;
   atomic_store_explicit(&segment->thread_id, lm_thread_id(), memory_order_release);

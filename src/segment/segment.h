@@ -137,6 +137,7 @@ typedef struct lm_segments_s {
   _Atomic(size_t) count;               /* live segments */
   lm_stat_count_t segment_stats;       /* segments allocated and freed */
   lm_stat_count_t page_stats;          /* pages allocated and freed */
+  lm_stat_count_t abandoned_stats;     /* segments abandoned and taken back */
   /* One bit per 32 MiB of address space for segments taken straight from the OS (arena memory
    * is known to the arenas): allocated on first need, 1 MiB for a 48-bit address space. */
   _Atomic(_Atomic(uint64_t)*) map;

@@ -439,6 +439,21 @@ static void test_env_allocator_still_works(void** state) {
   exercise_allocator();
 }
 
+/* ---- an allocation before the library's constructor ------------------------------------ */
+
+/* With LM_TEST_EARLY_ALLOC=1 in the environment, this runs before the library's own
+ * constructor (a lower priority number runs first), as a program's early constructor does, or
+ * libc's own allocations under LD_PRELOAD: the first allocation starts the process (and reads
+ * the options); then the program sets an option. The library's later start-up must neither
+ * print the environment's warnings again nor undo what the program set. */
+__attribute__((constructor(101))) static void allocate_before_the_library_constructor(void) {
+  const char* e = getenv("LM_TEST_EARLY_ALLOC");
+  if (e == NULL || strcmp(e, "1") != 0) return;
+  void* p = mi_malloc(32);
+  mi_free(p);
+  mi_option_set(mi_option_os_tag, 200);
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 int main(int argc, char** argv) {
