@@ -53,9 +53,16 @@ void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_ali
   }
   /* Housekeeping, amortised over slow-path calls. */
   if (lm_unlikely(++heap->generic_count >= 100)) {
+    heap->generic_collect_count += heap->generic_count;
     heap->generic_count = 0;
-    lm_deferred_free(heap, false);
-    lm_heap_collect_retired(heap, false);
+    long every = lm_option_get(mi_option_generic_collect);
+    if (every > 0 && heap->generic_collect_count >= (size_t)every) {
+      heap->generic_collect_count = 0;
+      lm_heap_collect(heap, LM_COLLECT_NORMAL); /* runs the deferred-free hook too */
+    } else {
+      lm_deferred_free(heap, false);
+      lm_heap_collect_retired(heap, false);
+    }
   }
   lm_heap_delayed_free(heap, false);
 

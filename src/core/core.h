@@ -97,7 +97,8 @@ struct mi_heap_s {
   size_t page_count;
   size_t page_retired_min; /* range of bins that may hold retired pages */
   size_t page_retired_max;
-  size_t generic_count;
+  size_t generic_count;          /* slow-path calls since the last housekeeping */
+  size_t generic_collect_count;  /* slow-path calls since the last collect (generic_collect) */
   lm_heap_t* next;
   bool no_reclaim;    /* never takes over abandoned memory (heaps that may be destroyed) */
   bool allow_destroy; /* mi_heap_destroy frees its blocks at once */

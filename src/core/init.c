@@ -141,6 +141,14 @@ static void process_setup(void) {
 
   long reserve = lm_option_get(mi_option_reserve_os_memory);
   if (reserve > 0) lm_arena_reserve(&lm_process.arenas, (size_t)reserve * LM_KiB, true, false, NULL);
+  long huge_pages = lm_option_get(mi_option_reserve_huge_os_pages);
+  if (huge_pages > 0) {
+    long node = lm_option_get(mi_option_reserve_huge_os_pages_at);
+    if (lm_arena_reserve_huge(&lm_process.arenas, (size_t)huge_pages, node >= 0 ? (int)node : -1,
+                              false, NULL) != 0) {
+      lm_warning("unable to reserve %ld huge (1 GiB) OS pages at start", huge_pages);
+    }
+  }
 }
 
 bool lm_process_ensure_init(void) {

@@ -163,8 +163,14 @@ void mi_options_print(void) mi_attr_noexcept {
 void mi_process_done(void) mi_attr_noexcept {
   static _Atomic(int) done;
   if (atomic_exchange(&done, 1)) return;
+  if (!lm_process_ensure_init()) return;
   if (mi_option_is_enabled(mi_option_show_stats) || mi_option_is_enabled(mi_option_verbose)) {
     mi_stats_print(NULL);
+  }
+  if (mi_option_is_enabled(mi_option_destroy_on_exit)) {
+    /* Give the physical memory back now. The address space itself stays: destructors that
+     * run after this one may still free (upstream unmaps here, and such programs crash). */
+    mi_collect(true);
   }
 }
 
