@@ -143,6 +143,12 @@ run_pass "debug" build-debug 1800 "-Ddebug_level=2" --no-suite bench
 if command -v valgrind >/dev/null 2>&1; then
   run_pass "valgrind" build-valgrind 1800 "-Dvalgrind=true" \
     --wrapper "valgrind --error-exitcode=1 -q" --timeout-multiplier 10 api posix heap cxx
+  # with --wrapper, meson names its log after the wrapper: testlog-valgrind.json
+  if [ -f build-valgrind/meson-logs/testlog-valgrind.json ]; then
+    logs+=("build-valgrind/meson-logs/testlog-valgrind.json")
+  else
+    fail "valgrind: no test log"
+  fi
   if [ -d build-valgrind ]; then
     meson test -C build-valgrind --suite valgrind --print-errorlogs --logbase testlog-vgsuite \
       || true
