@@ -417,19 +417,6 @@ int64_t lm_arenas_purge_deadline(lm_arenas_t* arenas) {
   return lm_load_acquire(&arenas->purge_expire);
 }
 
-bool lm_arenas_contain(lm_arenas_t* arenas, const void* p) {
-  size_t n = arena_count(arenas);
-  for (size_t i = 0; i < n; i++) {
-    lm_arena_t* arena = arena_at(arenas, i);
-    if (arena == NULL) continue;
-    const uint8_t* q = (const uint8_t*)p;
-    if (q >= arena->start && q < arena->start + arena->block_count * LM_ARENA_BLOCK_SIZE) {
-      return true;
-    }
-  }
-  return false;
-}
-
 /* ---- block flags ------------------------------------------------------------------------ */
 
 static lm_arena_t* arena_containing(lm_arenas_t* arenas, const void* p, size_t* idx) {
@@ -499,6 +486,11 @@ size_t lm_arena_flag_count(lm_arenas_t* arenas, lm_block_flag_t flag) {
     if (arena != NULL) count += lm_bitmap_count(arena->flags[flag], arena->block_count);
   }
   return count;
+}
+
+bool lm_arenas_contain(lm_arenas_t* arenas, const void* p) {
+  size_t idx;
+  return arena_containing(arenas, p, &idx) != NULL;
 }
 
 void lm_arenas_wake_purger(lm_arenas_t* arenas) {

@@ -119,18 +119,7 @@ void mi_heap_destroy(mi_heap_t* heap) {
   /* Give every page back whole: its blocks die with it, no walk over them. */
   for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
     lm_page_queue_t* pq = &heap->pages[bin];
-    while (pq->first != NULL) {
-      lm_page_t* page = pq->first;
-      lm_queue_remove(heap, pq, page);
-      heap->page_count--;
-      atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
-      lm_page_flags_update(page, 0, 0xFF);
-      lm_track_page_gone(page);
-      lm_segment_t* segment = lm_segment_of(page);
-      if (!lm_segment_page_free(page, &heap->tld->segments)) {
-        lm_heap_segment_check_abandoned(&heap->tld->segments, segment);
-      }
-    }
+    while (pq->first != NULL) lm_heap_page_free(heap, pq->first);
   }
   heap_unlink(heap);
   mi_free(heap);
