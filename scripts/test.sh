@@ -123,7 +123,7 @@ run_pass "build" build 1800 ""
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=0
 run_pass "asan" build-asan 900 \
   "-Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Doverride=false" \
-  --suite stress --suite api --no-suite override --timeout-multiplier 3
+  --suite stress --suite api --suite checkers --no-suite override --timeout-multiplier 3
 unset UBSAN_OPTIONS ASAN_OPTIONS
 
 # 3. ThreadSanitizer
@@ -139,7 +139,7 @@ run_pass "debug" build-debug 1800 "-Ddebug_level=2" --no-suite bench
 
 # 5. The valgrind build (-Dvalgrind=true: blocks annotated for memcheck, no libc override): the
 #    API tests pass under valgrind with no error, and valgrind reports the errors a program
-#    makes with our blocks (suite valgrind).
+#    makes with our blocks (suite checkers).
 if command -v valgrind >/dev/null 2>&1; then
   run_pass "valgrind" build-valgrind 1800 "-Dvalgrind=true" \
     --wrapper "valgrind --error-exitcode=1 -q" --timeout-multiplier 10 api posix heap cxx
@@ -150,7 +150,7 @@ if command -v valgrind >/dev/null 2>&1; then
     fail "valgrind: no test log"
   fi
   if [ -d build-valgrind ]; then
-    meson test -C build-valgrind --suite valgrind --print-errorlogs --logbase testlog-vgsuite \
+    meson test -C build-valgrind --suite checkers --print-errorlogs --logbase testlog-vgsuite \
       || true
     [ -f build-valgrind/meson-logs/testlog-vgsuite.json ] &&
       logs+=("build-valgrind/meson-logs/testlog-vgsuite.json")

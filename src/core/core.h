@@ -192,16 +192,36 @@ static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p
 #ifndef LM_TRACK_VALGRIND
 #define LM_TRACK_VALGRIND 0
 #endif
+/* An AddressSanitizer build poisons free blocks the same way, so ASan reports use-after-free
+ * and overflows into free blocks made with our blocks (not only with its own malloc's). */
+#if defined(__SANITIZE_ADDRESS__)
+#define LM_TRACK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LM_TRACK_ASAN 1
+#endif
+#endif
+#ifndef LM_TRACK_ASAN
+#define LM_TRACK_ASAN 0
+#endif
+#define LM_TRACK (LM_TRACK_VALGRIND || LM_TRACK_ASAN)
 #if LM_TRACK_VALGRIND
 #include <valgrind/memcheck.h>
 #define lm_track_malloc(p, size, zero) VALGRIND_MALLOCLIKE_BLOCK(p, size, 0, zero)
-#define lm_track_free(p) VALGRIND_FREELIKE_BLOCK(p, 0)
+#define lm_track_free(p, size) VALGRIND_FREELIKE_BLOCK(p, 0)
 #define lm_track_open(p, size) VALGRIND_MAKE_MEM_DEFINED(p, size)
 #define lm_track_close(p, size) VALGRIND_MAKE_MEM_NOACCESS(p, size)
 #define lm_track_reset(p, size) VALGRIND_MAKE_MEM_UNDEFINED(p, size)
+#elif LM_TRACK_ASAN
+#include <sanitizer/asan_interface.h>
+#define lm_track_malloc(p, size, zero) ((void)(zero), ASAN_UNPOISON_MEMORY_REGION(p, size))
+#define lm_track_free(p, size) ASAN_POISON_MEMORY_REGION(p, size)
+#define lm_track_open(p, size) ASAN_UNPOISON_MEMORY_REGION(p, size)
+#define lm_track_close(p, size) ASAN_POISON_MEMORY_REGION(p, size)
+#define lm_track_reset(p, size) ASAN_UNPOISON_MEMORY_REGION(p, size)
 #else
 #define lm_track_malloc(p, size, zero) ((void)(p), (void)(size), (void)(zero))
-#define lm_track_free(p) ((void)(p))
+#define lm_track_free(p, size) ((void)(p), (void)(size))
 #define lm_track_open(p, size) ((void)(p), (void)(size))
 #define lm_track_close(p, size) ((void)(p), (void)(size))
 #define lm_track_reset(p, size) ((void)(p), (void)(size))
@@ -209,7 +229,7 @@ static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p
 /* A page goes back to its segment: its memory is plain (accessible, undefined) memory again. */
 static inline void lm_track_page_gone(const lm_page_t* page) {
   (void)page;
-#if LM_TRACK_VALGRIND
+#if LM_TRACK
   size_t size;
   uint8_t* area = lm_page_area(page, &size);
   lm_track_reset(area, size);

@@ -150,7 +150,7 @@ static inline void free_ours(void* p) {
   lm_page_t* page = lm_segment_page_of(segment, p);
   if (LM_FREE_CHECKS && lm_unlikely(free_is_invalid(segment, page, p))) return;
   if (LM_PADDING) lm_debug_fill_freed(page, lm_page_block_of(page, p));
-  lm_track_free(LM_TRACK_VALGRIND ? lm_page_block_of(page, p) : p);
+  lm_track_free(LM_TRACK ? lm_page_block_of(page, p) : p, page->block_size);
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
   if (lm_likely(is_local && lm_page_flags(page) == 0)) {
     lm_block_t* block = (lm_block_t*)p;

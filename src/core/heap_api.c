@@ -100,7 +100,7 @@ void mi_heap_delete(mi_heap_t* heap) {
 static bool untrack_block(const mi_heap_t* heap, const mi_heap_area_t* area, void* block,
                           size_t block_size, void* arg) {
   (void)heap, (void)area, (void)block_size, (void)arg;
-  if (block != NULL) lm_track_free(block);
+  if (block != NULL) lm_track_free(block, block_size);
   return true;
 }
 
@@ -113,7 +113,7 @@ void mi_heap_destroy(mi_heap_t* heap) {
   }
   if (heap == heap->tld->heap_backing) return;
   heap_quiesce(heap);
-  if (LM_TRACK_VALGRIND) { /* the memory checker must hear of every block that dies here */
+  if (LM_TRACK_VALGRIND) { /* memcheck must hear of every block that dies here */
     mi_heap_visit_blocks(heap, true, untrack_block, NULL);
   }
   /* Give every page back whole: its blocks die with it, no walk over them. */
