@@ -97,27 +97,6 @@ bool lm_bitmap_try_claim(lm_bitmap_field_t* bm, size_t bit_count, size_t start, 
   return false;
 }
 
-bool lm_bitmap_try_clear_any(lm_bitmap_field_t* bm, size_t bit_count, size_t start,
-                             size_t* idx) {
-  size_t fields = lm_divide_up(bit_count, 64);
-  if (fields == 0) return false;
-  size_t first = (start < bit_count ? start : 0) / 64;
-  for (size_t k = 0; k < fields; k++) {
-    size_t f = (first + k) % fields;
-    uint64_t v = atomic_load_explicit(&bm[f], memory_order_relaxed);
-    while (v != 0) {
-      size_t bit = lm_ctz(v);
-      uint64_t mask = (uint64_t)1 << bit;
-      if ((atomic_fetch_and_explicit(&bm[f], ~mask, memory_order_acq_rel) & mask) != 0) {
-        *idx = f * 64 + bit;
-        return true;
-      }
-      v = atomic_load_explicit(&bm[f], memory_order_relaxed);
-    }
-  }
-  return false;
-}
-
 size_t lm_bitmap_count(lm_bitmap_field_t* bm, size_t bit_count) {
   size_t n = 0;
   for (size_t f = 0; f < lm_divide_up(bit_count, 64); f++) {

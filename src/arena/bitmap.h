@@ -22,8 +22,6 @@ bool lm_bitmap_clear(lm_bitmap_field_t* bm, size_t idx, size_t count);
 bool lm_bitmap_try_set_range(lm_bitmap_field_t* bm, size_t idx, size_t count);
 bool lm_bitmap_is_all_set(lm_bitmap_field_t* bm, size_t idx, size_t count);
 bool lm_bitmap_is_any_set(lm_bitmap_field_t* bm, size_t idx, size_t count);
-/* Atomically clear one set bit at or after `start` (wrapping), returning its index. */
-bool lm_bitmap_try_clear_any(lm_bitmap_field_t* bm, size_t bit_count, size_t start, size_t* idx);
 size_t lm_bitmap_count(lm_bitmap_field_t* bm, size_t bit_count);
 
 #endif

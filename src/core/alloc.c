@@ -64,7 +64,7 @@ void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_ali
       lm_heap_collect_retired(heap, false);
     }
   }
-  lm_heap_delayed_free(heap, false);
+  lm_heap_delayed_free(heap);
 
   size_t padded = size + LM_PADDING_SIZE; /* no overflow: size <= PTRDIFF_MAX */
   lm_page_t* page = lm_heap_find_page(heap, padded, huge_alignment);

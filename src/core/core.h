@@ -163,8 +163,6 @@ static inline void lm_page_flags_update(lm_page_t* page, uint8_t set, uint8_t cl
   uint8_t f = lm_page_flags(page);
   atomic_store_explicit(&page->flags, (uint8_t)((f | set) & (uint8_t)~clear), memory_order_relaxed);
 }
-static inline bool lm_page_all_free(const lm_page_t* page) { return page->used == 0; }
-static inline bool lm_page_immediate_available(const lm_page_t* page) { return page->free != NULL; }
 /* A block's start from an interior (aligned) pointer into it. */
 static inline lm_block_t* lm_page_block_of(const lm_page_t* page, const void* p) {
   size_t diff = (size_t)((const uint8_t*)p - page->page_start);
@@ -325,8 +323,9 @@ void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page);
 void lm_heap_segment_check_abandoned(lm_segments_tld_t* tld, lm_segment_t* segment);
 /* Free retired pages whose time is up (all with force). */
 void lm_heap_collect_retired(lm_heap_t* heap, bool force);
-/* Process remote frees into full pages; `all` waits out in-flight ones. */
-bool lm_heap_delayed_free(lm_heap_t* heap, bool all);
+/* Process the remote frees handed to this heap (into its full pages). Blocks still in flight
+ * arrive later; callers that must see them all first stop new ones (NEVER_DELAYED). */
+void lm_heap_delayed_free(lm_heap_t* heap);
 typedef enum lm_collect_e { LM_COLLECT_NORMAL, LM_COLLECT_FORCE, LM_COLLECT_ABANDON } lm_collect_t;
 void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode);
 /* Try to take over abandoned segments until one has room for `block_size`. */
@@ -423,6 +422,5 @@ void lm_message(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void lm_warning(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Report an error through the registered error handler (and the output when shown). */
 void lm_error(int err, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-void lm_verbose(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

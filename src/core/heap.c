@@ -125,8 +125,8 @@ void lm_heap_collect_retired(lm_heap_t* heap, bool force) {
 
 /* ---- the delayed list ------------------------------------------------------------------------ */
 
-bool lm_heap_delayed_free(lm_heap_t* heap, bool all) {
-  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return true;
+void lm_heap_delayed_free(lm_heap_t* heap) {
+  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) == NULL) return;
   lm_block_t* block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL,
                                                memory_order_acquire);
   while (block != NULL) {
@@ -141,8 +141,6 @@ bool lm_heap_delayed_free(lm_heap_t* heap, bool all) {
     lm_free_block_local(page, block);
     block = next;
   }
-  (void)all;
-  return true;
 }
 
 /* ---- collection -------------------------------------------------------------------------------- */
@@ -192,7 +190,7 @@ void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode) {
       }
     }
   }
-  lm_heap_delayed_free(heap, true);
+  lm_heap_delayed_free(heap);
   lm_heap_collect_retired(heap, mode >= LM_COLLECT_FORCE);
   heap_visit_pages(heap, mode);
   if (mode == LM_COLLECT_FORCE) lm_purge_now(true);

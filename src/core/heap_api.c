@@ -51,7 +51,7 @@ static void heap_quiesce(lm_heap_t* heap) {
       lm_page_set_delayed(page, LM_TF_NEVER_DELAYED, false);
     }
   }
-  lm_heap_delayed_free(heap, true);
+  lm_heap_delayed_free(heap);
 }
 
 static void heap_unlink(lm_heap_t* heap) {

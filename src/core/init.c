@@ -14,7 +14,6 @@ lm_process_t lm_process;
 
 const lm_page_t lm_page_empty;
 
-#define LM_QUEUE_EMPTY(words) {NULL, NULL, (words) * 8}
 const lm_heap_t lm_heap_empty = {
     .tld = NULL,
     .pages_free_direct = {[0 ... LM_PAGES_DIRECT - 1] = (lm_page_t*)&lm_page_empty},

@@ -78,14 +78,6 @@ void lm_message(const char* fmt, ...) {
   va_end(args);
 }
 
-void lm_verbose(const char* fmt, ...) {
-  if (!mi_option_is_enabled(mi_option_verbose)) return;
-  va_list args;
-  va_start(args, fmt);
-  vmessage("", fmt, args);
-  va_end(args);
-}
-
 static bool shown(_Atomic(size_t)* counter, mi_option_t cap) {
   if (mi_option_is_enabled(mi_option_verbose)) return true;
   if (!mi_option_is_enabled(mi_option_show_errors)) return false;

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "mimalloc.h"
+#include "patterns.h"
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * KiB)
@@ -54,25 +55,6 @@ static uint64_t rng_next(void) {
   return rng_state * 2685821657736338717ull;
 }
 
-static uint8_t pattern_byte(uint64_t seed, size_t i) {
-  uint64_t x = seed + (uint64_t)i * 0x9E3779B97F4A7C15ull;
-  x ^= x >> 29;
-  return (uint8_t)(x ^ (x >> 17));
-}
-
-static void fill_pattern(void* p, size_t n, uint64_t seed) {
-  uint8_t* b = p;
-  for (size_t i = 0; i < n; i++) b[i] = pattern_byte(seed, i);
-}
-
-/* Index of the first byte that differs from the pattern, or n when all match. */
-static size_t check_pattern(const void* p, size_t n, uint64_t seed) {
-  const uint8_t* b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != pattern_byte(seed, i)) return i;
-  }
-  return n;
-}
 
 /* Index of the first nonzero byte, or n when all are zero. */
 static size_t first_nonzero(const void* p, size_t n) {

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "mimalloc.h"
+#include "patterns.h"
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * KiB)
@@ -38,25 +39,6 @@ static int a_static_int = 42; /* an address in the data segment */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static uint8_t pattern_byte(uint64_t seed, size_t i) {
-  uint64_t x = seed + (uint64_t)i * 0x9E3779B97F4A7C15ull;
-  x ^= x >> 29;
-  return (uint8_t)(x ^ (x >> 17));
-}
-
-static void fill_pattern(void* p, size_t n, uint64_t seed) {
-  uint8_t* b = p;
-  for (size_t i = 0; i < n; i++) b[i] = pattern_byte(seed, i);
-}
-
-/* Index of the first byte that differs from the pattern, or n when all match. */
-static size_t check_pattern(const void* p, size_t n, uint64_t seed) {
-  const uint8_t* b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != pattern_byte(seed, i)) return i;
-  }
-  return n;
-}
 
 /* Index of the first nonzero byte in [from, to), or `to` when all are zero. */
 static size_t first_nonzero_in(const void* p, size_t from, size_t to) {

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "mimalloc.h"
+#include "patterns.h"
 
 static volatile size_t v_size_max = SIZE_MAX;
 static volatile size_t v_half_plus_one = SIZE_MAX / 2 + 1;
@@ -30,25 +31,6 @@ static volatile size_t v_align_48 = 48; /* not a power of two */
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static uint8_t pattern_byte(uint64_t seed, size_t i) {
-  uint64_t x = seed + (uint64_t)i * 0x9E3779B97F4A7C15ull;
-  x ^= x >> 29;
-  return (uint8_t)(x ^ (x >> 17)) | 1; /* never 0, so it cannot pass for zeroed memory */
-}
-
-static void fill_pattern(void* p, size_t n, uint64_t seed) {
-  uint8_t* b = p;
-  for (size_t i = 0; i < n; i++) b[i] = pattern_byte(seed, i);
-}
-
-/* Index of the first byte that differs from the pattern, or n when all match. */
-static size_t check_pattern(const void* p, size_t n, uint64_t seed) {
-  const uint8_t* b = p;
-  for (size_t i = 0; i < n; i++) {
-    if (b[i] != pattern_byte(seed, i)) return i;
-  }
-  return n;
-}
 
 /* Index of the first nonzero byte in [from, to), or `to` when all are zero. */
 static size_t first_nonzero(const void* p, size_t from, size_t to) {
