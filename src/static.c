@@ -28,6 +28,7 @@
 #include "core/purger.c"
 #include "core/region.c"
 #include "core/stats.c"
+#include "core/stats_report.c"
 #include "core/arena_api.c"
 #include "core/alloc.c"
 #include "core/free.c"

@@ -413,6 +413,16 @@ bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force) {
   return pending;
 }
 
+size_t lm_arenas_purge_pending(lm_arenas_t* arenas) {
+  size_t blocks = 0;
+  size_t n = arena_count(arenas);
+  for (size_t i = 0; i < n; i++) {
+    lm_arena_t* arena = arena_at(arenas, i);
+    if (arena != NULL) blocks += lm_bitmap_count(arena->purge, arena->block_count);
+  }
+  return blocks * LM_ARENA_BLOCK_SIZE;
+}
+
 int64_t lm_arenas_purge_deadline(lm_arenas_t* arenas) {
   return lm_load_acquire(&arenas->purge_expire);
 }

@@ -152,6 +152,9 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
 /* Purge the arena blocks whose purge delay expired (all pending ones when `force`). Returns
  * true if some purge is still pending. Only one thread purges at a time. */
 bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force);
+/* Bytes of free arena blocks waiting for their purge (address space: parts of them may have
+ * been purged by their segment before it was freed). */
+size_t lm_arenas_purge_pending(lm_arenas_t* arenas);
 /* The time of the earliest pending arena purge, or 0 if none. */
 int64_t lm_arenas_purge_deadline(lm_arenas_t* arenas);
 /* May memory with this memid serve a request for `arena_id` (0: any non-exclusive arena)? */

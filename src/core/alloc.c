@@ -10,6 +10,7 @@
 static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {
   page->free = lm_block_next(page, block);
   page->used++;
+  page->stat_allocs++; /* the statistics' only cost on this path */
   lm_track_malloc(block, page->block_size, zero && page->free_is_zero);
   /* Hardened builds wipe the encoded link: it must not leak, and a live block whose first word
    * still decoded as a link would look like a double free when it is freed. */
@@ -22,7 +23,10 @@ static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bo
   } else if (LM_PADDING) {
     memset(block, 0xD0, lm_min(size, page->block_size - LM_PADDING_SIZE));
   }
-  if (LM_PADDING) lm_padding_init(page, block, size);
+  if (LM_PADDING) {
+    lm_padding_init(page, block, size);
+    lm_stat_increase(&lm_process.stats.malloc_requested, (int64_t)size);
+  }
   return block;
 }
 
@@ -79,6 +83,7 @@ void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_ali
   }
   void* p = page_pop(page, page->free, size, zero);
   if (page->reserved == page->used && page->free == NULL && page->local_free == NULL) {
+    lm_page_stats_fold(page, &heap->tld->stats); /* a high point: sample the peaks */
     lm_page_to_full(heap, page); /* single-block pages are full at once */
   }
   return p;

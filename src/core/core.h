@@ -76,6 +76,44 @@ typedef struct lm_random_s {
 
 typedef struct mi_heap_s lm_heap_t;
 
+/* ---- statistics of the heaps (stats.c) --------------------------------------------------------
+ * Pages count what they hand out (one add on the malloc path: page->stat_allocs) and the owner
+ * folds that, with the change of page->used, into its thread's figures on slow paths; a
+ * thread's figures reach the process figures (atomics) when it merges: on exit, mi_collect,
+ * mi_stats_merge and whenever statistics are read. A thread's `current` is the live blocks of
+ * the pages it owns: abandoning and adopting a page move its share without touching the
+ * process figures, so those are never negative. Huge blocks count in bin LM_BIN_HUGE. */
+typedef struct lm_stat_local_s {
+  int64_t total, current, peak;   /* this thread's figures */
+  int64_t merged_total;           /* total and current at the last merge, and the highest */
+  int64_t merged_current;         /* current since then: what the next merge adds */
+  int64_t merge_peak;
+} lm_stat_local_t;
+
+typedef struct lm_counter_local_s {
+  int64_t total, merged;
+} lm_counter_local_t;
+
+#define LM_STAT_BINS (LM_BIN_HUGE + 1)
+
+typedef struct lm_thread_stats_s {
+  lm_stat_local_t malloc_bins[LM_STAT_BINS]; /* blocks per size class */
+  lm_stat_local_t page_bins[LM_STAT_BINS];   /* pages per size class */
+  lm_stat_local_t malloc_normal;             /* bytes in blocks of bins 1..48 */
+  lm_stat_local_t malloc_huge;               /* bytes in single-block pages */
+  lm_counter_local_t malloc_normal_count, malloc_huge_count;
+  lm_counter_local_t pages_extended, pages_retire, page_searches, page_searches_count;
+} lm_thread_stats_t;
+
+typedef struct lm_heap_stats_s {
+  lm_stat_count_t malloc_bins[LM_STAT_BINS];
+  lm_stat_count_t page_bins[LM_STAT_BINS];
+  lm_stat_count_t malloc_normal, malloc_huge;
+  lm_stat_count_t malloc_requested; /* debug builds: the padding knows each block's request */
+  _Atomic(int64_t) malloc_normal_count, malloc_huge_count;
+  _Atomic(int64_t) pages_extended, pages_retire, page_searches, page_searches_count;
+} lm_heap_stats_t;
+
 /* Thread-local data: one per thread, reached from its heaps. */
 typedef struct lm_tld_s {
   uint64_t heartbeat;
@@ -85,6 +123,7 @@ typedef struct lm_tld_s {
   lm_segments_tld_t segments;
   size_t reclaim_cursor;
   lm_memid_t memid;          /* of the thread data (OS) or static for the main thread */
+  lm_thread_stats_t stats;
 } lm_tld_t;
 
 struct mi_heap_s {
@@ -130,6 +169,7 @@ typedef struct lm_process_s {
   _Atomic(int) purger_state;          /* 0 not started, 1 running, -1 unavailable */
   _Atomic(int64_t) abandoned_due;     /* when to visit abandoned segments (0: no need) */
   lm_stat_count_t threads;            /* threads that allocated (current: still running) */
+  lm_heap_stats_t stats;              /* the merged figures of every thread */
 } lm_process_t;
 
 extern lm_process_t lm_process;
@@ -389,6 +429,20 @@ bool lm_page_visit(const lm_heap_t* heap, lm_page_t* page, bool visit_blocks,
 
 /* Record the process start time (elapsed time in mi_process_info). */
 void lm_stats_process_start(void);
+/* Fold what the page handed out and gave back since the last look into `ts` (the owner's
+ * figures), or into the process figures when `ts` is NULL (a collector of abandoned pages). */
+void lm_page_stats_fold(lm_page_t* page, lm_thread_stats_t* ts);
+/* The page is counted for the first time (a fresh page of a heap). */
+void lm_page_stats_fresh(lm_page_t* page, lm_thread_stats_t* ts);
+/* The page goes back to its segment: fold, and drop its share (live blocks die with it). */
+void lm_page_stats_release(lm_page_t* page, lm_thread_stats_t* ts);
+/* The page leaves (abandon, `into` false) or joins (adopt) the thread's pages. */
+void lm_page_stats_move(lm_page_t* page, lm_thread_stats_t* ts, bool into);
+/* Fold every page of the thread's heaps and add its figures to the process figures. */
+void lm_stats_merge_thread(lm_tld_t* tld);
+/* The calling thread's data, or NULL if it never allocated. */
+lm_tld_t* lm_tld_current(void);
+static inline void lm_counter_add(lm_counter_local_t* c, int64_t n) { c->total += n; }
 
 /* ---- thread start and end (init.c) --------------------------------------------------------- */
 void lm_thread_done_heap(lm_heap_t* heap);

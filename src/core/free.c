@@ -149,7 +149,12 @@ static inline void free_ours(void* p) {
   lm_segment_t* segment = lm_segment_of(p);
   lm_page_t* page = lm_segment_page_of(segment, p);
   if (LM_FREE_CHECKS && lm_unlikely(free_is_invalid(segment, page, p))) return;
-  if (LM_PADDING) lm_debug_fill_freed(page, lm_page_block_of(page, p));
+  if (LM_PADDING) {
+    lm_block_t* block = lm_page_block_of(page, p);
+    lm_stat_decrease(&lm_process.stats.malloc_requested,
+                     (int64_t)lm_padding_requested(page, block));
+    lm_debug_fill_freed(page, block); /* (overwrites the padding) */
+  }
   lm_track_free(LM_TRACK ? lm_page_block_of(page, p) : p, page->block_size);
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
   if (lm_likely(is_local && lm_page_flags(page) == 0)) {

@@ -32,9 +32,13 @@ static lm_page_t* page_fresh(lm_heap_t* heap, lm_page_queue_t* pq, size_t block_
 /* ---- finding a page with a free block ------------------------------------------------------ */
 
 static lm_page_t* queue_find_free(lm_heap_t* heap, lm_page_queue_t* pq, size_t block_size) {
+  lm_thread_stats_t* ts = &heap->tld->stats;
+  lm_counter_add(&ts->page_searches_count, 1);
   lm_page_t* page = pq->first;
   while (page != NULL) {
+    lm_counter_add(&ts->page_searches, 1);
     lm_page_t* next = page->next;
+    lm_page_stats_fold(page, ts); /* its free list ran out: sample the peaks */
     lm_page_collect(page, false);
     if (page->free == NULL) lm_page_extend(page);
     if (page->free != NULL) {
@@ -79,6 +83,7 @@ void lm_heap_segment_check_abandoned(lm_segments_tld_t* tld, lm_segment_t* segme
 void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page) {
   lm_queue_remove(heap, lm_heap_queue_for(heap, page), page);
   heap->page_count--;
+  lm_page_stats_release(page, &heap->tld->stats);
   atomic_store_explicit(&page->xheap, 0, memory_order_relaxed);
   lm_page_flags_update(page, 0, 0xFF);
   lm_track_page_gone(page);
@@ -92,6 +97,7 @@ void lm_page_retire_slow(lm_page_t* page) {
   lm_heap_t* heap = lm_page_heap(page);
   lm_page_queue_t* pq = lm_heap_queue_for(heap, page);
   size_t bin = (size_t)(pq - heap->pages);
+  lm_counter_add(&heap->tld->stats.pages_retire, 1);
   /* The only page of its size: keep it a little, an alloc/free cycle would churn it. */
   if (bin < LM_BIN_HUGE && pq->first == page && pq->last == page) {
     page->retire_expire = page->block_size <= LM_SMALL_OBJ_SIZE_MAX ? 16 : 4;
@@ -163,12 +169,16 @@ static void heap_visit_pages(lm_heap_t* heap, lm_collect_t mode) {
     }
   }
   if (mode != LM_COLLECT_ABANDON) return;
+  /* The thread's figures reach the process before its pages leave: a collector of abandoned
+   * pages subtracts from the process figures what this thread added. */
+  lm_stats_merge_thread(heap->tld);
   for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
     lm_page_queue_t* pq = &heap->pages[bin];
     while (pq->first != NULL) {
       lm_page_t* page = pq->first;
       lm_queue_remove(heap, pq, page);
       heap->page_count--;
+      lm_page_stats_move(page, &heap->tld->stats, false);
       /* Frees, even from this thread, now take the remote path (the page has no heap). */
       lm_page_flags_update(page, LM_PAGE_ABANDONED, LM_PAGE_IN_FULL);
       atomic_store_explicit(&page->xheap, 0, memory_order_release);
@@ -205,9 +215,10 @@ static bool heap_adopt_segment(lm_heap_t* heap, lm_segment_t* segment) {
   for (lm_page_t* page = lm_segment_next_page(segment, NULL); page != NULL;
        page = lm_segment_next_page(segment, page)) {
     if (lm_page_heap(page) != NULL) continue;
-    lm_segment_page_unabandon(page);
+    lm_segment_page_unabandon(page, &heap->tld->segments);
     atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
     page->heap_tag = heap->tag;
+    lm_page_stats_move(page, &heap->tld->stats, true);
     lm_page_flags_update(page, 0, 0xFF);
     lm_page_set_delayed(page, LM_TF_NO_DELAYED, true);
     atomic_fetch_and_explicit(&page->xthread_free, ~(uintptr_t)LM_TF_NOTIFY, memory_order_relaxed);
@@ -260,8 +271,10 @@ static void abandoned_segment_collect(lm_segments_tld_t* tld, lm_segment_t* segm
   while (page != NULL) {
     lm_page_t* next = lm_segment_next_page(segment, page);
     lm_page_collect(page, true);
+    lm_page_stats_fold(page, NULL); /* nobody's page: straight into the process figures */
     if (page->used == 0) {
-      lm_segment_page_unabandon(page);
+      lm_page_stats_release(page, NULL);
+      lm_segment_page_unabandon(page, tld);
       bool last = segment->used == 1;
       lm_page_flags_update(page, 0, 0xFF);
       lm_track_page_gone(page);

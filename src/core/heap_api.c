@@ -97,10 +97,17 @@ void mi_heap_delete(mi_heap_t* heap) {
   mi_free(heap);
 }
 
-static bool untrack_block(const mi_heap_t* heap, const mi_heap_area_t* area, void* block,
-                          size_t block_size, void* arg) {
-  (void)heap, (void)area, (void)block_size, (void)arg;
-  if (block != NULL) lm_track_free(block, block_size);
+/* A block that dies with its heap: tell the memory checker, and the requested-bytes count. */
+static bool block_dies(const mi_heap_t* heap, const mi_heap_area_t* area, void* block,
+                       size_t block_size, void* arg) {
+  (void)heap, (void)area, (void)arg;
+  if (block == NULL) return true;
+  if (LM_PADDING) {
+    const lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
+    lm_stat_decrease(&lm_process.stats.malloc_requested,
+                     (int64_t)lm_padding_requested(page, (const lm_block_t*)block));
+  }
+  lm_track_free(block, block_size);
   return true;
 }
 
@@ -113,9 +120,7 @@ void mi_heap_destroy(mi_heap_t* heap) {
   }
   if (heap == heap->tld->heap_backing) return;
   heap_quiesce(heap);
-  if (LM_TRACK_VALGRIND) { /* memcheck must hear of every block that dies here */
-    mi_heap_visit_blocks(heap, true, untrack_block, NULL);
-  }
+  if (LM_TRACK_VALGRIND || LM_PADDING) mi_heap_visit_blocks(heap, true, block_dies, NULL);
   /* Give every page back whole: its blocks die with it, no walk over them. */
   for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
     lm_page_queue_t* pq = &heap->pages[bin];

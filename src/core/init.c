@@ -135,6 +135,7 @@ static void process_setup(void) {
   tld_init(&tld_main, &heap_main);
   lm_heap_init(&heap_main, &tld_main, 0, false, 0);
   lm_process.heap_main = &heap_main;
+  lm_stat_increase(&lm_process.threads, 1); /* the main thread */
   atomic_store(&lm_process.main_thread, lm_thread_id());
   if (backend->thread_exit_register != NULL) backend->thread_exit_register(thread_exit_hook);
 
@@ -201,6 +202,7 @@ void lm_thread_done_heap(lm_heap_t* heap) {
   if (lm_heap_default == backing || lm_heap_default == heap) lm_heap_default = (lm_heap_t*)&lm_heap_empty;
   /* Abandon every heap of the thread (only the backing heap exists for now). */
   for (lm_heap_t* h = tld->heaps; h != NULL; h = h->next) lm_heap_collect(h, LM_COLLECT_ABANDON);
+  lm_stats_merge_thread(tld); /* what is left: counters of the last collection */
   if (backing == &heap_main) return; /* the main thread's data is static */
   lm_stat_decrease(&lm_process.threads, 1);
   lm_thread_data_t* td = (lm_thread_data_t*)((uint8_t*)backing - offsetof(lm_thread_data_t, heap));
@@ -229,8 +231,24 @@ void mi_thread_done(void) mi_attr_noexcept {
 
 int mi_version(void) mi_attr_noexcept { return MI_MALLOC_VERSION; }
 
+/* At exit: the statistics when asked for, and the memory back with destroy_on_exit. */
+void mi_process_done(void) mi_attr_noexcept {
+  static _Atomic(int) done;
+  if (atomic_exchange(&done, 1)) return;
+  if (!lm_process_ensure_init()) return;
+  if (mi_option_is_enabled(mi_option_show_stats) || mi_option_is_enabled(mi_option_verbose)) {
+    mi_stats_print(NULL);
+  }
+  if (mi_option_is_enabled(mi_option_destroy_on_exit)) {
+    /* Give the physical memory back now. The address space itself stays: destructors that
+     * run after this one may still free (upstream unmaps here, and such programs crash). */
+    mi_collect(true);
+  }
+}
+
 void mi_collect(bool force) mi_attr_noexcept {
   lm_heap_collect(lm_heap_get_default(), force ? LM_COLLECT_FORCE : LM_COLLECT_NORMAL);
+  mi_stats_merge();
 }
 
 /* Runs when the library is loaded: by then libc (and the environment) are ready, so the

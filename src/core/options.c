@@ -214,3 +214,9 @@ void mi_option_set_enabled_default(mi_option_t option, bool enable) {
 }
 void mi_option_enable(mi_option_t option) { mi_option_set_enabled(option, true); }
 void mi_option_disable(mi_option_t option) { mi_option_set_enabled(option, false); }
+
+void mi_options_print(void) mi_attr_noexcept {
+  for (int i = 0; i < _mi_option_last; i++) {
+    lm_message("option '%s': %ld", options[i].name, mi_option_get((mi_option_t)i));
+  }
+}

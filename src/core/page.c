@@ -76,6 +76,8 @@ void lm_page_extend(lm_page_t* page) {
   size_t step = 4 * LM_KiB / (bsize > 0 ? bsize : 1);
   if (step < 4) step = 4;
   size_t extend = lm_min(step, (size_t)(page->reserved - page->capacity));
+  lm_heap_t* heap = lm_page_heap(page);
+  if (heap != NULL) lm_counter_add(&heap->tld->stats.pages_extended, 1);
   uint8_t* start = page->page_start + (size_t)page->capacity * bsize;
   if (LM_PADDING) { /* fresh blocks look freed, so reuse checks hold for every block */
     for (size_t i = 0; i < extend; i++) {
@@ -85,7 +87,6 @@ void lm_page_extend(lm_page_t* page) {
     }
     page->free_is_zero = false;
   }
-  lm_heap_t* heap = lm_page_heap(page);
   if (LM_SECURE && extend > 2 && extend <= 512 && heap != NULL) {
     /* Secure builds hand the new blocks out in random order: neighbours in memory are not
      * neighbours in time, so an overflow cannot count on what follows a block. */
@@ -209,5 +210,6 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   }
   atomic_store_explicit(&page->xthread_free, LM_TF_NO_DELAYED, memory_order_relaxed);
   atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
+  lm_page_stats_fresh(page, &heap->tld->stats);
   lm_page_extend(page);
 }

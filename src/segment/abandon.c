@@ -12,6 +12,7 @@
 void lm_segment_page_abandon(lm_page_t* page, lm_segments_tld_t* tld) {
   lm_segment_t* segment = lm_segment_of(page);
   segment->abandoned++;
+  lm_stat_increase(&tld->shared->pages_abandoned_stats, 1);
   lm_assert(segment->abandoned <= segment->used);
   if (segment->abandoned == segment->used) lm_segment_abandon_again(segment, tld);
 }

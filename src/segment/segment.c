@@ -43,6 +43,18 @@ static void mask_set(lm_commit_mask_t* m, size_t idx, size_t n, bool on) {
 static bool mask_get(const lm_commit_mask_t* m, size_t i) {
   return (m->bits[i / 64] >> (i % 64)) & 1;
 }
+/* Purge bits are counted process-wide: committed memory that is free but not purged yet. */
+static void purge_mask_set(lm_segments_t* segs, lm_segment_t* segment, size_t idx, size_t n,
+                           bool on) {
+  int64_t changed = 0;
+  for (size_t i = idx; i < idx + n; i++) {
+    if (mask_get(&segment->purge_mask, i) != on) changed++;
+  }
+  if (changed == 0) return;
+  mask_set(&segment->purge_mask, idx, n, on);
+  int64_t bytes = changed * (int64_t)LM_SLICE_SIZE;
+  atomic_fetch_add_explicit(&segs->purge_pending, on ? bytes : -bytes, memory_order_relaxed);
+}
 static bool mask_any(const lm_commit_mask_t* m) {
   for (size_t f = 0; f < LM_COMMIT_MASK_FIELDS; f++) {
     if (m->bits[f] != 0) return true;
@@ -70,7 +82,7 @@ static void segment_purge_now(lm_segments_t* segs, lm_segment_t* segment) {
     bool needs_recommit =
         lm_os_purge(arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
     if (needs_recommit) mask_set(&segment->commit_mask, start, i - start, false);
-    mask_set(&segment->purge_mask, start, i - start, false);
+    purge_mask_set(segs, segment, start, i - start, false);
   }
   segment->purge_expire = 0;
 }
@@ -90,7 +102,7 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
   bool ok = true;
   bool zero = true;
   lm_spin_lock(&segment->lock);
-  mask_set(&segment->purge_mask, idx, n, false);
+  purge_mask_set(segs, segment, idx, n, false);
   if (!mask_any(&segment->purge_mask)) segment->purge_expire = 0;
   for (size_t i = idx; i < idx + n;) {
     if (mask_get(&segment->commit_mask, i)) {
@@ -127,7 +139,7 @@ static void segment_schedule_purge(lm_segments_tld_t* tld, lm_segment_t* segment
   if (delay < 0 || !segs->arenas->caps.has_decommit || segment->memid.is_pinned) return;
   lm_spin_lock(&segment->lock);
   for (size_t i = idx; i < idx + n; i++) {
-    if (mask_get(&segment->commit_mask, i)) mask_set(&segment->purge_mask, i, 1, true);
+    if (mask_get(&segment->commit_mask, i)) purge_mask_set(segs, segment, i, 1, true);
   }
   if (delay == 0) {
     segment_purge_now(segs, segment);
@@ -393,6 +405,7 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
   lm_segments_t* segs = tld->shared;
   if (segment->kind == LM_SEGMENT_NORMAL) lm_span_remove_all(tld, segment);
   segment_unflag_purge(segs, segment);
+  purge_mask_set(segs, segment, 0, LM_SLICES_PER_SEGMENT, false); /* the arena takes it over */
   segment_map_set(segs, segment, false);
   atomic_fetch_sub_explicit(&segs->count, 1, memory_order_relaxed);
   lm_stat_decrease(&segs->segment_stats, 1);

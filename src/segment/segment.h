@@ -67,6 +67,8 @@ typedef struct lm_page_s {
   uint16_t used;          /* blocks in use, including those waiting in xthread_free */
   uint8_t block_size_shift; /* log2(block_size) for powers of two, else 0 */
   uint8_t heap_tag;
+  uint32_t stat_allocs;   /* blocks handed out since the statistics last looked (core) */
+  uint16_t stat_used;     /* `used` when the statistics last looked (core) */
   lm_block_t* free;       /* allocation list */
   lm_block_t* local_free; /* frees by the owning thread */
   size_t block_size;      /* 0 marks a free span */
@@ -138,6 +140,8 @@ typedef struct lm_segments_s {
   lm_stat_count_t segment_stats;       /* segments allocated and freed */
   lm_stat_count_t page_stats;          /* pages allocated and freed */
   lm_stat_count_t abandoned_stats;     /* segments abandoned and taken back */
+  _Atomic(int64_t) purge_pending;      /* bytes of free slices waiting for their purge */
+  lm_stat_count_t pages_abandoned_stats; /* pages abandoned and taken back */
   /* One bit per 32 MiB of address space for segments taken straight from the OS (arena memory
    * is known to the arenas): allocated on first need, 1 MiB for a 48-bit address space. */
   _Atomic(_Atomic(uint64_t)*) map;
@@ -206,7 +210,10 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
  * when it was the last page, and then returns true. */
 bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld);
 /* The core takes back an abandoned page (reclaim) or is about to free it. */
-static inline void lm_segment_page_unabandon(lm_page_t* page) { lm_segment_of(page)->abandoned--; }
+static inline void lm_segment_page_unabandon(lm_page_t* page, lm_segments_tld_t* tld) {
+  lm_segment_of(page)->abandoned--;
+  lm_stat_decrease(&tld->shared->pages_abandoned_stats, 1);
+}
 /* The core gave up a page with live blocks (thread exit). When all pages of the segment are
  * abandoned, the segment becomes reclaimable by other threads. */
 void lm_segment_page_abandon(lm_page_t* page, lm_segments_tld_t* tld);

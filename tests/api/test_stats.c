@@ -700,8 +700,16 @@ static void load_bin_block_sizes(void) {
   mi_free(text);
 }
 
+/* Debug builds put 8 bytes of padding after each block: a request takes that much more. */
+#if defined(LM_DEBUG) && LM_DEBUG > 0
+#define PADDING 8
+#else
+#define PADDING 0
+#endif
+
+/* The class of a request: the block size mi_good_size gives for it and its padding. */
 static size_t bin_of(size_t size) {
-  size_t bsize = mi_good_size(size);
+  size_t bsize = mi_good_size(size + PADDING);
   for (size_t b = 1; b < MI_BIN_COUNT - 1; b++) {
     if (bin_block_size[b] == bsize) return b;
   }
@@ -725,7 +733,7 @@ static void test_malloc_bins_count_blocks_exactly(void** state) {
       blocks[s][i] = mi_malloc(bin_sizes[s]);
       assert_non_null(blocks[s][i]);
     }
-    bytes += (int64_t)(BIN_N * mi_good_size(bin_sizes[s]));
+    bytes += (int64_t)(BIN_N * bin_block_size[bin_of(bin_sizes[s])]);
   }
   get_stats(&during);
   check_all_sane(&during);
@@ -794,12 +802,71 @@ static void test_thread_counts_are_merged_at_exit(void** state) {
   assert_int_equal(after.malloc_bins[b2].current, before.malloc_bins[b2].current);
 }
 
+/* Debug builds know each block's request (its padding records it): malloc_requested counts
+ * exactly those bytes. Other builds leave it at zero rather than guess. */
+static void test_requested_bytes(void** state) {
+  (void)state;
+  static const size_t sizes[] = {1, 13, 100, 1000, 5000, 70000, 300000};
+  enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+  void* blocks[N];
+  mi_stats_t before, during, after;
+  get_stats(&before);
+  int64_t requested = 0;
+  for (size_t i = 0; i < N; i++) {
+    blocks[i] = mi_malloc(sizes[i]);
+    assert_non_null(blocks[i]);
+    requested += (int64_t)sizes[i];
+  }
+  blocks[2] = mi_realloc(blocks[2], 60); /* in place: the block keeps its first request */
+  get_stats(&during);
+  for (size_t i = 0; i < N; i++) mi_free(blocks[i]);
+  get_stats(&after);
+  check_all_sane(&during);
+  check_all_sane(&after);
+#if defined(LM_DEBUG) && LM_DEBUG > 0
+  assert_int_equal(during.malloc_requested.current - before.malloc_requested.current, requested);
+  assert_int_equal(during.malloc_requested.total - before.malloc_requested.total, requested);
+  assert_int_equal(after.malloc_requested.current, before.malloc_requested.current);
+  assert_true(after.malloc_requested.peak >= during.malloc_requested.current);
+#else
+  assert_int_equal(after.malloc_requested.total, 0);
+  assert_int_equal(after.malloc_requested.current, 0);
+#endif
+}
+
+/* A destroyed heap's blocks leave the figures with it, without a free each. */
+static void test_heap_destroy_drops_its_blocks(void** state) {
+  (void)state;
+  load_bin_block_sizes();
+  size_t b = bin_of(bin_sizes[2]);
+  mi_stats_t before, during, after;
+  get_stats(&before);
+  mi_heap_t* heap = mi_heap_new();
+  assert_non_null(heap);
+  for (size_t i = 0; i < BIN_N; i++) assert_non_null(mi_heap_malloc(heap, bin_sizes[2]));
+  assert_non_null(mi_heap_malloc(heap, 1 << 20)); /* a huge block too */
+  get_stats(&during);
+  assert_int_equal(during.malloc_bins[b].current - before.malloc_bins[b].current, BIN_N);
+  assert_int_equal(during.malloc_huge_count.total - before.malloc_huge_count.total, 1);
+  assert_true(during.malloc_huge.current - before.malloc_huge.current >= 1 << 20);
+  mi_heap_destroy(heap);
+  get_stats(&after);
+  check_all_sane(&after);
+  assert_int_equal(after.malloc_bins[b].current, before.malloc_bins[b].current);
+  assert_int_equal(after.malloc_bins[b].total, during.malloc_bins[b].total);
+  assert_int_equal(after.malloc_huge.current, before.malloc_huge.current);
+  assert_int_equal(after.malloc_normal.current, before.malloc_normal.current);
+  assert_int_equal(after.malloc_requested.current, before.malloc_requested.current);
+}
+
 int main(int argc, char** argv) {
   mi_process_init();
   if (argc > 1 && strcmp(argv[1], "bins") == 0) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malloc_bins_count_blocks_exactly),
         cmocka_unit_test(test_thread_counts_are_merged_at_exit),
+        cmocka_unit_test(test_requested_bytes),
+        cmocka_unit_test(test_heap_destroy_drops_its_blocks),
     };
     return cmocka_run_group_tests_name("stats-bins", tests, NULL, NULL);
   }

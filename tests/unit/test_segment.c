@@ -642,14 +642,14 @@ static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(vo
   assert_int_equal(lm_segment_owner(segment), lm_thread_id());
 
   /* The new owner frees the pages: the segment goes with the last one. */
-  lm_segment_page_unabandon(p1);
+  lm_segment_page_unabandon(p1, &tld);
   assert_false(lm_segment_page_free(p1, &tld));
-  lm_segment_page_unabandon(p2);
+  lm_segment_page_unabandon(p2, &tld);
   assert_false(lm_segment_page_free(p2, &tld));
   /* A page allocated meanwhile comes from the reclaimed segment's spans. */
   lm_page_t* q = page_alloc(64);
   assert_ptr_equal(lm_segment_of(q), segment);
-  lm_segment_page_unabandon(p3);
+  lm_segment_page_unabandon(p3, &tld);
   assert_false(lm_segment_page_free(p3, &tld));
   assert_true(lm_segment_page_free(q, &tld));
   assert_int_equal(atomic_load(&segs.count), 0);
@@ -675,7 +675,7 @@ static void test_segment_abandon_purges_pending_spans(void** state) {
   assert_false(fake_backend_is_committed(area, SLICE));
   size_t cursor = 0;
   assert_ptr_equal(lm_segment_reclaim(&tld2, &cursor), segment);
-  lm_segment_page_unabandon(x);
+  lm_segment_page_unabandon(x, &tld);
   assert_true(lm_segment_page_free(x, &tld2));
 }
 
@@ -698,7 +698,7 @@ static void test_segment_abandoned_outside_arenas_is_reclaimed_from_the_list(voi
   assert_int_equal(lm_segments_abandoned_count(&segs), 0);
   assert_ptr_equal(lm_segment_next_page(segment, NULL), page);
   assert_null(lm_segment_next_page(segment, page));
-  lm_segment_page_unabandon(page);
+  lm_segment_page_unabandon(page, &tld);
   assert_true(lm_segment_page_free(page, &tld2));
   assert_int_equal(atomic_load(&segs.count), 0);
 }
