@@ -20,6 +20,7 @@ typedef struct lm_arena_s {
   int id;                   /* index + 1 */
   bool exclusive;           /* used only when asked for by id */
   bool is_pinned;           /* large OS pages: never purged */
+  int numa_node;            /* the node it serves first, -1 any */
   bool track_commit;        /* the committed bitmap matters (recommit or lazy commit) */
   lm_memid_t memid;         /* of the reserved range */
   lm_memid_t meta_memid;    /* of this struct and its bitmaps */
@@ -72,6 +73,11 @@ int lm_arenas_init(lm_arenas_t* arenas, const lm_backend_t* backend,
   arenas->backend = backend;
   if (config != NULL) arenas->config = *config;
   else lm_mem_config_default(&arenas->config);
+  int nodes = arenas->config.numa_nodes;
+  if (nodes <= 0) {
+    nodes = caps->has_numa && backend->numa_node_count != NULL ? backend->numa_node_count() : 1;
+  }
+  arenas->numa_count = nodes > 0 ? nodes : 1;
   return 0;
 }
 
@@ -110,7 +116,7 @@ static bool eager_commit(const lm_arenas_t* arenas) {
 
 /* Register `start` as an arena; returns its id or 0 on failure. */
 static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committed, bool is_zero,
-                     bool exclusive, const lm_memid_t* memid) {
+                     bool exclusive, int numa_node, const lm_memid_t* memid) {
   size_t blocks = size / LM_ARENA_BLOCK_SIZE;
   size_t fields = lm_divide_up(blocks, LM_BITMAP_FIELD_BITS);
   size_t bitmaps = 4 + LM_BLOCK_FLAG_COUNT;
@@ -124,6 +130,7 @@ static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committ
   *arena = (lm_arena_t){.start = start,
                         .block_count = blocks,
                         .is_pinned = memid->is_pinned,
+                        .numa_node = numa_node,
                         .exclusive = exclusive,
                         .memid = *memid,
                         .meta_memid = meta_memid,
@@ -155,15 +162,23 @@ static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committ
   return arena->id;
 }
 
-int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
-                     int* arena_id) {
+int lm_arena_reserve_ex(lm_arenas_t* arenas, size_t size, bool commit, bool allow_large,
+                        bool exclusive, int numa_node, int* arena_id) {
   if (arena_id != NULL) *arena_id = 0;
   size = lm_align_up(size, LM_ARENA_BLOCK_SIZE);
   if (size == 0) return ENOMEM;
   lm_memid_t memid;
-  void* start = lm_os_alloc_aligned(arenas, size, LM_ARENA_BLOCK_SIZE, 0, commit, &memid);
+  void* start = NULL;
+  if (allow_large && commit && arenas->config.allow_large) {
+    start = lm_os_alloc_large(arenas, size, LM_ARENA_BLOCK_SIZE, &memid);
+  }
+  if (start == NULL) start = lm_os_alloc_aligned(arenas, size, LM_ARENA_BLOCK_SIZE, 0, commit, &memid);
   if (start == NULL) return ENOMEM;
-  int id = arena_add(arenas, start, size, commit, memid.initially_zero, exclusive, &memid);
+  if (numa_node >= 0 && arenas->caps.has_numa && arenas->backend->numa_bind != NULL) {
+    arenas->backend->numa_bind(start, size, numa_node); /* a preference: failure is harmless */
+  }
+  int id = arena_add(arenas, start, size, commit, memid.initially_zero, exclusive, numa_node,
+                     &memid);
   if (id == 0) {
     lm_os_free(arenas, start, size, &memid);
     return ENOMEM;
@@ -172,9 +187,13 @@ int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusi
   return 0;
 }
 
+int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
+                     int* arena_id) {
+  return lm_arena_reserve_ex(arenas, size, commit, false, exclusive, -1, arena_id);
+}
+
 int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_committed,
                     bool is_pinned, bool is_zero, int numa_node, bool exclusive, int* arena_id) {
-  (void)numa_node;
   if (arena_id != NULL) *arena_id = 0;
   uintptr_t lo = lm_align_up((uintptr_t)start, LM_ARENA_BLOCK_SIZE);
   uintptr_t hi = lm_align_down((uintptr_t)start + size, LM_ARENA_BLOCK_SIZE);
@@ -183,7 +202,8 @@ int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_commi
                       .is_pinned = is_pinned,
                       .initially_committed = is_committed,
                       .initially_zero = is_zero};
-  int id = arena_add(arenas, (void*)lo, hi - lo, is_committed, is_zero, exclusive, &memid);
+  int id = arena_add(arenas, (void*)lo, hi - lo, is_committed, is_zero, exclusive,
+                     numa_node < 0 ? -1 : numa_node, &memid);
   if (id == 0) return ENOMEM;
   if (arena_id != NULL) *arena_id = id;
   return 0;
@@ -201,8 +221,9 @@ int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool
   lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
   lm_stat_increase(&arenas->stats.committed, (int64_t)size);
   lm_memid_t memid = {.kind = LM_MEM_OS, .os_base = start, .os_size = size, .is_pinned = true,
-                      .initially_committed = true, .initially_zero = is_zero};
-  int id = arena_add(arenas, start, size, true, is_zero, exclusive, &memid);
+                      .is_large = true, .initially_committed = true, .initially_zero = is_zero};
+  int id = arena_add(arenas, start, size, true, is_zero, exclusive, numa_node < 0 ? -1 : numa_node,
+                     &memid);
   if (id == 0) {
     lm_os_free(arenas, start, size, &memid);
     return ENOMEM;
@@ -222,6 +243,27 @@ void* lm_arena_area(lm_arenas_t* arenas, int arena_id, size_t* size) {
 
 size_t lm_arena_count(lm_arenas_t* arenas) { return arena_count(arenas); }
 
+int lm_arenas_numa_node(lm_arenas_t* arenas) {
+  if (arenas->numa_count <= 1) return -1;
+  int node = arenas->backend->numa_node != NULL ? arenas->backend->numa_node() : 0;
+  return node >= 0 ? node % arenas->numa_count : 0;
+}
+
+int lm_arena_numa_node(lm_arenas_t* arenas, int arena_id) {
+  if (arena_id <= 0 || (size_t)arena_id > arena_count(arenas)) return -1;
+  lm_arena_t* arena = arena_at(arenas, (size_t)arena_id - 1);
+  return arena != NULL ? arena->numa_node : -1;
+}
+
+bool lm_arena_is_large(lm_arenas_t* arenas, int arena_id, bool* is_pinned) {
+  if (is_pinned != NULL) *is_pinned = false;
+  if (arena_id <= 0 || (size_t)arena_id > arena_count(arenas)) return false;
+  lm_arena_t* arena = arena_at(arenas, (size_t)arena_id - 1);
+  if (arena == NULL) return false;
+  if (is_pinned != NULL) *is_pinned = arena->is_pinned;
+  return arena->memid.is_large;
+}
+
 bool lm_arena_block_in_use(lm_arenas_t* arenas, int arena_id, size_t block) {
   if (arena_id <= 0 || (size_t)arena_id > arena_count(arenas)) return false;
   lm_arena_t* arena = arena_at(arenas, (size_t)arena_id - 1);
@@ -229,14 +271,14 @@ bool lm_arena_block_in_use(lm_arenas_t* arenas, int arena_id, size_t block) {
 }
 
 /* A new automatic arena; later ones grow so a big heap needs few of them. */
-static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size) {
+static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size, int numa_node) {
   size_t size = arenas->config.arena_reserve;
   if (size == 0) return false;
   size_t n = arena_count(arenas);
   if (n >= LM_MAX_ARENAS - 4) return false;
   if (n >= 8) size <<= lm_min(n / 8, 16);
   if (size < min_size) size = min_size;
-  return lm_arena_reserve(arenas, size, eager_commit(arenas), false, NULL) == 0;
+  return lm_arena_reserve_ex(arenas, size, eager_commit(arenas), true, false, numa_node, NULL) == 0;
 }
 
 /* ---- claiming and freeing blocks ---------------------------------------------------------- */
@@ -273,16 +315,20 @@ static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t bloc
   return p;
 }
 
+/* Arenas of the caller's NUMA node (or of none) first; with `far`, then any other. */
 static void* arenas_try_alloc(lm_arenas_t* arenas, size_t blocks, bool commit, int arena_id,
-                              lm_memid_t* memid) {
+                              int numa_node, bool far, lm_memid_t* memid) {
   size_t n = arena_count(arenas);
-  for (size_t i = 0; i < n; i++) {
-    lm_arena_t* arena = arena_at(arenas, i);
-    if (arena == NULL) continue;
-    bool suitable = arena_id > 0 ? arena->id == arena_id : !arena->exclusive;
-    if (!suitable) continue;
-    void* p = arena_try_claim(arenas, arena, blocks, commit, memid);
-    if (p != NULL) return p;
+  for (int pass = 0; pass < (far && numa_node >= 0 ? 2 : 1); pass++) {
+    for (size_t i = 0; i < n; i++) {
+      lm_arena_t* arena = arena_at(arenas, i);
+      if (arena == NULL) continue;
+      bool suitable = arena_id > 0 ? arena->id == arena_id : !arena->exclusive;
+      bool near = numa_node < 0 || arena->numa_node < 0 || arena->numa_node == numa_node;
+      if (!suitable || near == (pass == 1)) continue;
+      void* p = arena_try_claim(arenas, arena, blocks, commit, memid);
+      if (p != NULL) return p;
+    }
   }
   return NULL;
 }
@@ -294,17 +340,23 @@ void* lm_arena_alloc(lm_arenas_t* arenas, size_t size, size_t align, size_t offs
   bool arena_fit = align <= LM_ARENA_BLOCK_SIZE && offset == 0 && size >= LM_ARENA_BLOCK_SIZE / 2;
   if (arena_fit) {
     size_t blocks = lm_divide_up(size, LM_ARENA_BLOCK_SIZE);
-    void* p = arenas_try_alloc(arenas, blocks, commit, arena_id, memid);
+    /* Memory of another NUMA node only when no arena of ours can be made. */
+    int node = arena_id > 0 ? -1 : lm_arenas_numa_node(arenas);
+    void* p = arenas_try_alloc(arenas, blocks, commit, arena_id, node, false, memid);
     if (p != NULL) return p;
     if (arena_id <= 0 && !arenas->config.disallow_os_alloc) {
       lm_spin_lock(&arenas->reserve_lock); /* one thread reserves; the others then find room */
-      p = arenas_try_alloc(arenas, blocks, commit, arena_id, memid);
+      p = arenas_try_alloc(arenas, blocks, commit, arena_id, node, false, memid);
       lm_spin_unlock(&arenas->reserve_lock);
       if (p != NULL) return p;
-      if (arena_reserve_auto(arenas, blocks * LM_ARENA_BLOCK_SIZE)) {
-        p = arenas_try_alloc(arenas, blocks, commit, arena_id, memid);
+      if (arena_reserve_auto(arenas, blocks * LM_ARENA_BLOCK_SIZE, node)) {
+        p = arenas_try_alloc(arenas, blocks, commit, arena_id, node, false, memid);
         if (p != NULL) return p;
       }
+    }
+    if (node >= 0) {
+      p = arenas_try_alloc(arenas, blocks, commit, arena_id, node, true, memid);
+      if (p != NULL) return p;
     }
   }
   if (arena_id > 0 || arenas->config.disallow_os_alloc) return NULL;

@@ -45,6 +45,7 @@ typedef struct lm_memid_s {
   uint32_t block_index;
   uint32_t block_count;
   bool is_pinned;           /* large/huge OS pages: never decommitted */
+  bool is_large;            /* on large OS pages (pinned or transparent) */
   bool is_exclusive;        /* from an arena used only when asked for by id */
   bool initially_committed; /* the whole range was committed when handed out */
   bool initially_zero;      /* the whole range read as zero when handed out */
@@ -58,6 +59,8 @@ typedef struct lm_mem_config_s {
   size_t arena_reserve;     /* bytes per new arena; 0 disables automatic arenas */
   int arena_eager_commit;   /* 0 no, 1 yes, 2 when the OS overcommits */
   bool disallow_os_alloc;   /* only pre-reserved arenas may be used */
+  bool allow_large;         /* arenas may use large OS pages (allow_large_os_pages) */
+  int numa_nodes;           /* nodes to tell apart: 0 asks the backend, 1 ignores NUMA */
 } lm_mem_config_t;
 
 /* ---- statistics of OS traffic (all atomic: updated from any thread) ----------------------- */
@@ -100,6 +103,7 @@ typedef struct lm_arenas_s {
   uintptr_t region_lo;
   _Atomic(uintptr_t) region_size;
   _Atomic(uintptr_t) hint_next;
+  int numa_count; /* NUMA nodes arenas are told apart by (1: none) */
 } lm_arenas_t;
 
 /* Validate `backend` (required functions present, capabilities consistent), read its
@@ -130,6 +134,9 @@ static inline void* lm_os_alloc(lm_arenas_t* arenas, size_t size, bool commit,
 }
 /* Give back memory from lm_os_alloc*; `size` is the size that was asked for. */
 void lm_os_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid);
+/* Committed memory on large OS pages (`size` rounded up to them), or NULL when the backend
+ * has none to give: the caller falls back to lm_os_alloc_aligned. */
+void* lm_os_alloc_large(lm_arenas_t* arenas, size_t size, size_t align, lm_memid_t* memid);
 /* Commit (liberal rounding: outward to pages). False on failure. */
 bool lm_os_commit(lm_arenas_t* arenas, void* p, size_t size, bool* is_zero);
 /* Purge per the policy (conservative rounding: inward). Returns whether the range must be
@@ -167,6 +174,16 @@ bool lm_arenas_contain(lm_arenas_t* arenas, const void* p);
 /* Reserve a new arena of `size` bytes now (mi_reserve_os_memory). Returns 0 or ENOMEM. */
 int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
                      int* arena_id);
+/* The same, on large OS pages when `allow_large` and the policy allows them (committed
+ * arenas only), for NUMA node `numa_node` (-1: any). */
+int lm_arena_reserve_ex(lm_arenas_t* arenas, size_t size, bool commit, bool allow_large,
+                        bool exclusive, int numa_node, int* arena_id);
+/* The NUMA node of the calling thread as arenas see it (-1 when NUMA is not told apart), and
+ * the node an arena serves (-1: any). */
+int lm_arenas_numa_node(lm_arenas_t* arenas);
+int lm_arena_numa_node(lm_arenas_t* arenas, int arena_id);
+/* Was the arena's memory given large OS pages, and are they pinned (never purged)? */
+bool lm_arena_is_large(lm_arenas_t* arenas, int arena_id, bool* is_pinned);
 
 /* Register memory the program provides (mi_manage_os_memory): never released by us. The
  * start is aligned up to a block; at least one block must remain. Returns 0 or EINVAL. */

@@ -117,6 +117,36 @@ void* lm_os_alloc_aligned(lm_arenas_t* arenas, size_t size, size_t align, size_t
   return p;
 }
 
+void* lm_os_alloc_large(lm_arenas_t* arenas, size_t size, size_t align, lm_memid_t* memid) {
+  *memid = (lm_memid_t){.kind = LM_MEM_NONE};
+  size_t large = arenas->caps.large_page_size;
+  if (arenas->backend->reserve_large == NULL || large == 0 || size == 0) return NULL;
+  size = lm_align_up(size, large);
+  uintptr_t hint = region_hint(arenas, size, align);
+  void* p = NULL;
+  bool zero = false, pinned = false;
+  atomic_fetch_add_explicit(&arenas->stats.reserve_calls, 1, memory_order_relaxed);
+  if (arenas->backend->reserve_large((void*)hint, size, align, &p, &zero, &pinned) != 0 ||
+      p == NULL) {
+    return NULL;
+  }
+  if (!is_aligned_at(p, align, 0)) { /* rare: not worth over-allocating large pages */
+    arenas->backend->release(p, size);
+    return NULL;
+  }
+  if (hint != 0 && (uintptr_t)p == hint) region_extend(arenas, hint + size);
+  lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
+  lm_stat_increase(&arenas->stats.committed, (int64_t)size);
+  *memid = (lm_memid_t){.kind = LM_MEM_OS,
+                        .os_base = p,
+                        .os_size = size,
+                        .is_pinned = pinned,
+                        .is_large = true,
+                        .initially_committed = true,
+                        .initially_zero = zero};
+  return p;
+}
+
 void lm_os_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid) {
   (void)p;
   (void)size;

@@ -73,6 +73,15 @@ typedef struct lm_backend_s {
   /* Optional: allocate `size` bytes (a multiple of 1 GiB) of huge OS pages, bound to
    * `numa_node` when >= 0. */
   int (*reserve_huge)(void* hint, size_t size, int numa_node, void** addr, bool* is_zero);
+  /* Optional: reserve committed memory backed by large pages (`caps.large_page_size`; `size`
+   * is a multiple of it): explicit large pages, which cannot be purged (`is_pinned`), or
+   * failing those, memory the OS is asked to back with large pages when it can. */
+  int (*reserve_large)(void* hint, size_t size, size_t try_align, void** addr, bool* is_zero,
+                       bool* is_pinned);
+  /* Optional: prefer physical memory of NUMA node `node` for a reserved range. */
+  int (*numa_bind)(void* addr, size_t size, int node);
+  /* Optional: allow (or forbid) transparent large pages for the whole process. */
+  int (*large_pages_allow)(bool allow);
 
   /* --- machine ------------------------------------------------------------------------ */
 

@@ -6,9 +6,10 @@ static bool ready(void) { return lm_process_ensure_init(); }
 
 int mi_reserve_os_memory_ex(size_t size, bool commit, bool allow_large, bool exclusive,
                             mi_arena_id_t* arena_id) mi_attr_noexcept {
-  (void)allow_large; /* large OS pages are not used for arenas reserved this way (yet) */
   if (!ready()) return ENOMEM;
-  int err = lm_arena_reserve(&lm_process.arenas, size, commit, exclusive, arena_id);
+  /* Large OS pages only when allow_large_os_pages is set too (and then committed). */
+  int err = lm_arena_reserve_ex(&lm_process.arenas, size, commit, allow_large, exclusive, -1,
+                                arena_id);
   if (err != 0) lm_warning("unable to reserve OS memory (%zu bytes): error %d", size, err);
   return err;
 }

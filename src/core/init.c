@@ -107,6 +107,11 @@ static void process_setup(void) {
   mem.arena_eager_commit = (int)lm_option_get(mi_option_arena_eager_commit);
   mem.disallow_os_alloc = lm_option_get(mi_option_disallow_os_alloc) != 0;
   if (lm_option_get(mi_option_disallow_arena_alloc) != 0) mem.arena_reserve = 0;
+  mem.allow_large = lm_option_get(mi_option_allow_large_os_pages) != 0;
+  mem.numa_nodes = (int)lm_option_get(mi_option_use_numa_nodes);
+  if (lm_option_get(mi_option_allow_thp) == 0 && backend->large_pages_allow != NULL) {
+    backend->large_pages_allow(false);
+  }
   if (lm_arenas_init(&lm_process.arenas, backend, &mem) != 0) return;
 
   uintptr_t key = 0;
@@ -129,6 +134,7 @@ static void process_setup(void) {
   seg.purge_extend_ms = lm_option_get(mi_option_purge_extend_delay);
   seg.max_reclaim_percent = (size_t)lm_option_get(mi_option_max_segment_reclaim);
   seg.guard_pages = LM_SECURE; /* a linear overflow out of a page faults */
+  seg.abandoned_purge = lm_option_get(mi_option_abandoned_page_purge) != 0;
   lm_segments_init(&lm_process.segments, &lm_process.arenas, &seg, lm_process.cookie_key);
 
   lm_stats_process_start();
@@ -140,7 +146,9 @@ static void process_setup(void) {
   if (backend->thread_exit_register != NULL) backend->thread_exit_register(thread_exit_hook);
 
   long reserve = lm_option_get(mi_option_reserve_os_memory);
-  if (reserve > 0) lm_arena_reserve(&lm_process.arenas, (size_t)reserve * LM_KiB, true, false, NULL);
+  if (reserve > 0) {
+    lm_arena_reserve_ex(&lm_process.arenas, (size_t)reserve * LM_KiB, true, true, false, -1, NULL);
+  }
   long huge_pages = lm_option_get(mi_option_reserve_huge_os_pages);
   if (huge_pages > 0) {
     long node = lm_option_get(mi_option_reserve_huge_os_pages_at);
@@ -188,6 +196,8 @@ lm_heap_t* lm_heap_default_init(void) {
   lm_thread_data_t* td = thread_data_alloc();
   if (td == NULL) return heap;
   tld_init(&td->tld, &td->heap);
+  long delay = lm_option_get(mi_option_eager_commit_delay); /* (the main thread: none) */
+  td->tld.segments.eager_delay = delay > 0 ? (size_t)delay : 0;
   td->tld.memid = td->memid;
   lm_heap_init(&td->heap, &td->tld, 0, false, 0);
   lm_heap_set_default(&td->heap);

@@ -21,8 +21,11 @@ void lm_segment_abandon_again(lm_segment_t* segment, lm_segments_tld_t* tld) {
   lm_segments_t* segs = tld->shared;
   lm_assert(segment->abandoned == segment->used && segment->used > 0);
   if (segment->kind == LM_SEGMENT_NORMAL) lm_span_remove_all(tld, segment);
-  /* Nobody will allocate here for a while: purge the free spans now. */
-  lm_segment_collect(tld, segment, true);
+  /* Nobody will allocate here for a while: purge the free spans now, or leave them to their
+   * delay where the background purger will see to them (segments in arenas). */
+  if (segs->config.abandoned_purge || !lm_segment_purge_is_flagged(segment)) {
+    lm_segment_collect(tld, segment, true);
+  }
   tld->count--;
   atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
   atomic_fetch_add_explicit(&segs->abandoned_count, 1, memory_order_relaxed);

@@ -16,7 +16,8 @@
 
 void lm_segment_config_default(lm_segment_config_t* config) {
   *config = (lm_segment_config_t){
-      .eager_commit = true, .purge_delay_ms = 10, .purge_extend_ms = 1, .max_reclaim_percent = 10};
+      .eager_commit = true, .purge_delay_ms = 10, .purge_extend_ms = 1, .max_reclaim_percent = 10,
+      .abandoned_purge = true};
 }
 
 void lm_segments_init(lm_segments_t* segs, lm_arenas_t* arenas, const lm_segment_config_t* config,
@@ -180,6 +181,13 @@ static void segment_unflag_purge(lm_segments_t* segs, lm_segment_t* segment) {
   while (lm_arena_flag_is_set(segs->arenas, segment, LM_BLOCK_PURGER_BUSY)) lm_cpu_relax();
 }
 
+bool lm_segment_purge_is_flagged(lm_segment_t* segment) {
+  lm_spin_lock(&segment->lock);
+  bool flagged = segment->purge_flagged;
+  lm_spin_unlock(&segment->lock);
+  return flagged;
+}
+
 int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now, bool force) {
   lm_arenas_t* arenas = segs->arenas;
   int64_t next = 0;
@@ -323,7 +331,10 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
     }
     if (size < required) return NULL; /* overflow */
   }
-  bool commit = huge || segs->config.eager_commit;
+  /* A thread's first segments are committed page by page: a short-lived thread then never
+   * commits a whole segment (this matters where arenas are not committed up front). */
+  bool commit = huge || (segs->config.eager_commit && tld->eager_delay == 0);
+  if (!huge && tld->eager_delay > 0) tld->eager_delay--;
   lm_memid_t memid;
   uint8_t* start = lm_arena_alloc(segs->arenas, size, align, offset, commit, arena_id, &memid);
   if (start == NULL) return NULL;

@@ -127,6 +127,7 @@ typedef struct lm_segment_config_s {
   int64_t purge_extend_ms;   /* further frees push a pending purge back by this much */
   size_t max_reclaim_percent; /* share of abandoned segments tried per reclaim */
   bool guard_pages;          /* an inaccessible OS page after each page and after the header */
+  bool abandoned_purge;      /* purge the free spans of a segment as it is abandoned */
 } lm_segment_config_t;
 
 typedef struct lm_segments_s {
@@ -161,6 +162,7 @@ typedef struct lm_segments_tld_s {
   size_t count;      /* segments owned */
   size_t peak_count;
   size_t reclaim_count;
+  size_t eager_delay; /* segments still to come that are not committed whole (eager_commit_delay) */
 } lm_segments_tld_t;
 
 void lm_segments_init(lm_segments_t* segs, lm_arenas_t* arenas, const lm_segment_config_t* config,
@@ -242,5 +244,7 @@ bool lm_segment_map_contains(lm_segments_t* segs, const void* p);
  * purges (owned by any thread), using the BUSY/PENDING handshake. Returns the earliest
  * remaining deadline, 0 when none. Callers serialise: one purger pass at a time. */
 int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now, bool force);
+/* Will the background purger see to the segment's pending purge (it is flagged in its arena)? */
+bool lm_segment_purge_is_flagged(lm_segment_t* segment);
 
 #endif

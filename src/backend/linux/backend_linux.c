@@ -83,7 +83,7 @@ static void name_mapping(void* p, size_t size) {
   }
   /* No MADV_HUGEPAGE here: a huge page backs 2 MiB at the first touch of any byte, which
    * multiplies the resident size of small heaps. Large pages are an explicit choice
-   * (allow_large_os_pages, reserve_huge) made above the backend. */
+   * (allow_large_os_pages: reserve_large; reserve_huge) made above the backend. */
 }
 
 static int linux_reserve(void* hint, size_t size, size_t try_align, bool commit, void** addr,
@@ -146,6 +146,17 @@ static int linux_protect(void* addr, size_t size, bool protect) {
   return mprotect(addr, size, protect ? PROT_NONE : PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
 }
 
+static int linux_numa_bind(void* addr, size_t size, int node) {
+  if (node < 0 || node >= MAX_NUMA_NODES) return EINVAL;
+  /* Pages are placed at first touch, so binding before that decides where they land.
+   * The kernel reads maxnode-1 bits, hence the +1. */
+  unsigned long mask[MAX_NUMA_NODES / (8 * sizeof(unsigned long))] = {0};
+  mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(long)));
+  return syscall(SYS_mbind, addr, size, LINUX_MPOL_PREFERRED, mask, MAX_NUMA_NODES + 1, 0) == 0
+             ? 0
+             : errno;
+}
+
 static int linux_reserve_huge(void* hint, size_t size, int numa_node, void** addr,
                               bool* is_zero) {
   /* No NORESERVE: a hugetlb mapping without a pool reservation can SIGBUS on first touch. */
@@ -157,16 +168,37 @@ static int linux_reserve_huge(void* hint, size_t size, int numa_node, void** add
   }
   if (p == MAP_FAILED) p = mmap(hint, size, PROT_READ | PROT_WRITE, flags | MAP_HUGE_2MB, -1, 0);
   if (p == MAP_FAILED) return ENOMEM; /* no pool configured (nr_hugepages = 0): the usual case */
-  if (numa_node >= 0 && numa_node < MAX_NUMA_NODES) {
-    /* Pages are placed at first touch, so binding now still decides where they land.
-     * The kernel reads maxnode-1 bits, hence the +1. A failed bind is only a lost hint. */
-    unsigned long mask[MAX_NUMA_NODES / (8 * sizeof(unsigned long))] = {0};
-    mask[numa_node / (8 * sizeof(unsigned long))] |= 1UL << (numa_node % (8 * sizeof(long)));
-    syscall(SYS_mbind, p, size, LINUX_MPOL_PREFERRED, mask, MAX_NUMA_NODES + 1, 0);
-  }
+  if (numa_node >= 0) linux_numa_bind(p, size, numa_node); /* a failed bind is a lost hint */
   *addr = p;
   *is_zero = true;
   return 0;
+}
+
+static int linux_reserve_large(void* hint, size_t size, size_t try_align, void** addr,
+                               bool* is_zero, bool* is_pinned) {
+  /* Explicit 2 MiB pages when the administrator set a pool aside (vm.nr_hugepages); they are
+   * committed at once and cannot be given back in parts. No NORESERVE: see reserve_huge. */
+  void* p = mmap(hint, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+  if (p != MAP_FAILED) {
+    name_mapping(p, size);
+    *addr = p;
+    *is_zero = true;
+    *is_pinned = true;
+    return 0;
+  }
+  /* Otherwise transparent huge pages: ordinary memory the kernel backs with 2 MiB pages where
+   * it can, and splits again when parts are purged. */
+  int err = linux_reserve(hint, size, try_align, true, addr, is_zero);
+  if (err != 0) return err;
+  madvise(*addr, size, MADV_HUGEPAGE); /* EINVAL without THP support: ordinary pages then */
+  *is_pinned = false;
+  return 0;
+}
+
+static int linux_large_pages_allow(bool allow) {
+  /* Inherited by children: the process and what it starts keep ordinary pages. */
+  return prctl(PR_SET_THP_DISABLE, allow ? 0 : 1, 0, 0, 0) == 0 ? 0 : errno;
 }
 
 /* ---- machine ------------------------------------------------------------------------------- */
@@ -428,6 +460,9 @@ static const lm_backend_t linux_backend = {
     .reset = linux_reset,
     .protect = linux_protect,
     .reserve_huge = linux_reserve_huge,
+    .reserve_large = linux_reserve_large,
+    .numa_bind = linux_numa_bind,
+    .large_pages_allow = linux_large_pages_allow,
     .numa_node = linux_numa_node,
     .numa_node_count = linux_numa_node_count,
     .clock_ms = linux_clock_ms,
