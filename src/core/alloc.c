@@ -67,6 +67,7 @@ void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_ali
       lm_deferred_free(heap, false);
       lm_heap_collect_retired(heap, false);
     }
+    lm_heap_shed_segments(heap);
   }
   lm_heap_delayed_free(heap);
 

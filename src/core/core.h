@@ -179,6 +179,10 @@ bool lm_process_ensure_init(void);
 /* The heap for the calling thread, initialising the thread (and process) on first use. */
 lm_heap_t* lm_heap_default_init(void);
 void lm_heap_init(lm_heap_t* heap, lm_tld_t* tld, int arena_id, bool allow_destroy, uint8_t tag);
+/* target_segments_per_thread: give up segments above the target (housekeeping). */
+void lm_heap_shed_segments(lm_heap_t* heap);
+/* Take over the abandoned pages of a segment the caller reclaimed; false if that freed it. */
+bool lm_heap_adopt_segment(lm_heap_t* heap, lm_segment_t* segment);
 /* Make `heap` the calling thread's default heap. */
 void lm_heap_set_default(lm_heap_t* heap);
 
@@ -443,6 +447,14 @@ void lm_stats_merge_thread(lm_tld_t* tld);
 /* The calling thread's data, or NULL if it never allocated. */
 lm_tld_t* lm_tld_current(void);
 static inline void lm_counter_add(lm_counter_local_t* c, int64_t n) { c->total += n; }
+/* On slow paths (a page's free list ran out, a page search): fold when the page's live count
+ * rose since the last look, so peaks are seen within one free list of their height, or when its
+ * unseen count grows large. A steady alloc/free churn then costs two loads and a compare. */
+static inline void lm_page_stats_sample(lm_page_t* page, lm_thread_stats_t* ts) {
+  if (page->used > page->stat_used || page->stat_allocs >= ((uint32_t)1 << 30)) {
+    lm_page_stats_fold(page, ts);
+  }
+}
 
 /* ---- thread start and end (init.c) --------------------------------------------------------- */
 void lm_thread_done_heap(lm_heap_t* heap);

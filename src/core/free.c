@@ -54,12 +54,30 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
                                                   memory_order_release, memory_order_relaxed));
 }
 
+/* abandoned_reclaim_on_free: a free into a segment of an exited thread makes the freeing
+ * thread its owner, so the memory is used again at once. */
+static bool reclaim_on_free(lm_segment_t* segment) {
+  if (lm_option_get(mi_option_abandoned_reclaim_on_free) == 0) return false;
+  lm_heap_t* heap = lm_heap_get_default();
+  if (!lm_heap_is_initialized(heap) || heap->no_reclaim || heap != heap->tld->heap_backing ||
+      lm_segment_owner(segment) != 0 || !lm_memid_suits(&segment->memid, heap->arena_id) ||
+      !lm_segment_reclaim_this(&heap->tld->segments, segment)) {
+    return false;
+  }
+  lm_heap_adopt_segment(heap, segment); /* the page of the block stays: the block is live */
+  return true;
+}
+
 /* Local free into a full page or one with interior pointers, and every remote free. */
 static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, bool is_local,
                                      void* p) {
+  uint8_t flags = lm_page_flags(page);
+  if ((flags & LM_PAGE_ABANDONED) && reclaim_on_free(segment)) {
+    flags = lm_page_flags(page);
+    is_local = true;
+  }
   /* A page of no heap (its heap was deleted) is freed into like a remote page, even by the
    * thread that owns the segment. */
-  uint8_t flags = lm_page_flags(page);
   if (flags & LM_PAGE_ABANDONED) is_local = false;
   /* A remote free always unaligns: the owner may set HAS_ALIGNED at any moment. */
   lm_block_t* block = !is_local || (flags & LM_PAGE_HAS_ALIGNED) ? lm_page_block_of(page, p)

@@ -38,7 +38,7 @@ static lm_page_t* queue_find_free(lm_heap_t* heap, lm_page_queue_t* pq, size_t b
   while (page != NULL) {
     lm_counter_add(&ts->page_searches, 1);
     lm_page_t* next = page->next;
-    lm_page_stats_fold(page, ts); /* its free list ran out: sample the peaks */
+    lm_page_stats_sample(page, ts); /* its free list ran out */
     lm_page_collect(page, false);
     if (page->free == NULL) lm_page_extend(page);
     if (page->free != NULL) {
@@ -64,6 +64,8 @@ lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment
   lm_page_queue_t* pq = &heap->pages[bin];
   lm_page_t* page = pq->first;
   if (page != NULL) {
+    /* Its free list ran out: the statistics may look at the page. */
+    if (page->free == NULL) lm_page_stats_sample(page, &heap->tld->stats);
     lm_page_collect(page, false);
     if (page->free != NULL) {
       page->retire_expire = 0;
@@ -151,6 +153,19 @@ void lm_heap_delayed_free(lm_heap_t* heap) {
 
 /* ---- collection -------------------------------------------------------------------------------- */
 
+/* Give a page up (its remote frees already push plainly: NEVER_DELAYED). */
+static void heap_page_abandon(lm_heap_t* heap, lm_page_t* page) {
+  lm_queue_remove(heap, lm_heap_queue_for(heap, page), page);
+  heap->page_count--;
+  lm_page_stats_move(page, &heap->tld->stats, false);
+  /* Frees, even from this thread, now take the remote path (the page has no heap). */
+  lm_page_flags_update(page, LM_PAGE_ABANDONED, LM_PAGE_IN_FULL);
+  atomic_store_explicit(&page->xheap, 0, memory_order_release);
+  /* Remote frees from now on push plainly; the first one wakes the purger. */
+  atomic_fetch_or_explicit(&page->xthread_free, LM_TF_NOTIFY, memory_order_release);
+  lm_segment_page_abandon(page, &heap->tld->segments);
+}
+
 /* Visit every page: collect, free empty ones, and in ABANDON mode give up the rest. Abandoning
  * is a second pass so that no page is freed between two abandonments of one segment: a segment
  * is handed over exactly when its last live page is abandoned. */
@@ -174,18 +189,7 @@ static void heap_visit_pages(lm_heap_t* heap, lm_collect_t mode) {
   lm_stats_merge_thread(heap->tld);
   for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
     lm_page_queue_t* pq = &heap->pages[bin];
-    while (pq->first != NULL) {
-      lm_page_t* page = pq->first;
-      lm_queue_remove(heap, pq, page);
-      heap->page_count--;
-      lm_page_stats_move(page, &heap->tld->stats, false);
-      /* Frees, even from this thread, now take the remote path (the page has no heap). */
-      lm_page_flags_update(page, LM_PAGE_ABANDONED, LM_PAGE_IN_FULL);
-      atomic_store_explicit(&page->xheap, 0, memory_order_release);
-      /* Remote frees from now on push plainly; the first one wakes the purger. */
-      atomic_fetch_or_explicit(&page->xthread_free, LM_TF_NOTIFY, memory_order_release);
-      lm_segment_page_abandon(page, &heap->tld->segments);
-    }
+    while (pq->first != NULL) heap_page_abandon(heap, pq->first);
   }
 }
 
@@ -206,12 +210,67 @@ void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode) {
   if (mode == LM_COLLECT_FORCE) lm_purge_now(true);
 }
 
+/* ---- target_segments_per_thread ------------------------------------------------------------- */
+
+static size_t target_segments(void) {
+  long target = lm_option_get(mi_option_target_segments_per_thread);
+  return target > 0 ? (size_t)target : 0;
+}
+
+/* A thread above its target gives up the segment with the fewest pages in use, so that other
+ * threads can take it over (and it takes over none while above the target). */
+void lm_heap_shed_segments(lm_heap_t* heap) {
+  lm_tld_t* tld = heap->tld;
+  size_t target = target_segments();
+  if (target == 0 || tld->segments.count <= target) return;
+  lm_segment_t* fewest = NULL;
+  for (lm_heap_t* h = tld->heaps; h != NULL; h = h->next) {
+    for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
+      for (lm_page_t* page = h->pages[bin].first; page != NULL; page = page->next) {
+        lm_segment_t* segment = lm_segment_of(page);
+        if (segment->kind == LM_SEGMENT_NORMAL && (fewest == NULL || segment->used < fewest->used)) {
+          fewest = segment;
+        }
+      }
+    }
+  }
+  if (fewest == NULL) return;
+  /* No more remote frees to the heaps' delayed lists for these pages; then empty those lists
+   * (they may hold blocks of these pages). */
+  for (lm_page_t* page = lm_segment_next_page(fewest, NULL); page != NULL;
+       page = lm_segment_next_page(fewest, page)) {
+    if (lm_page_heap(page) != NULL) lm_page_set_delayed(page, LM_TF_NEVER_DELAYED, false);
+  }
+  for (lm_heap_t* h = tld->heaps; h != NULL; h = h->next) lm_heap_delayed_free(h);
+  lm_stats_merge_thread(tld); /* (as at thread exit: figures first, then the pages leave) */
+  /* First free the empty pages, then abandon the rest: the segment changes hands exactly when
+   * its last page is abandoned. */
+  for (int pass = 0; pass < 2; pass++) {
+    lm_page_t* page = lm_segment_next_page(fewest, NULL);
+    while (page != NULL) {
+      lm_page_t* next = lm_segment_next_page(fewest, page);
+      lm_heap_t* owner = lm_page_heap(page);
+      if (owner != NULL && pass == 0) {
+        lm_page_collect(page, true);
+        if (page->used == 0) {
+          bool last = fewest->used == 1;
+          lm_heap_page_free(owner, page);
+          if (last) return;
+        }
+      } else if (owner != NULL) {
+        heap_page_abandon(owner, page);
+      }
+      page = next;
+    }
+  }
+}
+
 /* ---- reclaiming abandoned segments ---------------------------------------------------------- */
 
 /* Take over the abandoned pages of a reclaimed segment. First every page joins the heap (so the
  * segment is never "all abandoned" half-way), then empty pages are freed; returns false if that
  * freed the segment. */
-static bool heap_adopt_segment(lm_heap_t* heap, lm_segment_t* segment) {
+bool lm_heap_adopt_segment(lm_heap_t* heap, lm_segment_t* segment) {
   for (lm_page_t* page = lm_segment_next_page(segment, NULL); page != NULL;
        page = lm_segment_next_page(segment, page)) {
     if (lm_page_heap(page) != NULL) continue;
@@ -219,7 +278,8 @@ static bool heap_adopt_segment(lm_heap_t* heap, lm_segment_t* segment) {
     atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
     page->heap_tag = heap->tag;
     lm_page_stats_move(page, &heap->tld->stats, true);
-    lm_page_flags_update(page, 0, 0xFF);
+    /* (HAS_ALIGNED stays: interior pointers of aligned blocks must keep the slow free path) */
+    lm_page_flags_update(page, 0, LM_PAGE_ABANDONED | LM_PAGE_IN_FULL);
     lm_page_set_delayed(page, LM_TF_NO_DELAYED, true);
     atomic_fetch_and_explicit(&page->xthread_free, ~(uintptr_t)LM_TF_NOTIFY, memory_order_relaxed);
     heap->page_count++;
@@ -243,6 +303,8 @@ static bool heap_adopt_segment(lm_heap_t* heap, lm_segment_t* segment) {
 
 void lm_heap_reclaim(lm_heap_t* heap, size_t block_size) {
   lm_segments_tld_t* stld = &heap->tld->segments;
+  size_t target = target_segments();
+  if (target > 0 && stld->count >= target) return;
   size_t abandoned = lm_segments_abandoned_count(stld->shared);
   if (abandoned == 0) return;
   size_t tries = lm_max(8, abandoned * stld->shared->config.max_reclaim_percent / 100);
@@ -257,7 +319,7 @@ void lm_heap_reclaim(lm_heap_t* heap, size_t block_size) {
       lm_segment_abandon_again(segment, stld);
       continue;
     }
-    heap_adopt_segment(heap, segment);
+    lm_heap_adopt_segment(heap, segment);
     if (lm_segment_span_available(stld, block_size, heap->arena_id)) return;
   }
 }

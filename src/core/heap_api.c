@@ -100,7 +100,7 @@ void mi_heap_delete(mi_heap_t* heap) {
 /* A block that dies with its heap: tell the memory checker, and the requested-bytes count. */
 static bool block_dies(const mi_heap_t* heap, const mi_heap_area_t* area, void* block,
                        size_t block_size, void* arg) {
-  (void)heap, (void)area, (void)arg;
+  (void)heap, (void)area, (void)arg, (void)block_size;
   if (block == NULL) return true;
   if (LM_PADDING) {
     const lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);

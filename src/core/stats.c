@@ -14,19 +14,21 @@ static void global_raise_peak(lm_stat_count_t* g, int64_t value) {
   }
 }
 
-static void global_add(lm_stat_count_t* g, int64_t total, int64_t current) {
+/* `above`: how far above the new current the figure is known to have been meanwhile. */
+static void global_add(lm_stat_count_t* g, int64_t total, int64_t current, int64_t above) {
   int64_t now = atomic_fetch_add_explicit(&g->current, current, memory_order_relaxed) + current;
   if (total != 0) atomic_fetch_add_explicit(&g->total, total, memory_order_relaxed);
-  global_raise_peak(g, now);
+  global_raise_peak(g, now + above);
 }
 
 /* ---- a thread's figures (its own thread only) ---------------------------------------------- */
 
-static void local_add(lm_stat_local_t* s, int64_t total, int64_t current) {
+static void local_add(lm_stat_local_t* s, int64_t total, int64_t current, int64_t above) {
   s->total += total;
   s->current += current;
-  if (s->current > s->peak) s->peak = s->current;
-  if (s->current > s->merge_peak) s->merge_peak = s->current;
+  int64_t high = s->current + above;
+  if (high > s->peak) s->peak = high;
+  if (high > s->merge_peak) s->merge_peak = high;
 }
 
 /* Shares that change hands (abandon, adopt) were merged already: the process figures keep them. */
@@ -37,9 +39,10 @@ static void local_move(lm_stat_local_t* s, int64_t current) {
   if (s->current > s->peak) s->peak = s->current;
 }
 
-static void add(lm_stat_local_t* local, lm_stat_count_t* global, int64_t total, int64_t current) {
-  if (local != NULL) local_add(local, total, current);
-  else global_add(global, total, current);
+static void add(lm_stat_local_t* local, lm_stat_count_t* global, int64_t total, int64_t current,
+                int64_t above) {
+  if (local != NULL) local_add(local, total, current, above);
+  else global_add(global, total, current, above);
 }
 
 static void add_counter(lm_counter_local_t* local, _Atomic(int64_t)* global, int64_t n) {
@@ -61,19 +64,24 @@ static uint8_t page_bin(const lm_page_t* page) {
 
 void lm_page_stats_fold(lm_page_t* page, lm_thread_stats_t* ts) {
   int64_t allocs = page->stat_allocs;
-  int64_t live = (int64_t)page->used - (int64_t)page->stat_used;
-  if (allocs == 0 && live == 0) return;
+  int64_t before = page->stat_used, after = page->used;
+  if (allocs == 0 && before == after) return;
   page->stat_allocs = 0;
   page->stat_used = page->used;
+  /* The page's own count was at least `before`, `after`, and 1 right after an allocation:
+   * what is known of its peak in between (a lower bound; see lm_page_stats_sample). */
+  int64_t high = before > after ? before : after;
+  if (allocs > 0 && high == 0) high = 1;
+  int64_t live = after - before, above = high - after;
   lm_heap_stats_t* g = &lm_process.stats;
   uint8_t bin = page_bin(page);
   int64_t bsize = (int64_t)page->block_size;
-  add(LOCAL(ts, malloc_bins[bin]), &g->malloc_bins[bin], allocs, live);
+  add(LOCAL(ts, malloc_bins[bin]), &g->malloc_bins[bin], allocs, live, above);
   if (bin == LM_BIN_HUGE) {
-    add(LOCAL(ts, malloc_huge), &g->malloc_huge, allocs * bsize, live * bsize);
+    add(LOCAL(ts, malloc_huge), &g->malloc_huge, allocs * bsize, live * bsize, above * bsize);
     add_counter(LOCAL(ts, malloc_huge_count), &g->malloc_huge_count, allocs);
   } else {
-    add(LOCAL(ts, malloc_normal), &g->malloc_normal, allocs * bsize, live * bsize);
+    add(LOCAL(ts, malloc_normal), &g->malloc_normal, allocs * bsize, live * bsize, above * bsize);
     add_counter(LOCAL(ts, malloc_normal_count), &g->malloc_normal_count, allocs);
   }
 }
@@ -82,7 +90,7 @@ void lm_page_stats_fresh(lm_page_t* page, lm_thread_stats_t* ts) {
   page->stat_allocs = 0;
   page->stat_used = 0;
   uint8_t bin = page_bin(page);
-  add(LOCAL(ts, page_bins[bin]), &lm_process.stats.page_bins[bin], 1, 1);
+  add(LOCAL(ts, page_bins[bin]), &lm_process.stats.page_bins[bin], 1, 1, 0);
 }
 
 void lm_page_stats_release(lm_page_t* page, lm_thread_stats_t* ts) {
@@ -91,10 +99,10 @@ void lm_page_stats_release(lm_page_t* page, lm_thread_stats_t* ts) {
   uint8_t bin = page_bin(page);
   int64_t live = page->stat_used; /* blocks that die with the page (mi_heap_destroy) */
   int64_t bytes = live * (int64_t)page->block_size;
-  add(LOCAL(ts, malloc_bins[bin]), &g->malloc_bins[bin], 0, -live);
-  if (bin == LM_BIN_HUGE) add(LOCAL(ts, malloc_huge), &g->malloc_huge, 0, -bytes);
-  else add(LOCAL(ts, malloc_normal), &g->malloc_normal, 0, -bytes);
-  add(LOCAL(ts, page_bins[bin]), &g->page_bins[bin], 0, -1);
+  add(LOCAL(ts, malloc_bins[bin]), &g->malloc_bins[bin], 0, -live, 0);
+  if (bin == LM_BIN_HUGE) add(LOCAL(ts, malloc_huge), &g->malloc_huge, 0, -bytes, 0);
+  else add(LOCAL(ts, malloc_normal), &g->malloc_normal, 0, -bytes, 0);
+  add(LOCAL(ts, page_bins[bin]), &g->page_bins[bin], 0, -1, 0);
   page->stat_used = 0;
 }
 

@@ -51,11 +51,9 @@ static lm_segment_t* claim_abandoned(lm_segments_t* segs, size_t* cursor) {
   return segment;
 }
 
-lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, size_t* cursor) {
+/* Take over a claimed segment. */
+static void segment_take(lm_segments_tld_t* tld, lm_segment_t* segment) {
   lm_segments_t* segs = tld->shared;
-  if (atomic_load_explicit(&segs->abandoned_count, memory_order_relaxed) == 0) return NULL;
-  lm_segment_t* segment = claim_abandoned(segs, cursor);
-  if (segment == NULL) return NULL;
   atomic_fetch_sub_explicit(&segs->abandoned_count, 1, memory_order_relaxed);
   lm_stat_decrease(&segs->abandoned_stats, 1);
   segment->abandoned_next = NULL;
@@ -65,7 +63,35 @@ lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, size_t* cursor) {
   if (tld->count > tld->peak_count) tld->peak_count = tld->count;
   tld->reclaim_count++;
   if (segment->kind == LM_SEGMENT_NORMAL) lm_span_queue_all(tld, segment);
+}
+
+lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, size_t* cursor) {
+  lm_segments_t* segs = tld->shared;
+  if (atomic_load_explicit(&segs->abandoned_count, memory_order_relaxed) == 0) return NULL;
+  lm_segment_t* segment = claim_abandoned(segs, cursor);
+  if (segment == NULL) return NULL;
+  segment_take(tld, segment);
   return segment;
+}
+
+bool lm_segment_reclaim_this(lm_segments_tld_t* tld, lm_segment_t* segment) {
+  lm_segments_t* segs = tld->shared;
+  bool claimed = false;
+  if (lm_arena_flag_is_set(segs->arenas, segment, LM_BLOCK_ABANDONED)) {
+    claimed = lm_arena_flag_clear(segs->arenas, segment, LM_BLOCK_ABANDONED);
+  } else {
+    lm_spin_lock(&segs->abandoned_os_lock);
+    for (lm_segment_t** p = &segs->abandoned_os; *p != NULL; p = &(*p)->abandoned_next) {
+      if (*p == segment) {
+        *p = segment->abandoned_next;
+        claimed = true;
+        break;
+      }
+    }
+    lm_spin_unlock(&segs->abandoned_os_lock);
+  }
+  if (claimed) segment_take(tld, segment);
+  return claimed;
 }
 
 size_t lm_segments_abandoned_count(lm_segments_t* segs) {

@@ -227,6 +227,8 @@ void lm_segment_collect(lm_segments_tld_t* tld, lm_segment_t* segment, bool forc
  * queues). Returns NULL when none. The core then visits its abandoned pages (heap == 0) with
  * lm_segment_next_page, keeps or frees them, and may call lm_segment_abandon_again. */
 lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, size_t* cursor);
+/* Claim this abandoned segment, if nobody claimed it first (a free into it reclaims it). */
+bool lm_segment_reclaim_this(lm_segments_tld_t* tld, lm_segment_t* segment);
 /* Iterate the page starts (not free spans) of a segment: start with prev == NULL. */
 lm_page_t* lm_segment_next_page(lm_segment_t* segment, lm_page_t* prev);
 /* Give a reclaimed segment that still has abandoned pages back to the abandoned set. */

@@ -58,6 +58,9 @@ static size_t res_count, reserved_bytes, committed_units;
 
 static lm_backend_caps_t caps;
 static bool needs_recommit, unaligned, reserve_zero = true, huge_pages;
+static int large_pages; /* 0 none, 1 transparent (purgeable), 2 explicit (pinned) */
+static int numa_bound = -1; /* the node of the last numa_bind */
+static size_t numa_binds;
 static size_t calls[FAKE_OP_COUNT], fail_at[FAKE_OP_COUNT], failures[FAKE_OP_COUNT];
 static bool fail_always[FAKE_OP_COUNT];
 
@@ -405,6 +408,38 @@ static int fake_reserve_huge(void* hint, size_t size, int numa_node, void** addr
   return err;
 }
 
+static int fake_reserve_large(void* hint, size_t size, size_t try_align, void** addr,
+                              bool* is_zero, bool* is_pinned) {
+  enter();
+  if (caps.large_page_size == 0 || size == 0 || size % caps.large_page_size != 0) {
+    violation("reserve_large(%p, %zu): size must be a non-zero multiple of the large page size",
+              hint, size);
+  }
+  int err = ENOMEM;
+  if (!inject_failure(FAKE_OP_RESERVE) && large_pages != 0) {
+    bool ignored;
+    size_t align = try_align > caps.large_page_size ? try_align : caps.large_page_size;
+    err = place(NULL, size, align, true, addr, &ignored);
+    if (err == 0) {
+      *is_zero = ignored;
+      *is_pinned = large_pages == 2;
+    }
+  }
+  leave();
+  return err;
+}
+
+static int fake_numa_bind(void* addr, size_t size, int node) {
+  enter();
+  if (find_reservation(addr, size) == SIZE_MAX) {
+    violation("numa_bind(%p, %zu, %d): not inside one reservation", addr, size, node);
+  }
+  numa_bound = node;
+  numa_binds++;
+  leave();
+  return node >= 0 && node < numa_count ? 0 : EINVAL;
+}
+
 /* ---- machine ------------------------------------------------------------------------------- */
 
 static void fake_init(lm_backend_caps_t* out) {
@@ -546,6 +581,8 @@ static const lm_backend_t fake = {
     .reset = fake_reset,
     .protect = fake_protect,
     .reserve_huge = fake_reserve_huge,
+    .reserve_large = fake_reserve_large,
+    .numa_bind = fake_numa_bind,
     .numa_node = fake_numa_node,
     .numa_node_count = fake_numa_node_count,
     .clock_ms = fake_clock_ms,
@@ -575,6 +612,9 @@ void fake_backend_reset(void) {
   res_count = reserved_bytes = committed_units = 0;
   caps = default_caps;
   needs_recommit = unaligned = huge_pages = random_fails = false;
+  large_pages = 0;
+  numa_bound = -1;
+  numa_binds = 0;
   reserve_zero = true;
   memset(calls, 0, sizeof(calls));
   memset(fail_at, 0, sizeof(fail_at));
@@ -639,6 +679,20 @@ void fake_backend_set_needs_recommit(bool on) { set_flag(&needs_recommit, on); }
 void fake_backend_set_unaligned(bool on) { set_flag(&unaligned, on); }
 void fake_backend_set_reserve_zero(bool on) { set_flag(&reserve_zero, on); }
 void fake_backend_set_huge_pages(bool available) { set_flag(&huge_pages, available); }
+
+void fake_backend_set_large_pages(bool available, bool pinned) {
+  enter();
+  large_pages = !available ? 0 : pinned ? 2 : 1;
+  leave();
+}
+
+int fake_backend_numa_bound(size_t* binds) {
+  enter();
+  int node = numa_bound;
+  if (binds != NULL) *binds = numa_binds;
+  leave();
+  return node;
+}
 void fake_backend_set_random_fails(bool fails) { set_flag(&random_fails, fails); }
 
 void fake_backend_set_seed(uint64_t s) {

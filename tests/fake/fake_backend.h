@@ -71,6 +71,11 @@ void fake_backend_set_reserve_zero(bool on);
 /* reserve_huge serves 1 GiB-aligned committed memory from the buffer (default: it fails with
  * ENOMEM, as on a machine with no huge page pool). */
 void fake_backend_set_huge_pages(bool available);
+/* reserve_large serves committed memory aligned to caps.large_page_size: explicit large pages
+ * (`pinned`) or transparent ones (default: none, ENOMEM). Failures count as FAKE_OP_RESERVE. */
+void fake_backend_set_large_pages(bool available, bool pinned);
+/* The node of the last numa_bind (-1 if none) and how many there were. */
+int fake_backend_numa_bound(size_t* binds);
 
 /* Calls per operation (failed ones included) and failure injection. */
 size_t fake_backend_calls(fake_op_t op);

@@ -917,6 +917,132 @@ static void test_os_commit_rounds_out_and_purge_rounds_in(void** state) {
   lm_os_free(&arenas, p, 16 * PAGE, &m);
 }
 
+/* ---- NUMA and large OS pages ----------------------------------------------------------------- */
+
+static void with_numa(lm_backend_caps_t* caps) { caps->has_numa = true; }
+
+/* Threads take blocks of their node's arenas first and make a new arena for their node (bound
+ * to it) before they take far memory; far memory is the last resort. */
+static void test_arena_numa_nodes_get_their_own_arenas(void** state) {
+  (void)state;
+  set_caps(with_numa);
+  fake_backend_set_numa(2, 0);
+  lm_mem_config_t c = base_config(); /* numa_nodes 0: ask the backend */
+  start(&c);
+  assert_int_equal(arenas.numa_count, 2);
+  lm_memid_t m0, m1, m2;
+  void* p0 = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m0);
+  assert_non_null(p0);
+  assert_int_equal(lm_arena_numa_node(&arenas, (int)m0.arena_index + 1), 0);
+  size_t binds = 0;
+  assert_int_equal(fake_backend_numa_bound(&binds), 0);
+  assert_int_equal(binds, 1);
+
+  fake_backend_set_numa(2, 1); /* now on node 1: node 0's arena has room, but is far */
+  void* p1 = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m1);
+  assert_non_null(p1);
+  assert_int_equal(arena_count(), 2);
+  assert_int_equal(lm_arena_numa_node(&arenas, (int)m1.arena_index + 1), 1);
+  assert_int_equal(fake_backend_numa_bound(&binds), 1);
+  assert_int_equal(binds, 2);
+
+  /* No new arena can be made: node 1 fills its own arena, then takes node 0's. */
+  fake_backend_fail_always(FAKE_OP_RESERVE, true);
+  void* more[3];
+  lm_memid_t mm[3];
+  for (int i = 0; i < 3; i++) {
+    more[i] = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &mm[i]);
+    assert_non_null(more[i]);
+    assert_int_equal(mm[i].arena_index, m1.arena_index);
+  }
+  void* far = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m2);
+  assert_non_null(far);
+  assert_int_equal(m2.arena_index, m0.arena_index);
+  fake_backend_fail_always(FAKE_OP_RESERVE, false);
+  for (int i = 0; i < 3; i++) lm_arena_free(&arenas, more[i], SEG, &mm[i]);
+  lm_arena_free(&arenas, far, SEG, &m2);
+  lm_arena_free(&arenas, p0, SEG, &m0);
+  lm_arena_free(&arenas, p1, SEG, &m1);
+}
+
+/* use_numa_nodes: N pretended nodes on a machine that has one (no binding then). */
+static void test_arena_numa_nodes_can_be_pretended(void** state) {
+  (void)state;
+  fake_backend_set_numa(1, 3); /* the backend says node 3 (it has no NUMA capability) */
+  lm_mem_config_t c = base_config();
+  c.numa_nodes = 2;
+  start(&c);
+  assert_int_equal(lm_arenas_numa_node(&arenas), 1); /* 3 mod 2 */
+  lm_memid_t m;
+  void* p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m);
+  assert_non_null(p);
+  assert_int_equal(lm_arena_numa_node(&arenas, (int)m.arena_index + 1), 1);
+  size_t binds = 0;
+  fake_backend_numa_bound(&binds);
+  assert_int_equal(binds, 0);
+  lm_arena_free(&arenas, p, SEG, &m);
+
+  /* One node (the default on such a machine): NUMA is not told apart at all. */
+  lm_arenas_destroy(&arenas);
+  arenas_ready = false;
+  c.numa_nodes = 0;
+  start(&c);
+  assert_int_equal(lm_arenas_numa_node(&arenas), -1);
+}
+
+/* allow_large: automatic arenas on large pages when the backend has them; explicit (pinned)
+ * ones are never purged. Without the option, never. */
+static void test_arena_large_pages_only_when_allowed(void** state) {
+  (void)state;
+  fake_backend_set_large_pages(true, true);
+  lm_mem_config_t c = base_config();
+  c.purge_delay_ms = 0; /* purge at once: pinned memory must not be */
+  start(&c);
+  lm_memid_t m;
+  void* p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m);
+  assert_non_null(p);
+  bool pinned = true;
+  assert_false(lm_arena_is_large(&arenas, (int)m.arena_index + 1, &pinned));
+  assert_false(pinned);
+  lm_arena_free(&arenas, p, SEG, &m);
+  lm_arenas_destroy(&arenas);
+  arenas_ready = false;
+
+  c.allow_large = true;
+  start(&c);
+  p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m);
+  assert_non_null(p);
+  assert_true(lm_arena_is_large(&arenas, (int)m.arena_index + 1, &pinned));
+  assert_true(pinned);
+  assert_true(m.is_pinned);
+  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+  lm_arena_free(&arenas, p, SEG, &m);
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits); /* pinned: kept */
+
+  /* Transparent large pages are ordinary memory: purged as usual. */
+  lm_arenas_destroy(&arenas);
+  arenas_ready = false;
+  fake_backend_set_large_pages(true, false);
+  start(&c);
+  p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m);
+  assert_non_null(p);
+  assert_true(lm_arena_is_large(&arenas, (int)m.arena_index + 1, &pinned));
+  assert_false(pinned);
+  decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+  lm_arena_free(&arenas, p, SEG, &m);
+  assert_true(fake_backend_calls(FAKE_OP_DECOMMIT) > decommits);
+
+  /* No large pages to be had: an ordinary arena all the same. */
+  lm_arenas_destroy(&arenas);
+  arenas_ready = false;
+  fake_backend_set_large_pages(false, false);
+  start(&c);
+  p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m);
+  assert_non_null(p);
+  assert_false(lm_arena_is_large(&arenas, (int)m.arena_index + 1, NULL));
+  lm_arena_free(&arenas, p, SEG, &m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -945,6 +1071,9 @@ int main(void) {
       T(test_arena_alloc_falls_back_to_the_os_when_arena_commit_fails),
       T(test_arena_alloc_reports_zero_only_for_zeroed_memory),
       T(test_arena_purge_by_reset_touches_only_committed_pages),
+      T(test_arena_numa_nodes_get_their_own_arenas),
+      T(test_arena_numa_nodes_can_be_pretended),
+      T(test_arena_large_pages_only_when_allowed),
 #undef T
   };
   return cmocka_run_group_tests_name("arena", tests, NULL, NULL);
