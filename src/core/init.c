@@ -274,6 +274,12 @@ __attribute__((constructor)) static void lm_library_load(void) {
                (MI_MALLOC_VERSION / 100) % 100, MI_MALLOC_VERSION % 100,
                LM_SECURE ? "secure" : LM_DEBUG > 0 ? "debug" : "release",
                lm_process.backend != NULL ? lm_process.backend->name : "no", (void*)&lm_process);
+    const lm_backend_caps_t* caps = &lm_process.arenas.caps;
+    lm_message("os: page size %zu KiB, large pages %zu KiB, overcommit %s, numa nodes %d, "
+               "threads %s, segments at %p",
+               caps->page_size / 1024, caps->large_page_size / 1024,
+               caps->has_overcommit ? "yes" : "no", lm_process.arenas.numa_count,
+               caps->has_threads ? "yes" : "no", (void*)lm_process.arenas.region_lo);
     mi_options_print();
   }
 }

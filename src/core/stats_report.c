@@ -271,6 +271,7 @@ static void stats_print(mi_output_fun* out, void* arg) {
   print_counter(&pr, "commits", st.commit_calls.total, false);
   print_counter(&pr, "purges", st.purge_calls.total, false);
   print_count(&pr, "threads", &st.threads, 1, false);
+  print_line(&pr, "%10s: %11d", "numa nodes", lm_process.arenas.numa_count);
   size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
   mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
   char r[48], pk[48];
