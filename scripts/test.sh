@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: installs what is missing, then builds and tests six ways.
+# The project's test command: installs what is missing, then builds and tests seven ways.
 #
 #   scripts/test.sh
 #
@@ -9,6 +9,7 @@
 #   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=2: every suite but bench;
 #      then the attack catalogue's table (which build stops which attack)
 #   5. build-valgrind/  -Dvalgrind=true: the API tests under valgrind, and suite valgrind
+#   6. build-guarded/  -Dguarded=true (guarded sampling on by default): suites unit and api
 #
 # The sanitizer builds do not export the libc names (-Doverride=false): a sanitizer brings its
 # own malloc, and a second one linked into the same program crashes it at start. For the same
@@ -136,6 +137,9 @@ unset TSAN_OPTIONS
 #    they are the release build's), the attack catalogue included.
 run_pass "secure" build-secure 1800 "-Dsecure=true" --no-suite bench
 run_pass "debug" build-debug 1800 "-Ddebug_level=2" --no-suite bench
+
+# 4b. Guarded sampling on by default (1 in 4000 mallocs before a guard page): the API holds.
+run_pass "guarded" build-guarded 900 "-Dguarded=true" --suite unit --suite api
 
 # 5. The valgrind build (-Dvalgrind=true: blocks annotated for memcheck, no libc override): the
 #    API tests pass under valgrind with no error, and valgrind reports the errors a program

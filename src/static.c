@@ -29,6 +29,7 @@
 #include "core/region.c"
 #include "core/stats.c"
 #include "core/stats_report.c"
+#include "core/guarded.c"
 #include "core/arena_api.c"
 #include "core/alloc.c"
 #include "core/free.c"

@@ -18,6 +18,11 @@
 #ifndef LM_SECURE
 #define LM_SECURE 0
 #endif
+#ifndef LM_GUARDED_BUILD
+#define LM_GUARDED_BUILD 0 /* -Dguarded: guarded sampling on by default */
+#endif
+/* Guarded sampling is compiled in (one countdown per malloc) in these builds. */
+#define LM_GUARDED (LM_GUARDED_BUILD || LM_SECURE || LM_DEBUG > 0)
 
 /* Built with a sanitizer (whose runtime owns parts of the address space)? */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -19,10 +19,12 @@ void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size
     return NULL;
   }
   if (offset == 0) {
-    if (align <= LM_MAX_ALIGN_SIZE) return lm_heap_malloc(heap, size < align ? align : size, zero);
+    if (align <= LM_MAX_ALIGN_SIZE) {
+      return lm_heap_malloc_unsampled(heap, size < align ? align : size, zero);
+    }
     if (align <= LM_MEDIUM_OBJ_SIZE_MAX && size + LM_PADDING_SIZE <= LM_MEDIUM_OBJ_SIZE_MAX) {
       size_t bsize = lm_bin_size(lm_bin(size + LM_PADDING_SIZE)); /* the block it will get */
-      if (bsize % align == 0) return lm_heap_malloc(heap, size, zero);
+      if (bsize % align == 0) return lm_heap_malloc_unsampled(heap, size, zero);
     }
     if (align > LM_BLOCK_ALIGNMENT_MAX) {
       if (!lm_heap_is_initialized(heap)) heap = lm_heap_default_init();
@@ -39,7 +41,7 @@ void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size
     errno = ENOMEM;
     return NULL;
   }
-  uint8_t* p = lm_heap_malloc(heap, oversize, zero);
+  uint8_t* p = lm_heap_malloc_unsampled(heap, oversize, zero);
   if (p == NULL) return NULL;
   uintptr_t aligned = lm_align_up((uintptr_t)p + offset, align) - offset;
   if (aligned != (uintptr_t)p) {

@@ -30,10 +30,19 @@ static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bo
   return block;
 }
 
+static void* malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment);
+
+/* Guarded builds count mallocs down to the next guarded sample (a decrement and a branch); the
+ * empty heap (read-only) never gets here: its pages have no free block. */
+static inline bool guarded_sample_due(lm_heap_t* heap) {
+  return LM_GUARDED && lm_unlikely(--heap->guarded_countdown == 0);
+}
+
 static inline void* heap_malloc_small(lm_heap_t* heap, size_t size, bool zero) {
   lm_page_t* page = heap->pages_free_direct[(size + LM_PADDING_SIZE + 7) >> 3];
   lm_block_t* block = page->free;
   if (lm_unlikely(block == NULL)) return lm_malloc_generic(heap, size, zero, 0);
+  if (guarded_sample_due(heap)) return lm_heap_malloc_sampled(heap, size, zero);
   return page_pop(page, block, size, zero);
 }
 
@@ -42,7 +51,22 @@ void* lm_heap_malloc(lm_heap_t* heap, size_t size, bool zero) {
   return lm_malloc_generic(heap, size, zero, 0);
 }
 
+void* lm_heap_malloc_unsampled(lm_heap_t* heap, size_t size, bool zero) {
+  if (lm_likely(size <= LM_SMALL_SIZE_MAX)) {
+    lm_page_t* page = heap->pages_free_direct[(size + LM_PADDING_SIZE + 7) >> 3];
+    if (page->free != NULL) return page_pop(page, page->free, size, zero);
+  }
+  return malloc_generic(heap, size, zero, 0);
+}
+
 void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment) {
+  if (huge_alignment == 0 && lm_heap_is_initialized(heap) && guarded_sample_due(heap)) {
+    return lm_heap_malloc_sampled(heap, size, zero);
+  }
+  return malloc_generic(heap, size, zero, huge_alignment);
+}
+
+static void* malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment) {
   if (lm_unlikely(!lm_heap_is_initialized(heap))) {
     heap = lm_heap_default_init();
     if (!lm_heap_is_initialized(heap)) {

@@ -156,11 +156,4 @@ bool mi_abandoned_visit_blocks(mi_subproc_id_t subproc_id, int heap_tag, bool vi
   return ok;
 }
 
-/* Guarded sampling exists only in guarded builds; this is not one. */
-void mi_heap_guarded_set_sample_rate(mi_heap_t* heap, size_t sample_rate, size_t seed) {
-  (void)heap, (void)sample_rate, (void)seed;
-}
-void mi_heap_guarded_set_size_bound(mi_heap_t* heap, size_t min, size_t max) {
-  (void)heap, (void)min, (void)max;
-}
 void mi_thread_set_in_threadpool(void) mi_attr_noexcept {}

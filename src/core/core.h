@@ -103,6 +103,7 @@ typedef struct lm_thread_stats_s {
   lm_stat_local_t malloc_huge;               /* bytes in single-block pages */
   lm_counter_local_t malloc_normal_count, malloc_huge_count;
   lm_counter_local_t pages_extended, pages_retire, page_searches, page_searches_count;
+  lm_counter_local_t malloc_guarded_count;
 } lm_thread_stats_t;
 
 typedef struct lm_heap_stats_s {
@@ -112,6 +113,7 @@ typedef struct lm_heap_stats_s {
   lm_stat_count_t malloc_requested; /* debug builds: the padding knows each block's request */
   _Atomic(int64_t) malloc_normal_count, malloc_huge_count;
   _Atomic(int64_t) pages_extended, pages_retire, page_searches, page_searches_count;
+  _Atomic(int64_t) malloc_guarded_count;
 } lm_heap_stats_t;
 
 /* Thread-local data: one per thread, reached from its heaps. */
@@ -136,6 +138,9 @@ struct mi_heap_s {
   size_t page_count;
   size_t page_retired_min; /* range of bins that may hold retired pages */
   size_t page_retired_max;
+  size_t guarded_countdown;      /* mallocs until the next guarded sample (guarded builds) */
+  size_t guarded_sample_rate;    /* 0: none */
+  size_t guarded_size_min, guarded_size_max;
   size_t generic_count;          /* slow-path calls since the last housekeeping */
   size_t generic_collect_count;  /* slow-path calls since the last collect (generic_collect) */
   lm_heap_t* next;
@@ -408,6 +413,22 @@ void lm_heap_reclaim(lm_heap_t* heap, size_t block_size);
 /* ---- allocation and free (alloc.c, free.c, aligned.c) -------------------------------------- */
 void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment);
 void* lm_heap_malloc(lm_heap_t* heap, size_t size, bool zero);
+/* The same, never a guarded sample (aligned allocation, guarded blocks themselves). */
+void* lm_heap_malloc_unsampled(lm_heap_t* heap, size_t size, bool zero);
+
+/* ---- guarded sampling (guarded.c; guarded builds) -------------------------------------------- */
+/* The countdown reached zero: a guarded block when the heap samples this size, else a plain
+ * one; the countdown starts again. */
+void* lm_heap_malloc_sampled(lm_heap_t* heap, size_t size, bool zero);
+/* Set a heap's sampling from the options (at heap creation). */
+void lm_heap_guarded_init(lm_heap_t* heap);
+/* If p is a guarded block (an interior pointer of `block`), open its guard page again before
+ * the block is freed (heap destroy too). */
+void lm_guarded_unguard(const lm_page_t* page, const void* p);
+/* If the block at `base` is guarded: the pointer handed out and its usable size. */
+void lm_guarded_block(const lm_page_t* page, void* base, void** p, size_t* size);
+/* The usable size of a guarded block at p (to its guard page), or 0 if p is none. */
+size_t lm_guarded_usable_size(const lm_page_t* page, const void* p);
 void* lm_heap_malloc_aligned_at(lm_heap_t* heap, size_t size, size_t align, size_t offset,
                                 bool zero);
 void* lm_heap_realloc_aligned_at(lm_heap_t* heap, void* p, size_t newsize, size_t align,

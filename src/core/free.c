@@ -167,6 +167,9 @@ static inline void free_ours(void* p) {
   lm_segment_t* segment = lm_segment_of(p);
   lm_page_t* page = lm_segment_page_of(segment, p);
   if (LM_FREE_CHECKS && lm_unlikely(free_is_invalid(segment, page, p))) return;
+  if (LM_GUARDED && lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
+    lm_guarded_unguard(page, p); /* (before any write to the block) */
+  }
   if (LM_PADDING) {
     lm_block_t* block = lm_page_block_of(page, p);
     lm_stat_decrease(&lm_process.stats.malloc_requested,
@@ -219,6 +222,10 @@ size_t lm_usable_size(const void* p) {
   }
   const lm_segment_t* segment = lm_segment_of(p);
   const lm_page_t* page = lm_segment_page_of(segment, p);
+  if (LM_GUARDED && lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
+    size_t guarded = lm_guarded_usable_size(page, p);
+    if (guarded > 0) return guarded;
+  }
   if (LM_PADDING) { /* exactly what was asked for, from p on */
     const lm_block_t* block = lm_page_block_of(page, p);
     size_t end = lm_padding_requested(page, block);

@@ -102,12 +102,14 @@ static bool block_dies(const mi_heap_t* heap, const mi_heap_area_t* area, void* 
                        size_t block_size, void* arg) {
   (void)heap, (void)area, (void)arg, (void)block_size;
   if (block == NULL) return true;
+  const lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
+  const lm_block_t* base = lm_page_block_of(page, block); /* (a guarded block: its start) */
+  if (LM_GUARDED) lm_guarded_unguard(page, block); /* open before the page is reused */
   if (LM_PADDING) {
-    const lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
     lm_stat_decrease(&lm_process.stats.malloc_requested,
-                     (int64_t)lm_padding_requested(page, (const lm_block_t*)block));
+                     (int64_t)lm_padding_requested(page, base));
   }
-  lm_track_free(block, block_size);
+  lm_track_free(base, page->block_size);
   return true;
 }
 
@@ -120,7 +122,9 @@ void mi_heap_destroy(mi_heap_t* heap) {
   }
   if (heap == heap->tld->heap_backing) return;
   heap_quiesce(heap);
-  if (LM_TRACK_VALGRIND || LM_PADDING) mi_heap_visit_blocks(heap, true, block_dies, NULL);
+  if (LM_TRACK_VALGRIND || LM_PADDING || LM_GUARDED) {
+    mi_heap_visit_blocks(heap, true, block_dies, NULL);
+  }
   /* Give every page back whole: its blocks die with it, no walk over them. */
   for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
     lm_page_queue_t* pq = &heap->pages[bin];
@@ -301,6 +305,18 @@ bool mi_unsafe_heap_page_is_under_utilized(mi_heap_t* heap, void* p, size_t perc
 
 /* ---- visiting ------------------------------------------------------------------------------------ */
 
+/* A live block as the program holds it: a guarded block is the pointer handed out (the size
+ * is the area's block size, as for every block). */
+static bool visit_block(const lm_heap_t* heap, const lm_page_t* page, const mi_heap_area_t* area,
+                        uint8_t* block, mi_block_visit_fun* visitor, void* arg) {
+  void* p = block;
+  if (LM_GUARDED && (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
+    size_t usable = 0;
+    lm_guarded_block(page, block, &p, &usable);
+  }
+  return visitor(heap, area, p, page->block_size, arg);
+}
+
 bool lm_page_visit(const lm_heap_t* heap, lm_page_t* page, bool visit_blocks,
                    mi_block_visit_fun* visitor, void* arg) {
   lm_page_collect(page, true); /* so `used` is exact and every free block is in `free` */
@@ -314,7 +330,7 @@ bool lm_page_visit(const lm_heap_t* heap, lm_page_t* page, bool visit_blocks,
                          .heap_tag = page->heap_tag};
   if (!visitor(heap, &area, NULL, bsize, arg)) return false;
   if (!visit_blocks || page->used == 0) return true;
-  if (page->reserved == 1) return visitor(heap, &area, page->page_start, bsize, arg);
+  if (page->reserved == 1) return visit_block(heap, page, &area, page->page_start, visitor, arg);
   /* Mark the free blocks in a bitmap, then visit the others. */
   uint64_t free_map[LM_SMALL_PAGE_SIZE / 8 / 64];
   size_t words = lm_divide_up(page->capacity, 64);
@@ -326,7 +342,7 @@ bool lm_page_visit(const lm_heap_t* heap, lm_page_t* page, bool visit_blocks,
   }
   for (size_t i = 0; i < page->capacity; i++) {
     if (free_map[i / 64] & ((uint64_t)1 << (i % 64))) continue;
-    if (!visitor(heap, &area, page->page_start + i * bsize, bsize, arg)) return false;
+    if (!visit_block(heap, page, &area, page->page_start + i * bsize, visitor, arg)) return false;
   }
   return true;
 }

@@ -70,6 +70,7 @@ void lm_heap_init(lm_heap_t* heap, lm_tld_t* tld, int arena_id, bool allow_destr
   heap->page_retired_min = LM_BIN_FULL;
   lm_random_init(&heap->random, lm_process.backend);
   heap->cookie = (uintptr_t)lm_random_next(&heap->random) | 1;
+  lm_heap_guarded_init(heap);
   for (size_t i = 0; i < LM_PAGES_DIRECT; i++) {
     heap->pages_free_direct[i] = (lm_page_t*)&lm_page_empty;
   }

@@ -58,7 +58,7 @@ static option_desc_t options[_mi_option_last] = {
     OPT(guarded_min, 0),
     OPT(guarded_max, 1024L * 1024L * 1024L),
     OPT(guarded_precise, 0),
-    OPT(guarded_sample_rate, 0),
+    OPT(guarded_sample_rate, LM_GUARDED_BUILD ? 4000 : 0),
     OPT(guarded_sample_seed, 0),
     OPT(target_segments_per_thread, 0),
     OPT(generic_collect, 10000),

@@ -163,6 +163,7 @@ void lm_stats_merge_thread(lm_tld_t* tld) {
   merge_counter(&g->pages_retire, &ts->pages_retire);
   merge_counter(&g->page_searches, &ts->page_searches);
   merge_counter(&g->page_searches_count, &ts->page_searches_count);
+  merge_counter(&g->malloc_guarded_count, &ts->malloc_guarded_count);
 }
 
 lm_tld_t* lm_tld_current(void) {

@@ -65,6 +65,7 @@ static void fill_process(mi_stats_t* st) {
   st->pages_retire.total = lm_load_relaxed(&h->pages_retire);
   st->page_searches.total = lm_load_relaxed(&h->page_searches);
   st->page_searches_count.total = lm_load_relaxed(&h->page_searches_count);
+  st->malloc_guarded_count.total = lm_load_relaxed(&h->malloc_guarded_count);
 }
 
 /* The calling thread's own figures: what it allocated, and the blocks and pages it holds. */
@@ -89,6 +90,7 @@ static void fill_thread(mi_stats_t* st, lm_tld_t* tld) {
   st->pages_retire.total = ts->pages_retire.total;
   st->page_searches.total = ts->page_searches.total;
   st->page_searches_count.total = ts->page_searches_count.total;
+  st->malloc_guarded_count.total = ts->malloc_guarded_count.total;
 }
 
 static void stats_init(mi_stats_t* st) {
@@ -140,7 +142,8 @@ void mi_stats_reset(void) mi_attr_noexcept {
   reset_count(&h->malloc_requested);
   _Atomic(int64_t)* counters[] = {&h->malloc_normal_count, &h->malloc_huge_count,
                                   &h->pages_extended,      &h->pages_retire,
-                                  &h->page_searches,       &h->page_searches_count};
+                                  &h->page_searches,       &h->page_searches_count,
+                                  &h->malloc_guarded_count};
   for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
     lm_store_relaxed(counters[i], 0);
   }
@@ -243,6 +246,7 @@ static void print_heap_rows(printer_t* pr, const mi_stats_t* st) {
   print_count(pr, "pages", &st->pages, 1, false);
   print_counter(pr, "-extended", st->pages_extended.total, false);
   print_counter(pr, "-retire", st->pages_retire.total, false);
+  if (LM_GUARDED) print_counter(pr, "guarded", st->malloc_guarded_count.total, false);
   int64_t searches = st->page_searches_count.total;
   int64_t tenths = searches > 0 ? st->page_searches.total * 10 / searches : 0;
   print_line(pr, "%10s: %9lld.%lld avg", "searches", (long long)(tenths / 10),

@@ -34,6 +34,9 @@
 
 #include "mimalloc.h"
 
+#ifndef TEST_LM_GUARDED_BUILD
+#define TEST_LM_GUARDED_BUILD 0 /* set by meson from the guarded option: sampling on by default */
+#endif
 #ifndef TEST_LM_DEBUG
 #define TEST_LM_DEBUG 0 /* set by meson from the debug_level option */
 #endif
@@ -86,7 +89,8 @@ static const option_info_t option_table[] = {
     {mi_option_guarded_min, "guarded_min", NULL, 0, false},
     {mi_option_guarded_max, "guarded_max", NULL, 1024L * 1024L * 1024L, false},
     {mi_option_guarded_precise, "guarded_precise", NULL, 0, false},
-    {mi_option_guarded_sample_rate, "guarded_sample_rate", NULL, 0, false},
+    {mi_option_guarded_sample_rate, "guarded_sample_rate", NULL, TEST_LM_GUARDED_BUILD ? 4000 : 0,
+     false},
     {mi_option_guarded_sample_seed, "guarded_sample_seed", NULL, 0, false},
     {mi_option_target_segments_per_thread, "target_segments_per_thread", NULL, 0, false},
     {mi_option_generic_collect, "generic_collect", NULL, 10000, false},
