@@ -26,6 +26,8 @@ static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bo
   if (LM_PADDING) {
     lm_padding_init(page, block, size);
     lm_stat_increase(&lm_process.stats.malloc_requested, (int64_t)size);
+  } else if (LM_TRACK_ASAN && size < page->block_size) {
+    lm_track_redzone((uint8_t*)block + size, page->block_size - size);
   }
   return block;
 }
@@ -170,7 +172,10 @@ void* lm_heap_realloc(lm_heap_t* heap, void* p, size_t newsize, bool zero) {
     size_t start = newsize > size ? (size >= sizeof(void*) ? size - sizeof(void*) : 0) : newsize;
     memset((uint8_t*)newp + start, 0, lm_usable_size(newp) - start);
   }
-  if (newsize == 0) *(uint8_t*)newp = 0;
+  if (newsize == 0) {
+    lm_track_usable(newp, 1);
+    *(uint8_t*)newp = 0;
+  }
   memcpy(newp, p, size < newsize ? size : newsize);
   mi_free(p);
   return newp;

@@ -266,12 +266,20 @@ static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p
 #define lm_track_open(p, size) ASAN_UNPOISON_MEMORY_REGION(p, size)
 #define lm_track_close(p, size) ASAN_POISON_MEMORY_REGION(p, size)
 #define lm_track_reset(p, size) ASAN_UNPOISON_MEMORY_REGION(p, size)
+/* The slack of a live block past what was asked for is a red zone until the program asks for
+ * its usable size (which hands it over). */
+#define lm_track_redzone(p, size) ASAN_POISON_MEMORY_REGION(p, size)
+#define lm_track_usable(p, size) ASAN_UNPOISON_MEMORY_REGION(p, size)
 #else
 #define lm_track_malloc(p, size, zero) ((void)(p), (void)(size), (void)(zero))
 #define lm_track_free(p, size) ((void)(p), (void)(size))
 #define lm_track_open(p, size) ((void)(p), (void)(size))
 #define lm_track_close(p, size) ((void)(p), (void)(size))
 #define lm_track_reset(p, size) ((void)(p), (void)(size))
+#endif
+#ifndef lm_track_redzone
+#define lm_track_redzone(p, size) ((void)(p), (void)(size))
+#define lm_track_usable(p, size) ((void)(p), (void)(size))
 #endif
 /* A page goes back to its segment: its memory is plain (accessible, undefined) memory again. */
 static inline void lm_track_page_gone(const lm_page_t* page) {

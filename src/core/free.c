@@ -215,7 +215,7 @@ void mi_free(void* p) mi_attr_noexcept {
   free_ours(p);
 }
 
-size_t lm_usable_size(const void* p) {
+static size_t usable_size_of(const void* p) {
   if (lm_unlikely(!lm_arenas_region_contains(&lm_process.arenas, p))) {
     if (p == NULL) return 0;
     if (!lm_is_in_heap_region(p)) return lm_foreign_usable_size(p);
@@ -234,6 +234,12 @@ size_t lm_usable_size(const void* p) {
   }
   if (lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) return lm_page_usable_size_of(page, p);
   return page->block_size;
+}
+
+size_t lm_usable_size(const void* p) {
+  size_t size = usable_size_of(p);
+  if (LM_TRACK_ASAN && size > 0 && lm_is_in_heap_region(p)) lm_track_usable((void*)p, size);
+  return size;
 }
 
 size_t mi_usable_size(const void* p) mi_attr_noexcept { return lm_usable_size(p); }
