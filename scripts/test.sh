@@ -6,7 +6,7 @@
 #   1. build/       the default (release) build: everything is built, then every suite runs
 #   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
-#   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=2: every suite but bench;
+#   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench;
 #      then the attack catalogue's table (which build stops which attack)
 #   5. build-valgrind/  -Dvalgrind=true: the API tests under valgrind, and suite valgrind
 #   6. build-guarded/  -Dguarded=true (guarded sampling on by default): suites unit and api
@@ -136,7 +136,7 @@ unset TSAN_OPTIONS
 # 4. The hardened and the checking builds pass the whole suite (benchmarks' smoke runs aside:
 #    they are the release build's), the attack catalogue included.
 run_pass "secure" build-secure 1800 "-Dsecure=true" --no-suite bench
-run_pass "debug" build-debug 1800 "-Ddebug_level=2" --no-suite bench
+run_pass "debug" build-debug 1800 "-Ddebug_level=3" --no-suite bench
 
 # 4b. Guarded sampling on by default (1 in 4000 mallocs before a guard page): the API holds.
 run_pass "guarded" build-guarded 900 "-Dguarded=true" --suite unit --suite api

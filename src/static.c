@@ -30,6 +30,7 @@
 #include "core/stats.c"
 #include "core/stats_report.c"
 #include "core/guarded.c"
+#include "core/check.c"
 #include "core/arena_api.c"
 #include "core/alloc.c"
 #include "core/free.c"

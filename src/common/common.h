@@ -62,6 +62,8 @@ __attribute__((noreturn)) void lm_assert_fail(const char* expr, const char* file
 #else
 #define lm_assert_expensive(x) ((void)0)
 #endif
+/* Invariant walks (called only at debug level 3): a check that holds in every build it runs. */
+#define lm_check(x) ((x) ? (void)0 : lm_assert_fail(#x, __FILE__, __LINE__, __func__))
 
 /* ---- sizes and alignment ----------------------------------------------------------------- */
 #define LM_KiB ((size_t)1024)

@@ -83,6 +83,7 @@ static void* malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge
   }
   /* Housekeeping, amortised over slow-path calls. */
   if (lm_unlikely(++heap->generic_count >= 100)) {
+    if (LM_DEBUG >= 3) lm_heap_check_all(heap->tld);
     heap->generic_collect_count += heap->generic_count;
     heap->generic_count = 0;
     long every = lm_option_get(mi_option_generic_collect);

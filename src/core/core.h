@@ -473,6 +473,9 @@ void lm_page_stats_release(lm_page_t* page, lm_thread_stats_t* ts);
 void lm_page_stats_move(lm_page_t* page, lm_thread_stats_t* ts, bool into);
 /* Fold every page of the thread's heaps and add its figures to the process figures. */
 void lm_stats_merge_thread(lm_tld_t* tld);
+/* Debug level 3 (check.c): walk every invariant of the thread's heaps, pages, segments and
+ * statistics; a violation stops the program. */
+void lm_heap_check_all(lm_tld_t* tld);
 /* The calling thread's data, or NULL if it never allocated. */
 lm_tld_t* lm_tld_current(void);
 static inline void lm_counter_add(lm_counter_local_t* c, int64_t n) { c->total += n; }

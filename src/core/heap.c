@@ -195,6 +195,7 @@ static void heap_visit_pages(lm_heap_t* heap, lm_collect_t mode) {
 
 void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode) {
   if (!lm_heap_is_initialized(heap)) return;
+  if (LM_DEBUG >= 3) lm_heap_check_all(heap->tld);
   lm_deferred_free(heap, mode >= LM_COLLECT_FORCE);
   if (mode == LM_COLLECT_ABANDON) {
     /* No more handing blocks to this heap; then finish what is in flight. */

@@ -531,6 +531,42 @@ bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld) {
 
 /* ---- iteration ------------------------------------------------------------------------------- */
 
+/* ---- invariants (debug level 3) ---------------------------------------------------------------- */
+
+bool lm_segment_check(lm_segments_t* segs, lm_segment_t* segment) {
+  lm_check(lm_segment_is_valid(segs, segment));
+  lm_check(segment->abandoned <= segment->used);
+  lm_spin_lock(&segment->lock);
+  bool masks_ok = true;
+  for (size_t f = 0; f < LM_COMMIT_MASK_FIELDS; f++) {
+    /* purge bits are a subset of commit bits */
+    if ((segment->purge_mask.bits[f] & ~segment->commit_mask.bits[f]) != 0) masks_ok = false;
+  }
+  lm_spin_unlock(&segment->lock);
+  lm_check(masks_ok);
+  if (segment->kind == LM_SEGMENT_HUGE) return true;
+  /* The slices tile [info_slices, segment_slices): runs with back-offsets, pages counted. */
+  size_t pages = 0;
+  size_t idx = segment->info_slices;
+  while (idx < segment->segment_slices) {
+    const lm_page_t* run = &segment->slices[idx];
+    lm_check(run->slice_count >= 1 && run->slice_offset == 0);
+    lm_check(idx + run->slice_count <= segment->segment_slices);
+    if (run->block_size != 0) {
+      pages++;
+      for (size_t i = 1; i < run->slice_count; i++) {
+        lm_check(segment->slices[idx + i].slice_offset == i * sizeof(lm_page_t));
+      }
+    } else if (run->slice_count > 1) {
+      const lm_page_t* last = &segment->slices[idx + run->slice_count - 1];
+      lm_check(last->slice_offset == (run->slice_count - 1) * sizeof(lm_page_t));
+    }
+    idx += run->slice_count;
+  }
+  lm_check(pages == segment->used);
+  return true;
+}
+
 lm_page_t* lm_segment_next_page(lm_segment_t* segment, lm_page_t* prev) {
   size_t idx;
   if (prev == NULL) {

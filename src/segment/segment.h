@@ -231,6 +231,9 @@ lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, size_t* cursor);
 bool lm_segment_reclaim_this(lm_segments_tld_t* tld, lm_segment_t* segment);
 /* Iterate the page starts (not free spans) of a segment: start with prev == NULL. */
 lm_page_t* lm_segment_next_page(lm_segment_t* segment, lm_page_t* prev);
+/* Debug level 3: walk the segment's invariants (slices tile it, pages counted, purge bits a
+ * subset of commit bits); a violation stops the program through lm_assert_fail. */
+bool lm_segment_check(lm_segments_t* segs, lm_segment_t* segment);
 /* Give a reclaimed segment that still has abandoned pages back to the abandoned set. */
 void lm_segment_abandon_again(lm_segment_t* segment, lm_segments_tld_t* tld);
 /* Would lm_segment_page_alloc find room without a new segment? (Reclaim before allocating.) */
