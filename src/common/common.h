@@ -21,8 +21,9 @@
 #ifndef LM_GUARDED_BUILD
 #define LM_GUARDED_BUILD 0 /* -Dguarded: guarded sampling on by default */
 #endif
-/* Guarded sampling is compiled in (one countdown per malloc) in these builds. */
-#define LM_GUARDED (LM_GUARDED_BUILD || LM_SECURE || LM_DEBUG > 0)
+/* Guarded sampling is compiled in (one countdown per malloc) in these builds; a secure build
+ * that wants it too is built with -Dguarded=true as well (it costs on every malloc). */
+#define LM_GUARDED (LM_GUARDED_BUILD || LM_DEBUG > 0)
 
 /* Built with a sanitizer (whose runtime owns parts of the address space)? */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

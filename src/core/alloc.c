@@ -5,10 +5,11 @@
 
 #include "core.h"
 
-/* Pop a block from a page known to have one. */
-/* Hand out `block`, the head of the page's free list; `size` is what the caller asked for. */
-static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {
-  page->free = lm_block_next(page, block);
+/* Hand out `block`, the head of the page's free list, whose successor is `next`; `size` is
+ * what the caller asked for. */
+static inline void* page_pop_finish(lm_page_t* page, lm_block_t* block, lm_block_t* next,
+                                    size_t size, bool zero) {
+  page->free = next;
   page->used++;
   page->stat_allocs++; /* the statistics' only cost on this path */
   lm_track_malloc(block, page->block_size, zero && page->free_is_zero);
@@ -30,6 +31,25 @@ static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bo
     lm_track_redzone((uint8_t*)block + size, page->block_size - size);
   }
   return block;
+}
+
+/* A corrupted link (hardened builds): report it, cut the list there, hand the block out. Out
+ * of line so the fast path needs no saved registers. */
+static lm_noinline void* page_pop_corrupt(lm_page_t* page, lm_block_t* block, size_t size,
+                                          bool zero) {
+  lm_free_list_corrupt(page, block);
+  return page_pop_finish(page, block, NULL, size, zero);
+}
+
+/* Pop a block from a page known to have one. */
+static inline void* page_pop(lm_page_t* page, lm_block_t* block, size_t size, bool zero) {
+  if (LM_ENCODE_FREELIST && !LM_TRACK) {
+    uintptr_t x = lm_block_decode(page, (uintptr_t)block->next);
+    if (x == (uintptr_t)page) return page_pop_finish(page, block, NULL, size, zero);
+    if (lm_unlikely(!lm_page_holds(page, (void*)x))) return page_pop_corrupt(page, block, size, zero);
+    return page_pop_finish(page, block, (lm_block_t*)x, size, zero);
+  }
+  return page_pop_finish(page, block, lm_block_next(page, block), size, zero);
 }
 
 static void* malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment);

@@ -306,12 +306,17 @@ static inline bool lm_page_holds(const lm_page_t* page, const void* p) {
          (const uint8_t*)p < page->page_start + (size_t)page->reserved * page->block_size;
 }
 
+/* The link a raw (encoded) word stands for; the page's address stands for NULL. */
+static inline uintptr_t lm_block_decode(const lm_page_t* page, uintptr_t raw) {
+  return lm_rotr(raw - page->keys[0], page->keys[0]) ^ page->keys[1];
+}
+
 static inline lm_block_t* lm_block_next(const lm_page_t* page, const lm_block_t* block) {
   lm_track_open(block, sizeof(lm_block_t));
   uintptr_t raw = (uintptr_t)block->next;
   lm_track_close(block, sizeof(lm_block_t));
 #if LM_ENCODE_FREELIST
-  uintptr_t x = lm_rotr(raw - page->keys[0], page->keys[0]) ^ page->keys[1];
+  uintptr_t x = lm_block_decode(page, raw);
   if (x == (uintptr_t)page) return NULL;
   if (lm_unlikely(!lm_page_holds(page, (void*)x))) {
     lm_free_list_corrupt(page, block);

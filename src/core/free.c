@@ -96,7 +96,7 @@ static bool peek_next(const lm_page_t* page, const lm_block_t* block, const lm_b
   lm_track_open(block, sizeof(lm_block_t));
   uintptr_t raw = (uintptr_t)block->next;
   lm_track_close(block, sizeof(lm_block_t));
-  uintptr_t x = lm_rotr(raw - page->keys[0], page->keys[0]) ^ page->keys[1];
+  uintptr_t x = lm_block_decode(page, raw);
   if (x == (uintptr_t)page) x = 0;
   else if (!lm_page_holds(page, (void*)x)) return false;
   *next = (const lm_block_t*)x;
@@ -162,10 +162,37 @@ static inline bool free_is_invalid(const lm_segment_t* segment, const lm_page_t*
   return false;
 }
 
+/* Hardened builds, common case: a valid segment, p the start of a block of a page of this
+ * thread with no flags, whose first word does not decode as a link of the page (so it cannot
+ * be a free block). Pure computation, no call: the compiler keeps it in scratch registers. */
+static inline bool free_checked_fast(const lm_segment_t* segment, const lm_page_t* page,
+                                     const void* p) {
+  if (!lm_segment_is_valid(&lm_process.segments, segment) || !lm_page_holds(page, p) ||
+      page->block_size_inv == 0 || !lm_page_is_block_start(page, p) ||
+      lm_page_flags(page) != 0 || lm_thread_id() != lm_segment_owner(segment)) {
+    return false;
+  }
+  uintptr_t x = lm_block_decode(page, *(const uintptr_t*)p);
+  return x != (uintptr_t)page && !lm_page_holds(page, (const void*)x);
+}
+
+static void free_ours_checked(void* p);
+
 /* The free path for a segment known to be ours. */
 static inline void free_ours(void* p) {
   lm_segment_t* segment = lm_segment_of(p);
   lm_page_t* page = lm_segment_page_of(segment, p);
+  if (LM_SECURE && !LM_PADDING && !LM_TRACK) {
+    if (lm_unlikely(!free_checked_fast(segment, page, p))) {
+      free_ours_checked(p);
+      return;
+    }
+    lm_block_t* block = (lm_block_t*)p;
+    lm_block_set_next(page, block, page->local_free);
+    page->local_free = block;
+    if (lm_unlikely(--page->used == 0)) lm_page_retire(page);
+    return;
+  }
   if (LM_FREE_CHECKS && lm_unlikely(free_is_invalid(segment, page, p))) return;
   if (LM_GUARDED && lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
     lm_guarded_unguard(page, p); /* (before any write to the block) */
@@ -185,6 +212,16 @@ static inline void free_ours(void* p) {
     if (lm_unlikely(--page->used == 0)) lm_page_retire(page);
     return;
   }
+  free_generic(segment, page, is_local, p);
+}
+
+/* Every check, every case (secure builds: what free_checked_fast did not pass). */
+static lm_noinline void free_ours_checked(void* p) {
+  lm_segment_t* segment = lm_segment_of(p);
+  lm_page_t* page = lm_segment_page_of(segment, p);
+  if (free_is_invalid(segment, page, p)) return;
+  if (LM_GUARDED && (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) lm_guarded_unguard(page, p);
+  bool is_local = lm_thread_id() == lm_segment_owner(segment);
   free_generic(segment, page, is_local, p);
 }
 

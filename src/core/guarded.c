@@ -1,7 +1,7 @@
 /* Guarded sampling: one in `guarded_sample_rate` mallocs of a heap (sizes within its bounds) is
  * placed right before an inaccessible OS page, so an overflow out of it faults at the first
  * byte past the block (with guarded_precise; else past its 16-byte rounding). Cheap enough for
- * production at 1 in thousands; compiled into -Dguarded, secure and debug builds.
+ * production at 1 in thousands; compiled into -Dguarded and debug builds.
  *
  * A sampled block is the tail of an ordinary block of a larger class:
  *   base: [tag][guard address][p][16 bytes] ... p: [size bytes][guard page][rest of the block]

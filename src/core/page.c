@@ -92,8 +92,13 @@ void lm_page_extend(lm_page_t* page) {
      * neighbours in time, so an overflow cannot count on what follows a block. */
     uint16_t order[512];
     for (size_t i = 0; i < extend; i++) order[i] = (uint16_t)i;
+    /* One draw from the heap's generator seeds a cheap mixer for the shuffle, and a
+     * multiply-shift replaces the division (this runs once per new block). */
+    uint64_t state = lm_random_next(&heap->random);
     for (size_t i = extend - 1; i > 0; i--) {
-      size_t j = (size_t)(lm_random_next(&heap->random) % (i + 1));
+      state += 0x9E3779B97F4A7C15ull;
+      uint64_t z = (state ^ (state >> 31)) * 0xD6E8FEB86659FD93ull;
+      size_t j = (size_t)(((z >> 32) * (uint64_t)(i + 1)) >> 32);
       uint16_t t = order[i];
       order[i] = order[j];
       order[j] = t;

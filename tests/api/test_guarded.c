@@ -21,8 +21,7 @@
 #include "mimalloc-stats.h"
 #include "mimalloc.h"
 
-#if (defined(LM_GUARDED_BUILD) && LM_GUARDED_BUILD) || (defined(LM_SECURE) && LM_SECURE) || \
-    (defined(LM_DEBUG) && LM_DEBUG > 0)
+#if (defined(LM_GUARDED_BUILD) && LM_GUARDED_BUILD) || (defined(LM_DEBUG) && LM_DEBUG > 0)
 #define GUARDED 1
 #else
 #define GUARDED 0
