@@ -89,11 +89,7 @@ void* mi_zalloc_aligned(size_t size, size_t align) mi_attr_noexcept {
 void* mi_calloc_aligned_at(size_t count, size_t size, size_t align, size_t offset)
     mi_attr_noexcept {
   size_t total;
-  if (lm_mul_overflow(count, size, &total)) {
-    lm_error(EOVERFLOW, "allocation size overflow (%zu * %zu bytes)", count, size);
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (!lm_count_size(count, size, &total)) return NULL;
   return mi_zalloc_aligned_at(total, align, offset);
 }
 void* mi_calloc_aligned(size_t count, size_t size, size_t align) mi_attr_noexcept {

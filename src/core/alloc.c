@@ -159,21 +159,13 @@ void* mi_zalloc(size_t size) mi_attr_noexcept {
 
 void* mi_calloc(size_t count, size_t size) mi_attr_noexcept {
   size_t total;
-  if (lm_unlikely(lm_mul_overflow(count, size, &total))) {
-    lm_error(EOVERFLOW, "allocation size overflow (%zu * %zu bytes)", count, size);
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (!lm_count_size(count, size, &total)) return NULL;
   return lm_heap_malloc(lm_heap_get_default(), total, true);
 }
 
 void* mi_mallocn(size_t count, size_t size) mi_attr_noexcept {
   size_t total;
-  if (lm_unlikely(lm_mul_overflow(count, size, &total))) {
-    lm_error(EOVERFLOW, "allocation size overflow (%zu * %zu bytes)", count, size);
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (!lm_count_size(count, size, &total)) return NULL;
   return mi_malloc(total);
 }
 
@@ -208,11 +200,7 @@ void* mi_realloc(void* p, size_t newsize) mi_attr_noexcept {
 
 void* mi_reallocn(void* p, size_t count, size_t size) mi_attr_noexcept {
   size_t total;
-  if (lm_unlikely(lm_mul_overflow(count, size, &total))) {
-    lm_error(EOVERFLOW, "reallocation size overflow (%zu * %zu bytes)", count, size);
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (!lm_count_size(count, size, &total)) return NULL;
   return mi_realloc(p, total);
 }
 

@@ -526,4 +526,13 @@ void lm_warning(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Report an error through the registered error handler (and the output when shown). */
 void lm_error(int err, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* count * size for the calloc-style calls: false, with an EOVERFLOW report and errno ENOMEM,
+ * when it does not fit. */
+static inline bool lm_count_size(size_t count, size_t size, size_t* total) {
+  if (lm_likely(!lm_mul_overflow(count, size, total))) return true;
+  lm_error(EOVERFLOW, "allocation size overflow (%zu * %zu bytes)", count, size);
+  errno = ENOMEM;
+  return false;
+}
+
 #endif

@@ -136,14 +136,6 @@ void mi_heap_destroy(mi_heap_t* heap) {
 
 /* ---- allocation ---------------------------------------------------------------------------------- */
 
-static inline bool checked_total(size_t count, size_t size, size_t* total) {
-  if (lm_unlikely(lm_mul_overflow(count, size, total))) {
-    lm_error(EOVERFLOW, "allocation size overflow (%zu * %zu bytes)", count, size);
-    errno = ENOMEM;
-    return false;
-  }
-  return true;
-}
 
 void* mi_heap_malloc(mi_heap_t* heap, size_t size) mi_attr_noexcept {
   return lm_heap_malloc(heap, size, false);
@@ -153,11 +145,11 @@ void* mi_heap_zalloc(mi_heap_t* heap, size_t size) mi_attr_noexcept {
 }
 void* mi_heap_calloc(mi_heap_t* heap, size_t count, size_t size) mi_attr_noexcept {
   size_t total;
-  return checked_total(count, size, &total) ? lm_heap_malloc(heap, total, true) : NULL;
+  return lm_count_size(count, size, &total) ? lm_heap_malloc(heap, total, true) : NULL;
 }
 void* mi_heap_mallocn(mi_heap_t* heap, size_t count, size_t size) mi_attr_noexcept {
   size_t total;
-  return checked_total(count, size, &total) ? lm_heap_malloc(heap, total, false) : NULL;
+  return lm_count_size(count, size, &total) ? lm_heap_malloc(heap, total, false) : NULL;
 }
 void* mi_heap_malloc_small(mi_heap_t* heap, size_t size) mi_attr_noexcept {
   lm_assert(size <= LM_SMALL_SIZE_MAX);
@@ -172,7 +164,7 @@ void* mi_heap_realloc(mi_heap_t* heap, void* p, size_t newsize) mi_attr_noexcept
 }
 void* mi_heap_reallocn(mi_heap_t* heap, void* p, size_t count, size_t size) mi_attr_noexcept {
   size_t total;
-  return checked_total(count, size, &total) ? lm_heap_realloc(heap, p, total, false) : NULL;
+  return lm_count_size(count, size, &total) ? lm_heap_realloc(heap, p, total, false) : NULL;
 }
 void* mi_heap_reallocf(mi_heap_t* heap, void* p, size_t newsize) mi_attr_noexcept {
   void* newp = lm_heap_realloc(heap, p, newsize, false);
@@ -221,7 +213,7 @@ void* mi_heap_zalloc_aligned(mi_heap_t* heap, size_t size, size_t alignment) mi_
 void* mi_heap_calloc_aligned_at(mi_heap_t* heap, size_t count, size_t size, size_t alignment,
                                 size_t offset) mi_attr_noexcept {
   size_t total;
-  if (!checked_total(count, size, &total)) return NULL;
+  if (!lm_count_size(count, size, &total)) return NULL;
   return lm_heap_malloc_aligned_at(heap, total, alignment, offset, true);
 }
 void* mi_heap_calloc_aligned(mi_heap_t* heap, size_t count, size_t size, size_t alignment)
@@ -243,7 +235,7 @@ void* mi_heap_rezalloc(mi_heap_t* heap, void* p, size_t newsize) mi_attr_noexcep
 }
 void* mi_heap_recalloc(mi_heap_t* heap, void* p, size_t count, size_t size) mi_attr_noexcept {
   size_t total;
-  return checked_total(count, size, &total) ? lm_heap_realloc(heap, p, total, true) : NULL;
+  return lm_count_size(count, size, &total) ? lm_heap_realloc(heap, p, total, true) : NULL;
 }
 void* mi_heap_rezalloc_aligned_at(mi_heap_t* heap, void* p, size_t newsize, size_t alignment,
                                   size_t offset) mi_attr_noexcept {
@@ -256,7 +248,7 @@ void* mi_heap_rezalloc_aligned(mi_heap_t* heap, void* p, size_t newsize, size_t 
 void* mi_heap_recalloc_aligned_at(mi_heap_t* heap, void* p, size_t count, size_t size,
                                   size_t alignment, size_t offset) mi_attr_noexcept {
   size_t total;
-  if (!checked_total(count, size, &total)) return NULL;
+  if (!lm_count_size(count, size, &total)) return NULL;
   return lm_heap_realloc_aligned_at(heap, p, total, alignment, offset, true);
 }
 void* mi_heap_recalloc_aligned(mi_heap_t* heap, void* p, size_t count, size_t size,
