@@ -87,28 +87,36 @@ void lm_page_extend(lm_page_t* page) {
     }
     page->free_is_zero = false;
   }
-  if (LM_SECURE && extend > 2 && extend <= 512 && heap != NULL) {
-    /* Secure builds hand the new blocks out in random order: neighbours in memory are not
-     * neighbours in time, so an overflow cannot count on what follows a block. */
-    uint16_t order[512];
-    for (size_t i = 0; i < extend; i++) order[i] = (uint16_t)i;
-    /* One draw from the heap's generator seeds a cheap mixer for the shuffle, and a
-     * multiply-shift replaces the division (this runs once per new block). */
+  if (LM_SECURE && extend > 2 && heap != NULL) {
+    /* Secure builds hand new blocks out in an order an overflow cannot count on: the new
+     * blocks form up to 8 runs, and each next block comes from a random run (in address order
+     * within it). A block's memory neighbour is rarely its neighbour in time, while each run
+     * stays a sequential stream the hardware can prefetch (a full shuffle cost up to 60% more
+     * time on allocation-heavy loops). One generator draw per extend seeds a cheap mixer. */
+    enum { RUNS_MAX = 8 };
+    size_t runs = extend >= 32 ? RUNS_MAX : extend >= 8 ? 4 : 2;
+    size_t next[RUNS_MAX], end[RUNS_MAX];
+    size_t at = 0;
+    for (size_t r = 0; r < runs; r++) {
+      next[r] = at;
+      at += extend / runs + (r < extend % runs ? 1 : 0);
+      end[r] = at;
+    }
     uint64_t state = lm_random_next(&heap->random);
-    for (size_t i = extend - 1; i > 0; i--) {
+    lm_block_t* first = NULL;
+    lm_block_t* prev = NULL;
+    for (size_t left = extend; left > 0; left--) {
       state += 0x9E3779B97F4A7C15ull;
       uint64_t z = (state ^ (state >> 31)) * 0xD6E8FEB86659FD93ull;
-      size_t j = (size_t)(((z >> 32) * (uint64_t)(i + 1)) >> 32);
-      uint16_t t = order[i];
-      order[i] = order[j];
-      order[j] = t;
+      size_t r = (size_t)(((z >> 32) * (uint64_t)runs) >> 32);
+      while (next[r] == end[r]) r = (r + 1 == runs ? 0 : r + 1); /* a run with blocks left */
+      lm_block_t* block = (lm_block_t*)(start + next[r]++ * bsize);
+      if (prev != NULL) lm_block_set_next(page, prev, block);
+      else first = block;
+      prev = block;
     }
-    for (size_t i = 0; i + 1 < extend; i++) {
-      lm_block_set_next(page, (lm_block_t*)(start + order[i] * bsize),
-                        (lm_block_t*)(start + order[i + 1] * bsize));
-    }
-    lm_block_set_next(page, (lm_block_t*)(start + order[extend - 1] * bsize), page->free);
-    page->free = (lm_block_t*)(start + order[0] * bsize);
+    lm_block_set_next(page, prev, page->free);
+    page->free = first;
     page->capacity += (uint16_t)extend;
     return;
   }

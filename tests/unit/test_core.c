@@ -252,6 +252,30 @@ static void test_core_page_accounting_holds_after_local_and_remote_frees(void** 
   mi_collect(false);
 }
 
+/* Secure builds hand a fresh page's blocks out in an order an overflow cannot count on: few
+ * consecutive allocations are memory neighbours. Other builds go in address order. */
+static void test_core_fresh_blocks_come_in_random_order_in_secure_builds(void** state) {
+  (void)state;
+  enum { N = 300 }; /* one 64 KiB page (60 KiB with a guard page) */
+  const size_t size = 192 - LM_PADDING_SIZE; /* the 192-byte class, unused elsewhere: a fresh page */
+  static uint8_t* blocks[N];
+  for (size_t i = 0; i < N; i++) {
+    blocks[i] = mi_malloc(size);
+    assert_non_null(blocks[i]);
+  }
+  lm_page_t* page = page_of(blocks[0]);
+  assert_int_equal(page->block_size, 192);
+  size_t neighbours = 0;
+  for (size_t i = 0; i + 1 < N; i++) {
+    assert_ptr_equal(page_of(blocks[i + 1]), page);
+    if (blocks[i + 1] == blocks[i] + page->block_size) neighbours++;
+  }
+  check_page_accounting(page);
+  if (LM_SECURE) assert_true(neighbours < N / 3); /* 8 runs: about 1 in 8 */
+  else assert_true(neighbours > N * 9 / 10);
+  for (size_t i = 0; i < N; i++) mi_free(blocks[i]);
+}
+
 static void test_core_remote_free_into_a_full_page_reaches_its_owner(void** state) {
   (void)state;
   const size_t size = 8192 - LM_PADDING_SIZE; /* 8 blocks per small page */
@@ -754,6 +778,7 @@ int main(void) {
       cmocka_unit_test(test_core_page_allocation_fails_cleanly_when_page_commit_fails),
       cmocka_unit_test(test_core_thread_exit_abandons_live_pages_and_collect_reclaims_them),
       cmocka_unit_test(test_core_calloc_returns_zeroed_memory),
+      cmocka_unit_test(test_core_fresh_blocks_come_in_random_order_in_secure_builds),
       cmocka_unit_test(test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed),
   };
   return cmocka_run_group_tests_name("core", tests, group_setup, group_teardown);
