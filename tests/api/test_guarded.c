@@ -20,6 +20,7 @@
 
 #include "mimalloc-stats.h"
 #include "mimalloc.h"
+#include "observe.h"
 
 #if (defined(LM_GUARDED_BUILD) && LM_GUARDED_BUILD) || (defined(LM_DEBUG) && LM_DEBUG > 0)
 #define GUARDED 1
@@ -31,10 +32,7 @@ static bool precise(void) { return getenv("MIMALLOC_GUARDED_PRECISE") != NULL; }
 
 static int64_t guarded_count(void) {
   mi_stats_t st;
-  memset(&st, 0, sizeof(st));
-  st.size = sizeof(st);
-  st.version = MI_STAT_VERSION;
-  assert_true(mi_stats_get(&st));
+  get_stats(&st);
   return st.malloc_guarded_count.total;
 }
 

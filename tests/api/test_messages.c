@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "mimalloc.h"
+#include "observe.h"
 
 static volatile size_t v_size_max = SIZE_MAX;
 static volatile size_t v_half = SIZE_MAX / 2;
@@ -40,29 +41,7 @@ static volatile size_t v_align_48 = 48; /* not a power of two */
 
 /* ---- sinks -------------------------------------------------------------------------------------- */
 
-typedef struct capture_s {
-  char text[64 * 1024];
-  size_t len;
-  size_t calls;
-} capture_t;
-
 static capture_t cap_a, cap_b;
-
-static void capture_reset(capture_t* c) {
-  c->len = 0;
-  c->calls = 0;
-  c->text[0] = 0;
-}
-
-static void capture_sink(const char* msg, void* arg) {
-  capture_t* c = arg;
-  c->calls++;
-  size_t n = strlen(msg);
-  if (n > sizeof(c->text) - 1 - c->len) n = sizeof(c->text) - 1 - c->len;
-  memcpy(c->text + c->len, msg, n);
-  c->len += n;
-  c->text[c->len] = 0;
-}
 
 static size_t count_occurrences(const char* hay, const char* needle) {
   size_t count = 0, n = strlen(needle);

@@ -20,6 +20,7 @@
 
 #include "mimalloc-stats.h"
 #include "mimalloc.h"
+#include "observe.h"
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
@@ -29,12 +30,6 @@ static long env_long(const char* name, long otherwise) {
   return v != NULL && *v != 0 ? strtol(v, NULL, 10) : otherwise;
 }
 
-static void get_stats(mi_stats_t* st) {
-  memset(st, 0, sizeof(*st));
-  st->size = sizeof(*st);
-  st->version = MI_STAT_VERSION;
-  assert_true(mi_stats_get(st));
-}
 
 static void* run_thread(void* (*fn)(void*), void* arg) {
   pthread_t t;

@@ -25,18 +25,13 @@
 
 #include "mimalloc.h"
 #include "mimalloc-stats.h"
+#include "observe.h"
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * KiB)
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
 
-static void get_stats(mi_stats_t* st) {
-  memset(st, 0, sizeof(*st));
-  st->size = sizeof(mi_stats_t);
-  st->version = MI_STAT_VERSION;
-  assert_true(mi_stats_get(st));
-}
 
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -270,23 +265,7 @@ static long long json_number_after(const char* from, const char* key) {
 
 /* ---- captured output -------------------------------------------------------------------------- */
 
-typedef struct capture_s {
-  char text[64 * 1024];
-  size_t len;
-  size_t calls;
-} capture_t;
-
 static capture_t cap;
-
-static void capture_sink(const char* msg, void* arg) {
-  capture_t* c = arg;
-  c->calls++;
-  size_t n = strlen(msg);
-  if (n > sizeof(c->text) - 1 - c->len) n = sizeof(c->text) - 1 - c->len;
-  memcpy(c->text + c->len, msg, n);
-  c->len += n;
-  c->text[c->len] = 0;
-}
 
 /* ======================================================================================= */
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "mimalloc.h"
+#include "rng.h"
 
 #define MiB ((size_t)1024 * 1024)
 #define MAX_THREADS 64
@@ -92,15 +93,6 @@ static bool set_init(struct block_set* s, size_t cap) {
 static void set_unmap(struct block_set* s) {
   munmap(s->ptrs, s->cap * sizeof(void*));
   s->ptrs = NULL;
-}
-
-static uint64_t rng_next(uint64_t* st) {
-  uint64_t x = *st;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *st = x;
-  return x * 2685821657736338717ull;
 }
 
 /* Half the bytes in small blocks (16 B .. 1 KiB), half in medium ones (1 KiB .. 64 KiB); every

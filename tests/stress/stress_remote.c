@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "mimalloc.h"
+#include "rng.h"
 
 #define MAX_THREADS 64
 #define RING_CAP 2048 /* blocks in flight towards one thread */
@@ -46,15 +47,6 @@ static long iterations = 200000;
 static struct ring rings[MAX_THREADS];
 static struct worker workers[MAX_THREADS];
 static atomic_int finished;
-
-static uint64_t rng_next(uint64_t* s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 2685821657736338717ull;
-}
 
 /* 8 B .. 1 MiB, most of them small. */
 static size_t random_size(uint64_t* s) {

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "mimalloc.h"
+#include "rng.h"
 
 #define MAX_THREADS_PER_WAVE 64
 #define POOL_SLOTS 8192
@@ -41,15 +42,6 @@ static atomic_int current_wave;
 struct thread_arg {
   int wave, index;
 };
-
-static uint64_t rng_next(uint64_t* s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 2685821657736338717ull;
-}
 
 static size_t random_size(uint64_t* s) {
   uint64_t r = rng_next(s) % 100;
