@@ -130,7 +130,7 @@ static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committ
   *arena = (lm_arena_t){.start = start,
                         .block_count = blocks,
                         .is_pinned = memid->is_pinned,
-                        .numa_node = numa_node,
+                        .numa_node = numa_node < 0 ? -1 : numa_node,
                         .exclusive = exclusive,
                         .memid = *memid,
                         .meta_memid = meta_memid,
@@ -162,6 +162,20 @@ static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committ
   return arena->id;
 }
 
+/* Register memory reserved from the OS as an arena, or give it back when that fails. */
+static int arena_add_reserved(lm_arenas_t* arenas, void* start, size_t size, bool committed,
+                              bool exclusive, int numa_node, const lm_memid_t* memid,
+                              int* arena_id) {
+  int id = arena_add(arenas, start, size, committed, memid->initially_zero, exclusive, numa_node,
+                     memid);
+  if (id == 0) {
+    lm_os_free(arenas, start, size, memid);
+    return ENOMEM;
+  }
+  if (arena_id != NULL) *arena_id = id;
+  return 0;
+}
+
 int lm_arena_reserve_ex(lm_arenas_t* arenas, size_t size, bool commit, bool allow_large,
                         bool exclusive, int numa_node, int* arena_id) {
   if (arena_id != NULL) *arena_id = 0;
@@ -177,14 +191,7 @@ int lm_arena_reserve_ex(lm_arenas_t* arenas, size_t size, bool commit, bool allo
   if (numa_node >= 0 && arenas->caps.has_numa && arenas->backend->numa_bind != NULL) {
     arenas->backend->numa_bind(start, size, numa_node); /* a preference: failure is harmless */
   }
-  int id = arena_add(arenas, start, size, commit, memid.initially_zero, exclusive, numa_node,
-                     &memid);
-  if (id == 0) {
-    lm_os_free(arenas, start, size, &memid);
-    return ENOMEM;
-  }
-  if (arena_id != NULL) *arena_id = id;
-  return 0;
+  return arena_add_reserved(arenas, start, size, commit, exclusive, numa_node, &memid, arena_id);
 }
 
 int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
@@ -202,8 +209,8 @@ int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_commi
                       .is_pinned = is_pinned,
                       .initially_committed = is_committed,
                       .initially_zero = is_zero};
-  int id = arena_add(arenas, (void*)lo, hi - lo, is_committed, is_zero, exclusive,
-                     numa_node < 0 ? -1 : numa_node, &memid);
+  int id = arena_add(arenas, (void*)lo, hi - lo, is_committed, is_zero, exclusive, numa_node,
+                     &memid);
   if (id == 0) return ENOMEM;
   if (arena_id != NULL) *arena_id = id;
   return 0;
@@ -222,14 +229,7 @@ int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool
   lm_stat_increase(&arenas->stats.committed, (int64_t)size);
   lm_memid_t memid = {.kind = LM_MEM_OS, .os_base = start, .os_size = size, .is_pinned = true,
                       .is_large = true, .initially_committed = true, .initially_zero = is_zero};
-  int id = arena_add(arenas, start, size, true, is_zero, exclusive, numa_node < 0 ? -1 : numa_node,
-                     &memid);
-  if (id == 0) {
-    lm_os_free(arenas, start, size, &memid);
-    return ENOMEM;
-  }
-  if (arena_id != NULL) *arena_id = id;
-  return 0;
+  return arena_add_reserved(arenas, start, size, true, exclusive, numa_node, &memid, arena_id);
 }
 
 void* lm_arena_area(lm_arenas_t* arenas, int arena_id, size_t* size) {

@@ -60,8 +60,13 @@ static inline bool guarded_sample_due(lm_heap_t* heap) {
   return LM_GUARDED && lm_unlikely(--heap->guarded_countdown == 0);
 }
 
+/* The page the direct table gives for a small size (the empty page when there is none). */
+static inline lm_page_t* direct_page(lm_heap_t* heap, size_t size) {
+  return heap->pages_free_direct[(size + LM_PADDING_SIZE + 7) >> 3];
+}
+
 static inline void* heap_malloc_small(lm_heap_t* heap, size_t size, bool zero) {
-  lm_page_t* page = heap->pages_free_direct[(size + LM_PADDING_SIZE + 7) >> 3];
+  lm_page_t* page = direct_page(heap, size);
   lm_block_t* block = page->free;
   if (lm_unlikely(block == NULL)) return lm_malloc_generic(heap, size, zero, 0);
   if (guarded_sample_due(heap)) return lm_heap_malloc_sampled(heap, size, zero);
@@ -75,7 +80,7 @@ void* lm_heap_malloc(lm_heap_t* heap, size_t size, bool zero) {
 
 void* lm_heap_malloc_unsampled(lm_heap_t* heap, size_t size, bool zero) {
   if (lm_likely(size <= LM_SMALL_SIZE_MAX)) {
-    lm_page_t* page = heap->pages_free_direct[(size + LM_PADDING_SIZE + 7) >> 3];
+    lm_page_t* page = direct_page(heap, size);
     if (page->free != NULL) return page_pop(page, page->free, size, zero);
   }
   return malloc_generic(heap, size, zero, 0);

@@ -176,23 +176,16 @@ static inline bool free_checked_fast(const lm_segment_t* segment, const lm_page_
   return x != (uintptr_t)page && !lm_page_holds(page, (const void*)x);
 }
 
-static void free_ours_checked(void* p);
+/* Push a block onto its page's local free list (the owner, a page without flags). */
+static inline void page_push_local(lm_page_t* page, lm_block_t* block) {
+  lm_block_set_next(page, block, page->local_free);
+  page->local_free = block;
+  if (lm_unlikely(--page->used == 0)) lm_page_retire(page);
+}
 
-/* The free path for a segment known to be ours. */
-static inline void free_ours(void* p) {
-  lm_segment_t* segment = lm_segment_of(p);
-  lm_page_t* page = lm_segment_page_of(segment, p);
-  if (LM_SECURE && !LM_PADDING && !LM_TRACK) {
-    if (lm_unlikely(!free_checked_fast(segment, page, p))) {
-      free_ours_checked(p);
-      return;
-    }
-    lm_block_t* block = (lm_block_t*)p;
-    lm_block_set_next(page, block, page->local_free);
-    page->local_free = block;
-    if (lm_unlikely(--page->used == 0)) lm_page_retire(page);
-    return;
-  }
+/* Every build's free of a pointer in a segment of ours: the checks of hardened builds, guards,
+ * debug fill and tracking, then the local fast case or the generic path. */
+static inline void free_ours_any(lm_segment_t* segment, lm_page_t* page, void* p) {
   if (LM_FREE_CHECKS && lm_unlikely(free_is_invalid(segment, page, p))) return;
   if (LM_GUARDED && lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
     lm_guarded_unguard(page, p); /* (before any write to the block) */
@@ -206,23 +199,28 @@ static inline void free_ours(void* p) {
   lm_track_free(LM_TRACK ? lm_page_block_of(page, p) : p, page->block_size);
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
   if (lm_likely(is_local && lm_page_flags(page) == 0)) {
-    lm_block_t* block = (lm_block_t*)p;
-    lm_block_set_next(page, block, page->local_free);
-    page->local_free = block;
-    if (lm_unlikely(--page->used == 0)) lm_page_retire(page);
+    page_push_local(page, (lm_block_t*)p);
     return;
   }
   free_generic(segment, page, is_local, p);
 }
 
-/* Every check, every case (secure builds: what free_checked_fast did not pass). */
+/* Secure builds: what free_checked_fast did not pass takes the whole path, out of line. */
 static lm_noinline void free_ours_checked(void* p) {
   lm_segment_t* segment = lm_segment_of(p);
+  free_ours_any(segment, lm_segment_page_of(segment, p), p);
+}
+
+/* The free path for a segment known to be ours. */
+static inline void free_ours(void* p) {
+  lm_segment_t* segment = lm_segment_of(p);
   lm_page_t* page = lm_segment_page_of(segment, p);
-  if (free_is_invalid(segment, page, p)) return;
-  if (LM_GUARDED && (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) lm_guarded_unguard(page, p);
-  bool is_local = lm_thread_id() == lm_segment_owner(segment);
-  free_generic(segment, page, is_local, p);
+  if (LM_SECURE && !LM_PADDING && !LM_TRACK) {
+    if (lm_likely(free_checked_fast(segment, page, p))) page_push_local(page, (lm_block_t*)p);
+    else free_ours_checked(p);
+    return;
+  }
+  free_ours_any(segment, page, p);
 }
 
 /* Outside the hinted region: NULL, a segment placed elsewhere by the OS, or a pointer this
