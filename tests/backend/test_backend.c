@@ -4,6 +4,7 @@
  * forked children (with cmocka's signal handlers reset) so the test process survives them.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -252,6 +253,24 @@ static void test_numa_node_is_in_range(void** state) {
   assert_int_equal(os->numa_node_count(), count); /* cached, stable */
 }
 
+/* The node count comes from the kernel's list of online nodes; here it is checked against the
+ * node directories themselves (ids may be sparse: the count is the highest id + 1). */
+static void test_numa_node_count_matches_sysfs(void** state) {
+  (void)state;
+  DIR* dir = opendir("/sys/devices/system/node");
+  if (dir == NULL) skip();
+  int highest = -1;
+  for (struct dirent* e; (e = readdir(dir)) != NULL;) {
+    char* end = NULL;
+    if (strncmp(e->d_name, "node", 4) != 0) continue;
+    long id = strtol(e->d_name + 4, &end, 10);
+    if (end != e->d_name + 4 && *end == 0 && id > highest) highest = (int)id;
+  }
+  closedir(dir);
+  if (highest < 0) skip();
+  assert_int_equal(os->numa_node_count(), highest + 1);
+}
+
 static void test_clock_is_monotonic(void** state) {
   (void)state;
   int64_t t0 = os->clock_ms();
@@ -419,6 +438,7 @@ int main(void) {
       cmocka_unit_test(test_reserve_huge_works_or_reports_enomem),
       cmocka_unit_test(test_reservations_are_named),
       cmocka_unit_test(test_numa_node_is_in_range),
+      cmocka_unit_test(test_numa_node_count_matches_sysfs),
       cmocka_unit_test(test_clock_is_monotonic),
       cmocka_unit_test(test_random_bytes_differ_across_calls),
       cmocka_unit_test(test_getenv_is_case_insensitive),

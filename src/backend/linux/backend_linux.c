@@ -209,22 +209,30 @@ static int linux_numa_node(void) {
   return (int)node;
 }
 
+/* The highest id in a kernel node list such as "0", "0-3" or "0,2-5\n"; -1 if none. */
+static int highest_in_node_list(const char* list, long len) {
+  int highest = -1, id = -1;
+  for (long i = 0; i <= len; i++) {
+    char c = i < len ? list[i] : 0;
+    if (c >= '0' && c <= '9') {
+      id = (id < 0 ? 0 : id * 10) + (c - '0');
+      if (id >= MAX_NUMA_NODES) return MAX_NUMA_NODES - 1;
+    } else {
+      if (id > highest) highest = id;
+      id = -1;
+    }
+  }
+  return highest;
+}
+
 static int linux_numa_node_count(void) {
   int count = lm_load_relaxed(&numa_count_cache);
   if (count > 0) return count;
-  /* Node ids may be sparse: count up to the highest present id so numa_node() < count. */
-  static const char prefix[] = "/sys/devices/system/node/node";
-  char path[sizeof(prefix) + 4];
-  for (size_t i = 0; i < sizeof(prefix); i++) path[i] = prefix[i];
-  int highest = -1;
-  for (int id = 0; id < MAX_NUMA_NODES; id++) {
-    char* d = path + sizeof(prefix) - 1;
-    if (id >= 100) *d++ = (char)('0' + id / 100);
-    if (id >= 10) *d++ = (char)('0' + id / 10 % 10);
-    *d++ = (char)('0' + id % 10);
-    *d = 0;
-    if (syscall(SYS_faccessat, AT_FDCWD, path, F_OK) == 0) highest = id;
-  }
+  /* Node ids may be sparse: count up to the highest online id so numa_node() < count. One
+   * read of the kernel's list (probing node0..node255 cost 256 syscalls at every start). */
+  char list[256];
+  long len = read_file("/sys/devices/system/node/online", list, sizeof(list) - 1);
+  int highest = len > 0 ? highest_in_node_list(list, len) : -1;
   count = highest < 0 ? 1 : highest + 1;
   lm_store_relaxed(&numa_count_cache, count);
   return count;
