@@ -54,7 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # every program bench/meson.build builds (memtime: the measuring helper)
 WORKLOAD_PROGRAMS = ("fastpath", "churn", "prodcons", "threadchurn", "falseshare", "reallocgrow",
-                     "large", "burst", "tree", "server", "manythreads", "latency", "memtime")
+                     "large", "burst", "tree", "traverse", "server", "manythreads", "latency",
+                     "memtime")
 
 
 class Workload:
@@ -92,6 +93,8 @@ WORKLOADS = [
              "1M (quick: 500k) small objects allocated, all freed, repeated"),
     Workload("tree", "tree", ["3", "18"], ["3", "16"],
              "binary trees with labels built, walked and dropped"),
+    Workload("traverse", "traverse", ["5", "1000000", "10"], ["3", "300000", "10"],
+             "a list of records with payloads walked in allocation order (placement, prefetch)"),
     Workload("server", "server", ["5", "40000", "500", "2", "20000"],
              ["3", "20000", "250", "2", "20000"],
              "busy phases and idle phases (RSS over time; time includes the idle phases)",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: installs what is missing, then builds and tests seven ways.
+# The project's test command: installs what is missing, then builds and tests eight ways.
 #
 #   scripts/test.sh
 #
@@ -10,6 +10,7 @@
 #      then the attack catalogue's table (which build stops which attack)
 #   5. build-valgrind/  -Dvalgrind=true: the API tests under valgrind, and suite valgrind
 #   6. build-guarded/  -Dguarded=true (guarded sampling on by default): suites unit and api
+#   7. build-secure-ordered/  -Dsecure=true -Dsecure_shuffle=false: suites unit, api, attacks
 #
 # The sanitizer builds do not export the libc names (-Doverride=false): a sanitizer brings its
 # own malloc, and a second one linked into the same program crashes it at start. For the same
@@ -138,7 +139,12 @@ unset TSAN_OPTIONS
 run_pass "secure" build-secure 1800 "-Dsecure=true" --no-suite bench
 run_pass "debug" build-debug 1800 "-Ddebug_level=3" --no-suite bench
 
-# 4b. Guarded sampling on by default (1 in 4000 mallocs before a guard page): the API holds.
+# 4b. The secure build with fresh blocks in address order (-Dsecure_shuffle=false): every other
+#     hardening stays, so the attack catalogue's secure column must hold for it too.
+run_pass "secure-ordered" build-secure-ordered 900 "-Dsecure=true -Dsecure_shuffle=false" \
+  --suite unit --suite api --suite attacks
+
+# 4c. Guarded sampling on by default (1 in 4000 mallocs before a guard page): the API holds.
 run_pass "guarded" build-guarded 900 "-Dguarded=true" --suite unit --suite api
 
 # 5. The valgrind build (-Dvalgrind=true: blocks annotated for memcheck, no libc override): the

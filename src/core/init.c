@@ -271,9 +271,12 @@ __attribute__((constructor)) static void lm_library_load(void) {
   lm_fork_setup();
   if (was_ready) lm_options_init();
   if (mi_option_is_enabled(mi_option_verbose)) {
-    lm_message("libmimalloc %d.%d.%d (%s build, %s backend), process %p started", MI_MALLOC_VERSION / 10000,
+    lm_message("libmimalloc %d.%d.%d (%s, %s backend), process %p started", MI_MALLOC_VERSION / 10000,
                (MI_MALLOC_VERSION / 100) % 100, MI_MALLOC_VERSION % 100,
-               LM_SECURE ? "secure" : LM_DEBUG > 0 ? "debug" : "release",
+               LM_SECURE_SHUFFLE ? "secure build"
+               : LM_SECURE    ? "secure build, blocks in address order"
+               : LM_DEBUG > 0 ? "debug build"
+                              : "release build",
                lm_process.backend != NULL ? lm_process.backend->name : "no", (void*)&lm_process);
     const lm_backend_caps_t* caps = &lm_process.arenas.caps;
     lm_message("os: page size %zu KiB, large pages %zu KiB, overcommit %s, numa nodes %d, "

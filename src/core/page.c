@@ -87,7 +87,7 @@ void lm_page_extend(lm_page_t* page) {
     }
     page->free_is_zero = false;
   }
-  if (LM_SECURE && extend > 2 && heap != NULL) {
+  if (LM_SECURE_SHUFFLE && extend > 2 && heap != NULL) {
     /* Secure builds hand new blocks out in an order an overflow cannot count on: the new
      * blocks form up to 8 runs, and each next block comes from a random run (in address order
      * within it). A block's memory neighbour is rarely its neighbour in time, while each run
