@@ -54,6 +54,20 @@ static lm_page_t* queue_find_free(lm_heap_t* heap, lm_page_queue_t* pq, size_t b
   return page_fresh(heap, pq, block_size, 0);
 }
 
+/* Secure builds vary where the next blocks come from, so that neither a program nor someone
+ * grooming its heap can count on the block just freed being handed back, or on staying in the
+ * same page: when a page's free list runs out, one time in four the next page of the size
+ * class is used instead, and one time in two a page that can still grow hands out fresh blocks
+ * before its freed ones. One random draw then; the fast paths are untouched. */
+static lm_page_t* secure_pick_page(lm_heap_t* heap, lm_page_queue_t* pq, uint64_t r) {
+  lm_page_t* page = pq->first;
+  if ((r & 3) == 0 && page->next != NULL) {
+    page = page->next;
+    lm_queue_move_to_front(heap, pq, page);
+  }
+  return page;
+}
+
 lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment) {
   if (lm_unlikely(size > LM_MEDIUM_OBJ_SIZE_MAX || huge_alignment > 0)) {
     size_t block_size = lm_good_size_large(size > 0 ? size : 1);
@@ -64,10 +78,18 @@ lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment
   lm_page_queue_t* pq = &heap->pages[bin];
   lm_page_t* page = pq->first;
   if (page != NULL) {
-    /* Its free list ran out: the statistics may look at the page. */
-    if (page->free == NULL) lm_page_stats_sample(page, &heap->tld->stats);
+    uint64_t r = 0;
+    if (page->free == NULL) { /* (medium sizes come here even when it did not) */
+      /* Its free list ran out: the statistics may look at the page. */
+      lm_page_stats_sample(page, &heap->tld->stats);
+      if (LM_SECURE_SHUFFLE) {
+        r = lm_random_next(&heap->random);
+        page = secure_pick_page(heap, pq, r);
+      }
+    }
     lm_page_collect(page, false);
     if (page->free != NULL) {
+      if (LM_SECURE_SHUFFLE && (r & 4) != 0) lm_page_extend(page); /* fresh blocks first */
       page->retire_expire = 0;
       return page;
     }

@@ -254,27 +254,93 @@ static void test_core_page_accounting_holds_after_local_and_remote_frees(void** 
 
 /* Secure builds hand a fresh page's blocks out in an order an overflow cannot count on: few
  * consecutive allocations are memory neighbours. Other builds (and secure builds made with
- * -Dsecure_shuffle=false) go in address order. */
+ * -Dsecure_shuffle=false) go in address order. A fresh heap, so a fresh page. */
+static mi_heap_t* unsampled_heap(void);
+
 static void test_core_fresh_blocks_come_in_random_order_in_secure_builds(void** state) {
   (void)state;
-  enum { N = 300 }; /* one 64 KiB page (60 KiB with a guard page) */
-  const size_t size = 192 - LM_PADDING_SIZE; /* the 192-byte class, unused elsewhere: a fresh page */
+  enum { N = 300 }; /* one 64 KiB page */
+  /* 112-byte blocks: 36 to an extent, so 8 runs (smaller extents have fewer) */
+  const size_t size = 112 - LM_PADDING_SIZE;
   static uint8_t* blocks[N];
+  mi_heap_t* heap = unsampled_heap();
   for (size_t i = 0; i < N; i++) {
-    blocks[i] = mi_malloc(size);
+    blocks[i] = mi_heap_malloc(heap, size);
     assert_non_null(blocks[i]);
   }
   lm_page_t* page = page_of(blocks[0]);
-  assert_int_equal(page->block_size, 192);
+  assert_int_equal(page->block_size, 112);
   size_t neighbours = 0;
   for (size_t i = 0; i + 1 < N; i++) {
     assert_ptr_equal(page_of(blocks[i + 1]), page);
     if (blocks[i + 1] == blocks[i] + page->block_size) neighbours++;
   }
   check_page_accounting(page);
-  if (LM_SECURE_SHUFFLE) assert_true(neighbours < N / 3); /* 8 runs: about 1 in 8 */
+  /* 8 runs: a simulation of the draw gives 53 neighbours of 299 on average, at most 89 in
+   * 20000 runs */
+  if (LM_SECURE_SHUFFLE) assert_true(neighbours < N / 3);
   else assert_true(neighbours > N * 9 / 10);
-  for (size_t i = 0; i < N; i++) mi_free(blocks[i]);
+  mi_heap_destroy(heap);
+}
+
+/* Secure builds also vary the slow path (when a page's free list runs out): half the time a
+ * page that can still grow hands out fresh blocks before the block just freed, and a quarter
+ * of the time the next page of the size class takes over. Other builds are deterministic: the
+ * freed block comes back, and a page is used until it is full. Fresh heaps, guarded sampling
+ * off (a sampled block would come from elsewhere). */
+static mi_heap_t* unsampled_heap(void) {
+  mi_heap_t* heap = mi_heap_new();
+  assert_non_null(heap);
+  mi_heap_guarded_set_sample_rate(heap, 0, 0);
+  return heap;
+}
+
+static void test_core_slow_path_varies_reuse_and_page_in_secure_builds(void** state) {
+  (void)state;
+  const size_t size = 1000;
+  enum { TRIALS = 64, PAGE_TRIALS = 4 };
+  size_t reused = 0;
+  for (size_t t = 0; t < TRIALS; t++) {
+    mi_heap_t* heap = unsampled_heap();
+    uint8_t* first = mi_heap_malloc(heap, size);
+    assert_non_null(first);
+    lm_page_t* page = page_of(first);
+    for (size_t n = 0; page->free != NULL; n++) { /* use up the page's free list */
+      assert_true(n < 1000);
+      assert_ptr_equal(page_of(mi_heap_malloc(heap, size)), page);
+    }
+    assert_true(page->capacity < page->reserved); /* it could grow */
+    mi_free(first);
+    uint8_t* again = mi_heap_malloc(heap, size);
+    if (again == first) reused++;
+    mi_heap_destroy(heap);
+  }
+  if (LM_SECURE_SHUFFLE) assert_in_range(reused, TRIALS / 8, TRIALS * 7 / 8); /* about half */
+  else assert_int_equal(reused, TRIALS);
+
+  /* Two pages with room: the second one in use, one block freed in the first (full) one. */
+  size_t switched = 0;
+  for (size_t t = 0; t < PAGE_TRIALS; t++) {
+    mi_heap_t* heap = unsampled_heap();
+    void* first = mi_heap_malloc(heap, size);
+    lm_page_t* page1 = page_of(first);
+    lm_page_t* page2 = NULL;
+    for (size_t n = 0; page2 == NULL; n++) {
+      assert_true(n < 1000);
+      void* p = mi_heap_malloc(heap, size);
+      if (page_of(p) != page1) page2 = page_of(p);
+    }
+    mi_free(first); /* page1 has room again, behind page2 */
+    size_t left = page2->reserved - page2->used, from2 = 0;
+    for (size_t n = 0; n < left; n++) {
+      if (page_of(mi_heap_malloc(heap, size)) != page2) break;
+      from2++;
+    }
+    if (from2 < left) switched++;
+    mi_heap_destroy(heap);
+  }
+  if (LM_SECURE_SHUFFLE) assert_true(switched > 0); /* each trial misses about 1 time in 75 */
+  else assert_int_equal(switched, 0);
 }
 
 static void test_core_remote_free_into_a_full_page_reaches_its_owner(void** state) {
@@ -780,6 +846,7 @@ int main(void) {
       cmocka_unit_test(test_core_thread_exit_abandons_live_pages_and_collect_reclaims_them),
       cmocka_unit_test(test_core_calloc_returns_zeroed_memory),
       cmocka_unit_test(test_core_fresh_blocks_come_in_random_order_in_secure_builds),
+      cmocka_unit_test(test_core_slow_path_varies_reuse_and_page_in_secure_builds),
       cmocka_unit_test(test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed),
   };
   return cmocka_run_group_tests_name("core", tests, group_setup, group_teardown);
