@@ -150,7 +150,10 @@ with open(sys.argv[1], "w") as f:
                          for _ in range(r.randrange(1, 8))) + "\n")
 EOF
 
-PY=$(command -v python3)
+# Debian's own python3: a wrapper earlier in PATH (pyenv's shim is a shell script that starts
+# several programs) would put them all under the measured allocator.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3)
 SQLITE=$(command -v sqlite3 || true)
 SORT=$(command -v sort)
 RESULTS=$TMP/results.txt
