@@ -397,6 +397,34 @@ static void test_segment_free_span_is_reused_best_fit(void** state) {
   assert_int_equal(atomic_load(&segs.count), 0);
 }
 
+/* Pages go to the lowest free span that fits, not the smallest: what was just freed (still
+ * resident) is used before a smaller hole higher up or the segment's untouched tail. */
+static void test_segment_free_span_is_reused_lowest_address_first(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  enum { N = 20 };
+  lm_page_t* p[N];
+  for (size_t i = 0; i < N; i++) p[i] = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(p[0]);
+  size_t low = slice_index(p[1]), high = slice_index(p[15]);
+  for (size_t i = 1; i <= 10; i++) lm_segment_page_free(p[i], &tld); /* 10 slices, low */
+  lm_segment_page_free(p[15], &tld);                                 /* 1 slice, higher */
+  assert_int_equal(segment->slices[low].slice_count, 10);
+  assert_int_equal(segment->slices[high].slice_count, 1);
+  lm_page_t* q = page_alloc(64);
+  assert_ptr_equal(q, &segment->slices[low]); /* best fit would take the 1-slice hole */
+  assert_true(span_queued(&tld, &segment->slices[high]));
+  assert_int_equal(segment->slices[low + 1].slice_count, 9); /* the rest stays free */
+  assert_true(span_queued(&tld, &segment->slices[low + 1]));
+  lm_segment_page_free(q, &tld);
+  for (size_t i = 0; i < N; i++) {
+    if ((i >= 1 && i <= 10) || i == 15) continue;
+    lm_segment_page_free(p[i], &tld);
+  }
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
 static void test_segment_span_available(void** state) {
   (void)state;
   config_t c = base_config();
@@ -820,6 +848,7 @@ int main(void) {
       T(test_segment_page_alloc_respects_arena_id),
       T(test_segment_free_coalesces_spans_and_frees_the_empty_segment),
       T(test_segment_free_span_is_reused_best_fit),
+      T(test_segment_free_span_is_reused_lowest_address_first),
       T(test_segment_span_available),
       T(test_segment_lazy_commit_commits_only_the_page),
       T(test_segment_alloc_over_lazily_committed_arena_starts_clean),
