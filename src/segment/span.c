@@ -101,7 +101,7 @@ lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id) {
          span = span->next) {
       if (span->slice_count < slices || !segment_suits(lm_segment_of(span), arena_id)) continue;
       seen++;
-      if (best == NULL || span < best) { best = span; best_bin = bin; }
+      if (best == NULL || (uintptr_t)span < (uintptr_t)best) { best = span; best_bin = bin; }
     }
   }
   if (best == NULL) return NULL;
