@@ -19,7 +19,7 @@
 #define LM_SECURE 0
 #endif
 #ifndef LM_SECURE_SHUFFLE
-#define LM_SECURE_SHUFFLE LM_SECURE /* fresh blocks in random order (-Dsecure_shuffle) */
+#define LM_SECURE_SHUFFLE LM_SECURE /* randomised allocation order (-Dsecure_shuffle) */
 #endif
 #ifndef LM_GUARDED_BUILD
 #define LM_GUARDED_BUILD 0 /* -Dguarded: guarded sampling on by default */
