@@ -90,7 +90,7 @@ static bool segment_suits(const lm_segment_t* segment, int arena_id) {
  * resident) is used again before a segment's untouched tail, and the used part of each segment
  * stays compact. Best fit took the tail whenever it was the smaller span: a program that frees
  * everything and allocates it again touched a third more memory (bench traverse: peak RSS 33.5
- * -> 22.1 MiB with this order). The scan is bounded, as the page allocation it serves. */
+ * -> 22.1 MiB with this order). The scan is bounded: a page allocation stays cheap. */
 enum { SPAN_CANDIDATES = 64 };
 
 lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id) {

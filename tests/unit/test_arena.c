@@ -992,6 +992,19 @@ static void test_arena_numa_nodes_can_be_pretended(void** state) {
 
 /* allow_large: automatic arenas on large pages when the backend has them; explicit (pinned)
  * ones are never purged. Without the option, never. */
+/* Destroys the arenas and starts them again over a fake that offers (or not) large pages,
+ * explicit (pinned) or transparent; returns one segment-sized allocation. */
+static void* restart_with_large_pages(const lm_mem_config_t* c, bool available, bool explicit,
+                                      lm_memid_t* m) {
+  lm_arenas_destroy(&arenas);
+  arenas_ready = false;
+  fake_backend_set_large_pages(available, explicit);
+  start(c);
+  void* p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, m);
+  assert_non_null(p);
+  return p;
+}
+
 static void test_arena_large_pages_only_when_allowed(void** state) {
   (void)state;
   fake_backend_set_large_pages(true, true);
@@ -1005,13 +1018,9 @@ static void test_arena_large_pages_only_when_allowed(void** state) {
   assert_false(lm_arena_is_large(&arenas, (int)m.arena_index + 1, &pinned));
   assert_false(pinned);
   lm_arena_free(&arenas, p, SEG, &m);
-  lm_arenas_destroy(&arenas);
-  arenas_ready = false;
 
   c.allow_large = true;
-  start(&c);
-  p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m);
-  assert_non_null(p);
+  p = restart_with_large_pages(&c, true, true, &m);
   assert_true(lm_arena_is_large(&arenas, (int)m.arena_index + 1, &pinned));
   assert_true(pinned);
   assert_true(m.is_pinned);
@@ -1020,12 +1029,7 @@ static void test_arena_large_pages_only_when_allowed(void** state) {
   assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits); /* pinned: kept */
 
   /* Transparent large pages are ordinary memory: purged as usual. */
-  lm_arenas_destroy(&arenas);
-  arenas_ready = false;
-  fake_backend_set_large_pages(true, false);
-  start(&c);
-  p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m);
-  assert_non_null(p);
+  p = restart_with_large_pages(&c, true, false, &m);
   assert_true(lm_arena_is_large(&arenas, (int)m.arena_index + 1, &pinned));
   assert_false(pinned);
   decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
@@ -1033,12 +1037,7 @@ static void test_arena_large_pages_only_when_allowed(void** state) {
   assert_true(fake_backend_calls(FAKE_OP_DECOMMIT) > decommits);
 
   /* No large pages to be had: an ordinary arena all the same. */
-  lm_arenas_destroy(&arenas);
-  arenas_ready = false;
-  fake_backend_set_large_pages(false, false);
-  start(&c);
-  p = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &m);
-  assert_non_null(p);
+  p = restart_with_large_pages(&c, false, false, &m);
   assert_false(lm_arena_is_large(&arenas, (int)m.arena_index + 1, NULL));
   lm_arena_free(&arenas, p, SEG, &m);
 }

@@ -252,10 +252,18 @@ static void test_core_page_accounting_holds_after_local_and_remote_frees(void** 
   mi_collect(false);
 }
 
+/* A fresh heap (so fresh pages) with guarded sampling off: a sampled block would come from
+ * another size class. */
+static mi_heap_t* unsampled_heap(void) {
+  mi_heap_t* heap = mi_heap_new();
+  assert_non_null(heap);
+  mi_heap_guarded_set_sample_rate(heap, 0, 0);
+  return heap;
+}
+
 /* Secure builds hand a fresh page's blocks out in an order an overflow cannot count on: few
  * consecutive allocations are memory neighbours. Other builds (and secure builds made with
- * -Dsecure_shuffle=false) go in address order. A fresh heap, so a fresh page. */
-static mi_heap_t* unsampled_heap(void);
+ * -Dsecure_shuffle=false) go in address order. */
 
 static void test_core_fresh_blocks_come_in_random_order_in_secure_builds(void** state) {
   (void)state;
@@ -286,15 +294,7 @@ static void test_core_fresh_blocks_come_in_random_order_in_secure_builds(void** 
 /* Secure builds also vary the slow path (when a page's free list runs out): half the time a
  * page that can still grow hands out fresh blocks before the block just freed, and a quarter
  * of the time the next page of the size class takes over. Other builds are deterministic: the
- * freed block comes back, and a page is used until it is full. Fresh heaps, guarded sampling
- * off (a sampled block would come from elsewhere). */
-static mi_heap_t* unsampled_heap(void) {
-  mi_heap_t* heap = mi_heap_new();
-  assert_non_null(heap);
-  mi_heap_guarded_set_sample_rate(heap, 0, 0);
-  return heap;
-}
-
+ * freed block comes back, and a page is used until it is full. */
 static void test_core_slow_path_varies_reuse_and_page_in_secure_builds(void** state) {
   (void)state;
   const size_t size = 1000;
