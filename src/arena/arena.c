@@ -557,7 +557,8 @@ bool lm_arenas_contain(lm_arenas_t* arenas, const void* p) {
 
 void lm_arenas_wake_purger(lm_arenas_t* arenas) {
   if (lm_load_relaxed(&arenas->purger_idle) == 0) return;
-  if (atomic_exchange(&arenas->purger_idle, 0) == 1 && arenas->backend->wake_all != NULL) {
+  if (atomic_exchange(&arenas->purger_idle, 0) == 1 && arenas->backend->wake_all != NULL &&
+      lm_load_relaxed(&arenas->purger_thread)) {
     arenas->backend->wake_all(&arenas->purger_idle);
   }
 }

@@ -96,7 +96,9 @@ typedef struct lm_arenas_s {
   _Atomic(int64_t) purge_expire; /* earliest pending arena purge (0: none) */
   lm_spinlock_t purge_guard;     /* at most one thread purges arenas at a time (try-lock) */
   lm_spinlock_t reserve_lock;    /* serialises creating new arenas (rare) */
-  _Atomic(uint32_t) purger_idle; /* 1 while the background purger sleeps with nothing to do */
+  _Atomic(uint32_t) purger_idle; /* 1: nothing scheduled since the purger last looked (a wake
+                                  * clears it) */
+  _Atomic(bool) purger_thread;   /* a purger thread exists that sleeps on purger_idle */
   /* Segment-aligned reservations are placed at hinted addresses in one region of the address
    * space, [region_lo, region_lo + region_size): a pointer outside it is not from an arena or a
    * hinted segment, which the free path tests with one subtraction and one compare. */
@@ -223,7 +225,8 @@ size_t lm_arena_flag_count(lm_arenas_t* arenas, lm_block_flag_t flag);
 
 /* ---- waking the background purger ---------------------------------------------------------- */
 /* The purger sleeps on `purger_idle` (backend wait_on) when it has nothing scheduled; code that
- * schedules a purge or notices abandoned memory calls this: one relaxed load when it is awake. */
+ * schedules a purge or notices abandoned memory calls this: one relaxed load when it is awake.
+ * Without a purger thread it only clears `purger_idle` (the inline purger looks at it). */
 void lm_arenas_wake_purger(lm_arenas_t* arenas);
 
 #endif

@@ -172,6 +172,7 @@ typedef struct lm_process_s {
   _Atomic(lm_thread_id_t) main_thread;
   /* background purger */
   _Atomic(int) purger_state;          /* 0 not started, 1 running, -1 unavailable */
+  _Atomic(bool) multi_threaded;       /* a thread besides the first allocated (since fork) */
   _Atomic(int64_t) abandoned_due;     /* when to visit abandoned segments (0: no need) */
   lm_stat_count_t threads;            /* threads that allocated (current: still running) */
   lm_heap_stats_t stats;              /* the merged figures of every thread */
@@ -497,8 +498,12 @@ static inline void lm_page_stats_sample(lm_page_t* page, lm_thread_stats_t* ts) 
 void lm_thread_done_heap(lm_heap_t* heap);
 
 /* ---- background purger (purger.c) ---------------------------------------------------------- */
-/* Start the purger thread if it is wanted and not running (cheap when it runs). */
-void lm_purger_ensure_started(void);
+/* On slow paths (a fresh page, a page freed, a collect): start the purger thread once the
+ * program has threads of its own, else purge inline what is due. One relaxed load when the
+ * thread runs. */
+void lm_purger_tick(void);
+/* A second thread allocates: from now on a background purger may start. */
+void lm_purger_thread_seen(void);
 /* A remote free hit an abandoned page: schedule a visit of abandoned segments. */
 void lm_purger_notify_abandoned(void);
 /* Do a purger pass on the calling thread (mi_collect(true), malloc_trim); `force` purges

@@ -19,7 +19,7 @@ static lm_page_t* page_fresh(lm_heap_t* heap, lm_page_queue_t* pq, size_t block_
       }
     }
   }
-  lm_purger_ensure_started();
+  lm_purger_tick();
   lm_page_t* page = lm_segment_page_alloc(stld, block_size, page_alignment, heap->arena_id);
   if (page == NULL) return NULL;
   lm_page_init(heap, page, block_size);
@@ -115,6 +115,7 @@ void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page) {
   if (!lm_segment_page_free(page, &heap->tld->segments)) {
     lm_heap_segment_check_abandoned(&heap->tld->segments, segment);
   }
+  lm_purger_tick();
 }
 
 void lm_page_retire_slow(lm_page_t* page) {
@@ -231,6 +232,7 @@ void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode) {
   lm_heap_collect_retired(heap, mode >= LM_COLLECT_FORCE);
   heap_visit_pages(heap, mode);
   if (mode == LM_COLLECT_FORCE) lm_purge_now(true);
+  else lm_purger_tick();
 }
 
 /* ---- target_segments_per_thread ------------------------------------------------------------- */

@@ -203,6 +203,7 @@ lm_heap_t* lm_heap_default_init(void) {
   lm_heap_init(&td->heap, &td->tld, 0, false, 0);
   lm_heap_set_default(&td->heap);
   lm_stat_increase(&lm_process.threads, 1);
+  lm_purger_thread_seen();
   return &td->heap;
 }
 

@@ -4,6 +4,12 @@
  * collects abandoned segments that remote frees have emptied. It sleeps without a timeout when
  * nothing is scheduled, and is woken when something is. It never allocates.
  *
+ * It starts only once the program has a thread of its own besides the first: a single-threaded
+ * program stays single-threaded (unshare(CLONE_NEWUSER), sandboxes and some fork-based code
+ * require that). Until then, and wherever the backend has no threads, the same pass runs inline
+ * on the allocating thread's slow paths (lm_purger_tick) when a deadline has passed, as upstream
+ * mimalloc purges: such a process returns memory while it allocates and frees, not while idle.
+ *
  * fork(): the prepare handler waits for the end of a purge pass (the pass lock), so the child
  * never inherits a lock held by a thread that does not exist there; the child starts a purger
  * of its own on demand.
@@ -14,6 +20,8 @@
  * purger thread and lm_purge_now share it. */
 static lm_segments_tld_t purger_tld;
 static lm_spinlock_t purger_pass_lock;
+/* Inline mode: the earliest deadline the last inline pass left (0: nothing known pending). */
+static _Atomic(int64_t) inline_next;
 
 static int64_t earliest(int64_t a, int64_t b) {
   if (a == 0) return b;
@@ -82,7 +90,10 @@ static void fork_release(void) {
 }
 static void fork_child(void) {
   fork_release();
+  /* The child has one thread: it purges inline until it makes threads of its own. */
   if (atomic_load(&lm_process.purger_state) == 1) atomic_store(&lm_process.purger_state, 0);
+  atomic_store(&lm_process.multi_threaded, false);
+  atomic_store(&lm_process.arenas.purger_thread, false);
   atomic_store(&lm_process.arenas.purger_idle, 0);
 }
 
@@ -93,21 +104,54 @@ void lm_fork_setup(void) {
   if (backend->atfork(fork_prepare, fork_release, fork_child) != 0) atomic_store(&done, 0);
 }
 
-void lm_purger_ensure_started(void) {
-  if (lm_likely(atomic_load_explicit(&lm_process.purger_state, memory_order_relaxed) != 0)) return;
-  const lm_backend_t* backend = lm_process.backend;
-  /* Only once libc is fully up (the library constructor ran), and only if purging is delayed. */
-  if (backend == NULL || !lm_process.constructed) return;
+/* Start the background thread (once; the program has threads of its own). */
+static void purger_start(void) {
   int expected = 0;
   if (!atomic_compare_exchange_strong(&lm_process.purger_state, &expected, 1)) return;
-  if (!lm_process.arenas.caps.has_threads || lm_process.arenas.config.purge_delay_ms <= 0) {
-    atomic_store(&lm_process.purger_state, -1);
-    return;
-  }
   lm_fork_setup();
-  if (backend->thread_start(purger_main, NULL) != 0) {
+  atomic_store(&lm_process.arenas.purger_thread, true);
+  if (lm_process.backend->thread_start(purger_main, NULL) != 0) {
+    atomic_store(&lm_process.arenas.purger_thread, false);
     atomic_store(&lm_process.purger_state, -1);
     lm_warning("unable to start the background purger; memory is returned on allocation");
+  }
+}
+
+void lm_purger_tick(void) {
+  int state = atomic_load_explicit(&lm_process.purger_state, memory_order_relaxed);
+  if (lm_likely(state == 1)) return;
+  const lm_backend_t* backend = lm_process.backend;
+  lm_arenas_t* arenas = &lm_process.arenas;
+  int64_t delay = arenas->config.purge_delay_ms;
+  /* Only once libc is fully up (the library constructor ran), and only if purging is delayed:
+   * at 0 the purges happen where they are scheduled, at -1 never. */
+  if (backend == NULL || !lm_process.constructed || delay <= 0) return;
+  if (state == 0 && arenas->caps.has_threads &&
+      atomic_load_explicit(&lm_process.multi_threaded, memory_order_relaxed)) {
+    purger_start();
+    if (atomic_load(&lm_process.purger_state) == 1) return;
+  }
+  /* Inline: something scheduled since the last look (purger_idle cleared by a wake) is due
+   * no sooner than the purge delay from now; a pass runs when the earliest deadline passed. */
+  int64_t next = atomic_load_explicit(&inline_next, memory_order_relaxed);
+  bool scheduled = atomic_load_explicit(&arenas->purger_idle, memory_order_relaxed) == 0;
+  if (next == 0 && !scheduled) return;
+  int64_t now = backend->clock_ms();
+  if (scheduled) {
+    atomic_store_explicit(&arenas->purger_idle, 1, memory_order_relaxed);
+    next = earliest(next, now + delay);
+    atomic_store_explicit(&inline_next, next, memory_order_relaxed);
+  }
+  if (now < next || !lm_spin_try_lock(&purger_pass_lock)) return;
+  int64_t pass_next = 0;
+  purger_pass(now, &pass_next);
+  atomic_store_explicit(&inline_next, pass_next, memory_order_relaxed);
+  lm_spin_unlock(&purger_pass_lock);
+}
+
+void lm_purger_thread_seen(void) {
+  if (!atomic_load_explicit(&lm_process.multi_threaded, memory_order_relaxed)) {
+    atomic_store(&lm_process.multi_threaded, true);
   }
 }
 
