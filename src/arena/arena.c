@@ -26,7 +26,6 @@ typedef struct lm_arena_s {
   lm_memid_t meta_memid;    /* of this struct and its bitmaps */
   size_t meta_size;
   _Atomic(int64_t) purge_expire;
-  _Atomic(size_t) search_idx;
   lm_bitmap_field_t* inuse;
   lm_bitmap_field_t* committed;
   lm_bitmap_field_t* dirty;
@@ -285,10 +284,11 @@ static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size, int numa_no
 
 static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t blocks, bool commit,
                              lm_memid_t* memid) {
-  size_t start = atomic_load_explicit(&arena->search_idx, memory_order_relaxed);
+  /* Lowest blocks first: a block freed a moment ago (still resident, its purge pending) is
+   * used again before untouched memory further up, which would be faulted in anew while the
+   * freed one gets purged. */
   size_t idx;
-  if (!lm_bitmap_try_claim(arena->inuse, arena->block_count, start, blocks, &idx)) return NULL;
-  atomic_store_explicit(&arena->search_idx, idx + blocks, memory_order_relaxed);
+  if (!lm_bitmap_try_claim(arena->inuse, arena->block_count, 0, blocks, &idx)) return NULL;
   uint8_t* p = arena->start + idx * LM_ARENA_BLOCK_SIZE;
   /* Claiming cancels any pending purge of these blocks. */
   lm_bitmap_clear(arena->purge, idx, blocks);
