@@ -176,11 +176,35 @@ void* mi_mallocn(size_t count, size_t size) mi_attr_noexcept {
 
 /* ---- reallocation ---------------------------------------------------------------------------- */
 
+/* A large block of this thread's heap grows into the free slices right after it, or gives
+ * its tail back, without a copy. Not in builds that pad or track blocks (their bookkeeping
+ * follows the requested size). */
+static bool realloc_in_place(lm_heap_t* heap, void* p, size_t size, size_t newsize, bool zero) {
+  if (LM_PADDING || LM_TRACK || newsize <= LM_MEDIUM_OBJ_SIZE_MAX ||
+      newsize > LM_LARGE_OBJ_SIZE_MAX || size <= LM_MEDIUM_OBJ_SIZE_MAX) {
+    return false;
+  }
+  lm_segment_t* segment = lm_segment_of(p);
+  lm_page_t* page = lm_segment_page_of(segment, p);
+  if (page->is_huge || p != page->page_start || lm_page_heap(page) != heap ||
+      (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED) != 0 || heap->thread_id != lm_thread_id()) {
+    return false;
+  }
+  size_t slices = lm_segment_page_slices(lm_good_size_large(newsize) + segment->guard_size);
+  if (!lm_segment_page_resize(&heap->tld->segments, page, slices)) return false;
+  size_t area;
+  lm_page_area(page, &area);
+  lm_page_stats_resize(page, &heap->tld->stats, area);
+  if (zero && area > size) memset((uint8_t*)p + size, 0, area - size);
+  return true;
+}
+
 void* lm_heap_realloc(lm_heap_t* heap, void* p, size_t newsize, bool zero) {
   if (p == NULL) return lm_heap_malloc(heap, newsize, zero);
   size_t size = lm_usable_size(p);
   /* Keep the block when the new size still fits and does not waste more than half of it. */
   if (newsize <= size && newsize >= size / 2 && newsize > 0) return p;
+  if (realloc_in_place(heap, p, size, newsize, zero)) return p;
   void* newp = lm_heap_malloc(heap, newsize, false);
   if (lm_unlikely(newp == NULL)) return NULL; /* p is untouched */
   if (zero) {

@@ -475,6 +475,8 @@ void lm_page_stats_fold(lm_page_t* page, lm_thread_stats_t* ts);
 void lm_page_stats_fresh(lm_page_t* page, lm_thread_stats_t* ts);
 /* The page goes back to its segment: fold, and drop its share (live blocks die with it). */
 void lm_page_stats_release(lm_page_t* page, lm_thread_stats_t* ts);
+/* A large page's block grew or shrank in place to `block_size` (sets it). */
+void lm_page_stats_resize(lm_page_t* page, lm_thread_stats_t* ts, size_t block_size);
 /* The page leaves (abandon, `into` false) or joins (adopt) the thread's pages. */
 void lm_page_stats_move(lm_page_t* page, lm_thread_stats_t* ts, bool into);
 /* Fold every page of the thread's heaps and add its figures to the process figures. */

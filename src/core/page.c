@@ -201,9 +201,13 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   uint8_t* area = lm_page_area(page, &area_size);
   page->page_start = area;
   lm_track_close(area, area_size); /* blocks become accessible as they are handed out */
-  page->block_size = block_size;
-  /* Large and huge pages hold one block (a huge-aligned small request included). */
+  /* Large and huge pages hold one block (a huge-aligned small request included). A large or
+   * huge block is the whole page: its pages are slice-rounded anyway, and realloc then grows
+   * into the slack without a copy (string builders that append a little at a time copied
+   * the whole block every 4 KiB). */
   bool single = page->is_huge || block_size > LM_MEDIUM_OBJ_SIZE_MAX;
+  if (block_size > LM_MEDIUM_OBJ_SIZE_MAX && area_size > block_size) block_size = area_size;
+  page->block_size = block_size;
   size_t reserved = single ? 1 : area_size / block_size;
   page->reserved = (uint16_t)(reserved > UINT16_MAX ? UINT16_MAX : reserved);
   page->capacity = 0;

@@ -106,6 +106,13 @@ void lm_page_stats_release(lm_page_t* page, lm_thread_stats_t* ts) {
   page->stat_used = 0;
 }
 
+void lm_page_stats_resize(lm_page_t* page, lm_thread_stats_t* ts, size_t block_size) {
+  lm_page_stats_fold(page, ts);
+  int64_t delta = (int64_t)page->stat_used * ((int64_t)block_size - (int64_t)page->block_size);
+  add(LOCAL(ts, malloc_huge), &lm_process.stats.malloc_huge, delta > 0 ? delta : 0, delta, 0);
+  page->block_size = block_size;
+}
+
 void lm_page_stats_move(lm_page_t* page, lm_thread_stats_t* ts, bool into) {
   int64_t sign = into ? 1 : -1;
   uint8_t bin = page_bin(page);

@@ -493,6 +493,28 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
   return page;
 }
 
+bool lm_segment_page_resize(lm_segments_tld_t* tld, lm_page_t* page, size_t slices) {
+  lm_segment_t* segment = lm_segment_of(page);
+  size_t idx = (size_t)(page - segment->slices);
+  size_t n = page->slice_count;
+  if (page->is_huge || segment->kind != LM_SEGMENT_NORMAL || slices == 0) return false;
+  if (slices == n) return true;
+  if (slices > n) {
+    if (!lm_span_resize(tld, segment, page, slices)) return false;
+    bool is_zero;
+    if (!segment_commit_range(tld->shared, segment, idx + n, slices - n, &is_zero)) {
+      lm_span_resize(tld, segment, page, n);
+      return false;
+    }
+  } else {
+    lm_span_resize(tld, segment, page, slices);
+    lm_page_t* tail = &segment->slices[idx + slices];
+    segment_schedule_purge(tld, segment, idx + slices, tail->slice_count);
+  }
+  if (segment->guard_size > 0) page_guard(tld->shared, segment, page);
+  return true;
+}
+
 static void page_unguard(lm_segments_tld_t* tld, lm_page_t* page) {
   if (!page->has_guard) return;
   if (page->is_huge) { /* huge segments go back whole: lift the guard now */

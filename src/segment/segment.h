@@ -211,6 +211,10 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
 /* Return an empty page to its segment (coalescing, scheduling a purge); frees the segment
  * when it was the last page, and then returns true. */
 bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld);
+/* Grow or shrink a large page (one block, normal segment) in place to `slices` slices: growing
+ * takes free slices right after it (committed), shrinking gives its tail back (purged after
+ * the delay). Only the segment's owner may call it. False when the page cannot grow there. */
+bool lm_segment_page_resize(lm_segments_tld_t* tld, lm_page_t* page, size_t slices);
 /* The core takes back an abandoned page (reclaim) or is about to free it. */
 static inline void lm_segment_page_unabandon(lm_page_t* page, lm_segments_tld_t* tld) {
   lm_segment_of(page)->abandoned--;

@@ -113,6 +113,25 @@ lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id) {
   return mark_run(segment, idx, slices, 1);
 }
 
+bool lm_span_resize(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* page, size_t slices) {
+  size_t idx = (size_t)(page - segment->slices);
+  size_t n = page->slice_count;
+  if (slices > n) {
+    size_t end = idx + n;
+    if (end >= segment->segment_slices) return false;
+    lm_page_t* next = &segment->slices[end];
+    if (next->block_size != 0 || next->slice_count < slices - n) return false;
+    size_t rest = next->slice_count - (slices - n);
+    queue_remove(&tld->spans[span_bin(next->slice_count)], next);
+    if (rest > 0) lm_span_free(tld, segment, idx + slices, rest);
+  } else if (slices < n) {
+    lm_span_free_coalesce(tld, segment, idx + slices, n - slices); /* (the page is no free
+                                                                      * neighbour) */
+  }
+  mark_run(segment, idx, slices, page->block_size);
+  return true;
+}
+
 bool lm_span_available(lm_segments_tld_t* tld, size_t slices, int arena_id) {
   for (size_t bin = span_bin(slices); bin < LM_SPAN_QUEUES; bin++) {
     for (lm_page_t* span = tld->spans[bin].first; span != NULL; span = span->next) {

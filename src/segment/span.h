@@ -14,6 +14,10 @@ lm_page_t* lm_span_free_coalesce(lm_segments_tld_t* tld, lm_segment_t* segment, 
 /* Take `slices` slices from the best-fitting queued span (splitting it). The result has its
  * slice fields set and block_size 1 (in use); NULL when no queued span is big enough. */
 lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id);
+/* Resize the page in place to `slices` slices: growing takes the front of the free span right
+ * after it (false when there is none or it is too short); shrinking returns the tail as a free
+ * span, merged with a free neighbour. The page keeps its core fields. */
+bool lm_span_resize(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* page, size_t slices);
 /* Is a span of at least `slices` queued, in a segment suitable for `arena_id`? */
 bool lm_span_available(lm_segments_tld_t* tld, size_t slices, int arena_id);
 /* Take every free span of the segment out of the queues, or put them (back) in. */

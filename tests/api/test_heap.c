@@ -1354,7 +1354,7 @@ static void test_heap_rezalloc_and_recalloc_grow_with_zeros_in_that_heap(void** 
   (void)state;
   mi_heap_t* h = mi_heap_new();
   assert_non_null(h);
-  static const size_t sizes[] = {16, 100, 1000, 5000, 30 * KiB};
+  static const size_t sizes[] = {16, 100, 1000, 5000, 30 * KiB, 200 * KiB}; /* (large: in place) */
   static const size_t factors[] = {2, 5, 40};
   for (size_t s = 0; s < COUNT(sizes); s++) {
     for (size_t f = 0; f < COUNT(factors); f++) {

@@ -425,6 +425,34 @@ static void test_segment_free_span_is_reused_lowest_address_first(void** state) 
   assert_int_equal(atomic_load(&segs.count), 0);
 }
 
+/* A large page grows into the free slices after it and gives its tail back, in place. */
+static void test_segment_large_page_resizes_in_place(void** state) {
+  (void)state;
+  config_t c = base_config();
+  start(&c);
+  lm_page_t* page = page_alloc(200 * 1024); /* 4 slices */
+  lm_segment_t* segment = lm_segment_of(page);
+  size_t idx = slice_index(page);
+  assert_int_equal(page->slice_count, 4);
+  assert_true(lm_segment_page_resize(&tld, page, 10));
+  assert_int_equal(page->slice_count, 10);
+  assert_int_equal(segment->slices[idx + 9].slice_offset, 9 * sizeof(lm_page_t));
+  assert_true(span_queued(&tld, &segment->slices[idx + 10])); /* the rest stays free */
+  lm_page_t* next = page_alloc(64); /* lowest address first: right after the page */
+  assert_ptr_equal(next, &segment->slices[idx + 10]);
+  assert_false(lm_segment_page_resize(&tld, page, 11)); /* no room behind it now */
+  assert_int_equal(page->slice_count, 10);
+  assert_true(lm_segment_page_resize(&tld, page, 3));   /* the tail goes back ... */
+  assert_int_equal(segment->slices[idx + 3].slice_count, 7);
+  assert_true(span_queued(&tld, &segment->slices[idx + 3]));
+  assert_true(lm_segment_page_resize(&tld, page, 10));  /* ... and can be taken again */
+  assert_false(span_queued(&tld, &segment->slices[idx + 3]));
+  assert_true(lm_segment_check(&segs, segment));
+  assert_false(lm_segment_page_free(next, &tld));
+  assert_true(lm_segment_page_free(page, &tld));
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
 static void test_segment_span_available(void** state) {
   (void)state;
   config_t c = base_config();
@@ -849,7 +877,8 @@ int main(void) {
       T(test_segment_free_coalesces_spans_and_frees_the_empty_segment),
       T(test_segment_free_span_is_reused_best_fit),
       T(test_segment_free_span_is_reused_lowest_address_first),
-      T(test_segment_span_available),
+      T(test_segment_large_page_resizes_in_place),
+    T(test_segment_span_available),
       T(test_segment_lazy_commit_commits_only_the_page),
       T(test_segment_alloc_over_lazily_committed_arena_starts_clean),
       T(test_segment_purges_free_span_only_after_the_delay),
