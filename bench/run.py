@@ -2,18 +2,41 @@
 """Benchmark runner: every workload under every allocator; time, memory, latency, charts.
 
     python3 bench/run.py                 # full suite, 5 runs per cell
-    python3 bench/run.py --quick         # small sizes, 3 runs (a couple of minutes)
+    python3 bench/run.py --quick         # small sizes, 3 runs (about five minutes)
+    python3 bench/run.py --quick --workloads real --allocators ours,glibc
     python3 bench/run.py --callgrind --no-timing   # instructions per malloc/free pair only
 
-The workloads (bench/*.c) call plain malloc/free/realloc; an allocator is put under them with
-LD_PRELOAD:
-  ours          <build>/libmimalloc.so.2 (this project)
-  glibc         no preload
-  mimalloc-deb  Debian's libmimalloc2.0
-  jemalloc      Debian's libjemalloc2
-  tcmalloc      Debian's libtcmalloc-minimal4
-A missing peer is installed with apt-get when the runner is root (--no-install: never), and
-otherwise skipped with a note. Runs are interleaved (A B C A B C ...) so that slow drifts of
+Two groups of workloads (--workloads takes names and group names; the list is WORKLOADS):
+  synthetic  the programs bench/*.c, which call plain malloc/free/realloc and check their own
+             data: fastpath-pairs, fastpath-window, churn-1t, churn-2t, prodcons, threadchurn,
+             falseshare-active, falseshare-passive, reallocgrow, large, burst, tree, traverse,
+             server, threads-16, threads-64, grow (64 buffers grown by realloc to 2 MiB),
+             burst-alternating (1M objects of 32..96 bytes, freed forward and in reverse by
+             turns) and larson (threads that hand their live objects to a fresh thread);
+  real       real programs: gcc (gcc -O2 -c of a generated C file of 1,200 functions), perl
+             (a 200k-key hash of arrays), python3 (bench/pydict.py, the dict/list workload of
+             scripts/main-job.sh, with PYTHONMALLOC=malloc), sqlite3 (main-job's in-memory
+             database), sqlite3-insert (1M inserts into an indexed in-memory table), and
+             cxx-threads (bench/cxxthreads.cpp: std::thread, std::string, std::unordered_map
+             and std::shared_ptr handed between threads). Their inputs are generated into a
+             temporary folder before the runs (not timed); a program that is not installed (or
+             a C++ workload without a C++ compiler) is skipped with a note. A real program does
+             not check itself: every run must print the same as the first run (under any
+             allocator), or the run counts as failed.
+An allocator is put under every workload with LD_PRELOAD (a real program's child processes,
+such as gcc's cc1 and as, inherit it):
+  ours            <build>/libmimalloc.so.2 (this project)
+  glibc           no preload
+  mimalloc-deb    Debian's libmimalloc2.0
+  mimalloc-2.4.1  upstream mimalloc 2.4.1, a build kept beside the checkout in
+                  ../shared/peers/mimalloc-2.4.1/libmimalloc.so.2 (or BENCH_MIMALLOC_241=PATH);
+                  measured only where it is there, never installed
+  jemalloc        Debian's libjemalloc2
+  tcmalloc        Debian's libtcmalloc-minimal4
+A missing Debian peer is installed with apt-get when the runner is root (--no-install: never),
+and otherwise skipped with a note. Before the timed runs each allocator is checked once with a
+tiny fastpath run, whose `malloc=PATH` line must name the preloaded library (the real programs
+print no such line). Runs are interleaved (A B C A B C ...) so that slow drifts of
 the machine spread over every allocator alike. Each run is timed from spawn to exit (wall
 clock); the peak RSS is the child's ru_maxrss from wait4 (bench/memtime).
 
@@ -40,6 +63,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
@@ -52,20 +76,245 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# every program bench/meson.build builds (memtime: the measuring helper)
+# every C program bench/meson.build builds (memtime: the measuring helper)
 WORKLOAD_PROGRAMS = ("fastpath", "churn", "prodcons", "threadchurn", "falseshare", "reallocgrow",
                      "large", "burst", "tree", "traverse", "server", "manythreads", "latency",
-                     "memtime")
+                     "grow", "larson", "memtime")
+# the C++ programs: built only where Meson finds a C++ compiler (their workloads are skipped
+# with a note elsewhere)
+OPTIONAL_PROGRAMS = ("cxxthreads",)
 
 
 class Workload:
-    def __init__(self, name, prog, full, quick, what, timed=True):
+    """A workload built from bench/: runs BIN_DIR/PROG with the full or the quick arguments."""
+
+    def __init__(self, name, prog, full, quick, what, timed=True, group="synthetic"):
         self.name, self.prog, self.full, self.quick, self.what = name, prog, full, quick, what
         self.timed = timed  # False: its wall time includes fixed idle time; left out of the means
+        self.group = group  # what --workloads GROUP selects
+        self.env = {}  # extra environment variables of the program
+        self.same_output = False  # True: every run must print the same (checked in run_matrix)
+
+    def args(self, quick):
+        return self.quick if quick else self.full
+
+    def missing(self, bin_dir):
+        """None when the workload can run here, else why not (it is then skipped with a note)."""
+        if (bin_dir / self.prog).exists():
+            return None
+        if self.prog in OPTIONAL_PROGRAMS:
+            return f"bench/{self.prog} was not built (no C++ compiler found?)"
+        return f"{bin_dir / self.prog} was not built"
+
+    def prepare(self, folder, quick):
+        """Writes the workload's input files into folder, before the timed runs."""
+
+    def argv(self, bin_dir, folder, quick):
+        return [str(bin_dir / self.prog)] + self.args(quick)
+
+    def environment(self, folder):
+        """The variables added to the program's environment."""
+        return dict(self.env)
+
+    def command(self, quick):
+        """The command line as the report shows it."""
+        return " ".join([self.prog] + self.args(quick))
+
+
+class RealProgram(Workload):
+    """A workload whose command is an installed program rather than one of bench/.
+
+    programs: where to look for it (absolute paths, or names looked up in PATH), the first
+    found is run; none found: the workload is skipped with a note. In the arguments and in env,
+    "{in}" stands for the folder of the input files that setup(folder, quick) writes, and
+    "{bench}" for bench/. The program checks nothing itself, so every run must print the same
+    as the first one (same_output).
+    """
+
+    def __init__(self, name, programs, full, quick, what, env=None, setup=None):
+        super().__init__(name, programs[0], full, quick, what, group="real")
+        self.programs = programs
+        self.env = dict(env or {})
+        self.setup = setup
+        self.same_output = True
+
+    def path(self):
+        for prog in self.programs:
+            if os.path.isabs(prog):
+                if os.access(prog, os.X_OK):
+                    return prog
+            else:
+                found = shutil.which(prog)
+                if found:
+                    return found
+        return None
+
+    def missing(self, bin_dir):
+        return None if self.path() else f"{' or '.join(self.programs)} not found"
+
+    def prepare(self, folder, quick):
+        if self.setup is not None:
+            self.setup(Path(folder), quick)
+
+    @staticmethod
+    def fill(text, folder):
+        return text.replace("{in}", str(folder)).replace("{bench}", str(ROOT / "bench"))
+
+    def argv(self, bin_dir, folder, quick):
+        return [self.path()] + [self.fill(a, folder) for a in self.args(quick)]
+
+    def environment(self, folder):
+        return {k: self.fill(v, folder) for k, v in self.env.items()}
+
+    def command(self, quick):
+        shown = [os.path.basename(self.programs[0])]
+        for a in self.args(quick):
+            a = a.replace("{in}", "IN").replace("{bench}", "bench")
+            shown.append("'...'" if len(a) > 40 else f"'{a}'" if " " in a else a)
+        env = " ".join(f"{k}={v}" for k, v in self.env.items())
+        return (env + " " if env else "") + " ".join(shown)
+
+
+# ---- inputs of the real programs (generated before the runs, the same text every time) ------
+
+GCC_FUNCTIONS = (1200, 120)  # full, quick
+
+
+def gcc_source(functions, seed=1):
+    """A C file of `functions` functions of four kinds drawn at random (a fixed seed): a loop
+    over an array, a switch, struct arithmetic, string handling."""
+    r = random.Random(seed)
+    ops = ["+", "-", "*", "^", "|", "&"]
+    out = ["/* generated by bench/run.py for the gcc workload */",
+           "#include <stddef.h>", "#include <string.h>", "",
+           "struct vec { double x, y, z; };",
+           "struct item { int id; unsigned flags; struct vec pos, vel; char name[24]; };",
+           "struct table { struct item items[64]; size_t n; long sums[8]; };", "",
+           "static inline struct vec vadd(struct vec a, struct vec b) {",
+           "  struct vec v = {a.x + b.x, a.y + b.y, a.z + b.z};", "  return v;", "}",
+           "static inline double vdot(struct vec a, struct vec b) {",
+           "  return a.x * b.x + a.y * b.y + a.z * b.z;", "}", ""]
+    for i in range(functions):
+        kind = r.randrange(4)
+        a, b, c = r.randrange(1, 97), r.randrange(1, 13), r.randrange(2, 31)
+        o1, o2, o3 = r.choice(ops), r.choice(ops), r.choice(ops)
+        if kind == 0:
+            out += [f"long f{i}(const int* v, size_t n, long seed) {{",
+                    f"  long acc = seed {o1} {a};",
+                    "  for (size_t i = 0; i < n; i++) {",
+                    f"    long t = (long)v[i] {o2} (long)(i * {b});",
+                    f"    if ((t & {c}) == 0) acc += t; else acc = (acc {o3} t) + {a};",
+                    "  }",
+                    f"  while (acc > {a * 1000}) acc = acc / {b + 1} - {c};",
+                    "  return acc;", "}", ""]
+        elif kind == 1:
+            out += [f"int f{i}(int op, int x, int y) {{", "  switch (op) {"]
+            for k in range(r.randrange(4, 12)):
+                out.append(f"    case {k * b}: return (x {r.choice(ops)} {r.randrange(1, 1000)}) "
+                           f"{r.choice(ops)} (y >> {r.randrange(0, 8)});")
+            out += ["    case -1: x += y; /* fall through */", f"    case -2: return x * {a};",
+                    f"    default: return x - y + {c};", "  }", "}", ""]
+        elif kind == 2:
+            out += [f"double f{i}(struct table* t, size_t k, double dt) {{",
+                    "  struct item* it = &t->items[k % 64];",
+                    f"  it->vel.z -= {a}.0 * dt;",
+                    "  it->pos = vadd(it->pos, (struct vec){it->vel.x * dt, it->vel.y * dt, "
+                    "it->vel.z * dt});",
+                    f"  if (it->pos.z < 0) {{ it->pos.z = -it->pos.z; it->vel.z *= -0.{b}; "
+                    f"it->flags |= {1 << (i % 16)}u; }}",
+                    f"  t->sums[k % 8] += it->id * {c} + (long)it->flags;",
+                    "  return 0.5 * vdot(it->vel, it->vel);", "}", ""]
+        else:
+            word = "".join(r.choice("abcdefghijklmnopqrstuvwxyz")
+                           for _ in range(r.randrange(3, 12)))
+            out += [f"size_t f{i}(char* dst, size_t cap, const char* src) {{",
+                    "  size_t n = strlen(src);",
+                    "  if (n + 1 > cap) n = cap - 1;",
+                    "  memcpy(dst, src, n);",
+                    "  dst[n] = '\\0';",
+                    f"  if (n + {len(word) + 2} < cap && strstr(dst, \"{word}\") == NULL) {{",
+                    f"    strcat(dst, \" {word}\");",
+                    f"    n += {len(word) + 1};",
+                    "  }",
+                    f"  const char* hit = strchr(dst, '{word[0]}');",
+                    "  return hit ? n + (size_t)(hit - dst) : n;", "}", ""]
+    return "\n".join(out)
+
+
+def setup_gcc(folder, quick):
+    (folder / "gcc-input.c").write_text(gcc_source(GCC_FUNCTIONS[1 if quick else 0]))
+
+
+# perl: a hash of arrays. Fills %h with "k$i" => [number, number, string, [number, string]],
+# appends a joined string to every fifth, walks it in key order summing, deletes a third.
+PERL_HOA = r"""use strict; use warnings;
+my $n = shift; my %h;
+for my $i (0 .. $n - 1) {
+  $h{"k$i"} = [$i, ($i * 7919) % 1000, "v" . ($i * 31), [$i % 10, "x" x ($i % 23)]];
+}
+for my $i (grep { $_ % 5 == 0 } 0 .. $n - 1) {
+  push @{ $h{"k$i"} }, join(",", map { $_ * $i } 1 .. 4);
+}
+my ($sum, $len) = (0, 0);
+for my $k (sort keys %h) {
+  my $a = $h{$k};
+  $sum += $a->[0] + $a->[1] + $a->[3][0];
+  $len += length($k) + length($a->[2]) + length($a->[3][1]) + (@$a > 4 ? length($a->[4]) : 0);
+}
+delete $h{"k$_"} for grep { $_ % 3 == 0 } 0 .. $n - 1;
+print "perl keys=$n sum=$sum len=$len left=", scalar(keys %h), "\n";
+"""
+
+SQLITE_ROWS = (200000, 80000)  # the sqlite3 workload (full: the size of scripts/main-job.sh's)
+SQLITE_INSERTS = (1000000, 200000)  # sqlite3-insert
+
+
+def sqlite_main_job_sql(rows):
+    """scripts/main-job.sh's sqlite3 workload, with `rows` rows (200000 there)."""
+    return f"""CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v BLOB, n INTEGER);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+INSERT INTO t SELECT x, printf('%08x', (x * 2654435761) % 4294967296),
+  zeroblob((x * 7919) % 300 + 1), (x * 40503) % 1000 FROM c;
+CREATE INDEX t_k ON t(k);
+CREATE INDEX t_n ON t(n);
+SELECT count(*), sum(length(v)), min(k), max(k) FROM t;
+SELECT n, count(*), sum(length(v)) FROM t GROUP BY n ORDER BY 3 DESC, 1 LIMIT 3;
+SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k LIMIT 5);
+DELETE FROM t WHERE id % 3 = 0;
+UPDATE t SET v = zeroblob(length(v) * 2) WHERE n < 200;
+SELECT count(*), sum(length(v)) FROM t;
+SELECT count(*) FROM t a JOIN t b ON a.n = b.n WHERE a.id < {rows // 100};
+"""
+
+
+def sqlite_insert_sql(rows):
+    """`rows` inserts, in one transaction, into a table indexed on a scattered text key."""
+    return f"""CREATE TABLE u(id INTEGER PRIMARY KEY, k TEXT NOT NULL, n INTEGER, note TEXT);
+CREATE INDEX u_k ON u(k);
+BEGIN;
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+INSERT INTO u(k, n, note) SELECT printf('%08x-%d', (x * 2654435761) % 4294967296, x % 7),
+  (x * 40503) % 100003, substr('abcdefghijklmnopqrstuvwxyz', 1 + x % 26, 1 + x % 11) FROM c;
+COMMIT;
+SELECT count(*), count(DISTINCT n), min(k), max(k), sum(length(note)) FROM u;
+SELECT k FROM u WHERE k >= '80000000' ORDER BY k LIMIT 3;
+SELECT sum(id % 1000) FROM u WHERE n BETWEEN 5000 AND 6000;
+"""
+
+
+def setup_sqlite(folder, quick):
+    (folder / "sqlite3.sql").write_text(sqlite_main_job_sql(SQLITE_ROWS[1 if quick else 0]))
+
+
+def setup_sqlite_insert(folder, quick):
+    (folder / "sqlite3-insert.sql").write_text(
+        sqlite_insert_sql(SQLITE_INSERTS[1 if quick else 0]))
 
 
 # Sizes: a full run of one workload takes about 0.5-3 s with glibc on a quiet 2-core machine, a
-# quick one about 0.1-0.5 s (the server about 1 s, most of it idle by design).
+# quick one about 0.1-0.5 s (the server about 1 s, most of it idle by design). Longer at full
+# size: grow (about 6 s: 40 rounds of 64 buffers of 2 MiB), gcc (about 5 s), burst-alternating
+# (about 3.5 s) and sqlite3-insert (about 3 s). The real programs take 0.3-0.8 s when quick.
 WORKLOADS = [
     Workload("fastpath-pairs", "fastpath", ["20000000", "pairs"], ["8000000", "pairs"],
              "malloc/free pairs of 8..512 bytes"),
@@ -103,7 +352,49 @@ WORKLOADS = [
              "16 threads on the cores, working sets and cross-thread frees"),
     Workload("threads-64", "manythreads", ["8000000", "64", "64000"], ["1500000", "64", "64000"],
              "the same with 64 threads"),
+    Workload("grow", "grow", ["40", "64", "2048"], ["4", "64", "2048"],
+             "64 buffers grown side by side with realloc (1.5x, 977 bytes appended a step) to "
+             "2 MiB, then freed; 40 rounds (quick: 4)"),
+    Workload("burst-alternating", "burst", ["25", "1000000", "42", "alternating", "32-96"],
+             ["4", "1000000", "42", "alternating", "32-96"],
+             "1M objects of 32..96 bytes allocated, all freed, forward one round and in reverse "
+             "the next; 25 rounds (quick: 4)"),
+    Workload("larson", "larson", ["320", "4", "1000", "20000"], ["100", "4", "1000", "20000"],
+             "4 threads replace objects of 16..1024 bytes; each thread hands its array to a "
+             "fresh thread after 20k operations (objects freed by a later thread)"),
+    # real programs (group "real")
+    RealProgram("gcc", ("/usr/bin/gcc", "gcc"),
+                ["-O2", "-c", "{in}/gcc-input.c", "-o", "{in}/gcc-input.o"],
+                ["-O2", "-c", "{in}/gcc-input.c", "-o", "{in}/gcc-input.o"],
+                f"gcc -O2 -c of a generated C file of {GCC_FUNCTIONS[0]:,} functions (quick: "
+                f"{GCC_FUNCTIONS[1]}): loops, switches, struct arithmetic, string handling",
+                env={"LC_ALL": "C"}, setup=setup_gcc),
+    RealProgram("perl", ("/usr/bin/perl", "perl"), ["-e", PERL_HOA, "200000"],
+                ["-e", PERL_HOA, "80000"],
+                "a hash of 200k (quick: 80k) arrays built, walked in key order, a third deleted",
+                env={"PERL_HASH_SEED": "0", "PERL_PERTURB_KEYS": "0"}),
+    # Debian's own python3: a wrapper earlier in PATH (pyenv's shim) would start other programs
+    RealProgram("python3", ("/usr/bin/python3",), ["{bench}/pydict.py", "3", "200000"],
+                ["{bench}/pydict.py", "2", "130000"],
+                "bench/pydict.py (scripts/main-job.sh's dict/list workload): 3 dicts of 200k "
+                "lists (quick: 2 of 130k) built, sorted and dropped, with PYTHONMALLOC=malloc",
+                env={"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0"}),
+    RealProgram("sqlite3", ("/usr/bin/sqlite3", "sqlite3"), [":memory:", ".read {in}/sqlite3.sql"],
+                [":memory:", ".read {in}/sqlite3.sql"],
+                f"scripts/main-job.sh's in-memory database: {SQLITE_ROWS[0] // 1000}k rows "
+                f"(quick: {SQLITE_ROWS[1] // 1000}k), two indexes, group-by, delete, update, join",
+                setup=setup_sqlite),
+    RealProgram("sqlite3-insert", ("/usr/bin/sqlite3", "sqlite3"),
+                [":memory:", ".read {in}/sqlite3-insert.sql"],
+                [":memory:", ".read {in}/sqlite3-insert.sql"],
+                f"{SQLITE_INSERTS[0] // 1000000}M inserts (quick: {SQLITE_INSERTS[1] // 1000}k) "
+                "into an in-memory table indexed on a scattered text key",
+                setup=setup_sqlite_insert),
+    Workload("cxx-threads", "cxxthreads", ["150000"], ["50000"],
+             "C++: 4 std::threads pass std::shared_ptr records (std::string, std::vector) "
+             "through mutex-protected queues into std::unordered_maps", group="real"),
 ]
+WORKLOAD_GROUPS = ("synthetic", "real")
 LATENCY_FULL = ["2000000", "2", "20000"]
 LATENCY_QUICK = ["400000", "2", "20000"]
 LATENCY_FIELDS = ["malloc_p50_ns", "malloc_p99_ns", "malloc_p9999_ns", "malloc_max_ns",
@@ -113,11 +404,18 @@ CALLGRIND_MODES = ("pairs", "window")
 
 OURS = "ours"
 REF_GLIBC = "glibc"
+# (name, library file, Debian package); package None: a local build found by local_peer(),
+# never installed
 PEERS = [("mimalloc-deb", "libmimalloc.so.2", "libmimalloc2.0"),
+         ("mimalloc-2.4.1", "libmimalloc.so.2", None),
          ("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
          ("tcmalloc", "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4")]
+# the local builds: (environment variable that names the library, default path next to ROOT)
+LOCAL_PEERS = {"mimalloc-2.4.1": ("BENCH_MIMALLOC_241",
+                                  ROOT.parent / "shared" / "peers" / "mimalloc-2.4.1" /
+                                  "libmimalloc.so.2")}
 COLORS = {"ours": "#d62728", "glibc": "#7f7f7f", "mimalloc-deb": "#1f77b4",
-          "jemalloc": "#2ca02c", "tcmalloc": "#ff7f0e"}
+          "mimalloc-2.4.1": "#9467bd", "jemalloc": "#2ca02c", "tcmalloc": "#ff7f0e"}
 RUN_TIMEOUT_S = 600
 MEMTIME = None  # path of the measuring helper, set once the workloads are built
 
@@ -154,7 +452,7 @@ def find_system_lib(names):
 
 def install_missing(notes):
     """apt-get installs the peers that are not there, when we are root and apt-get exists."""
-    missing = [pkg for _, lib, pkg in PEERS if not find_system_lib([lib])]
+    missing = [pkg for _, lib, pkg in PEERS if pkg and not find_system_lib([lib])]
     if not missing:
         return
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -175,9 +473,24 @@ def allocator_table(build_dir, lib=None):
                   None if ours.exists() else f"{ours} not built"))
     table.append((REF_GLIBC, None, None))
     for name, lib, pkg in PEERS:
+        if pkg is None:
+            table.append((name,) + local_peer(name))
+            continue
         p = find_system_lib([lib])
         table.append((name, p, None if p else f"{lib} not found (apt-get install {pkg})"))
     return table
+
+
+def local_peer(name):
+    """(path, None) of a peer built outside the system, or (None, why it is skipped)."""
+    var, default = LOCAL_PEERS[name]
+    given = os.environ.get(var)
+    if given:
+        p = os.path.abspath(given)
+        return (p, None) if os.path.isfile(p) else (None, f"{var}={given}: no such file")
+    if default.is_file():
+        return str(default), None
+    return None, f"{default} not found (or set {var}=PATH)"
 
 
 # ---- building the workloads ------------------------------------------------------------------
@@ -208,6 +521,13 @@ def fallback_compile(out_dir, notes):
                         "-o", out_dir / prog, ROOT / "bench" / f"{prog}.c", "-ldl", "-lm"])
         if not ok:
             raise SystemExit(f"run.py: cannot compile bench/{prog}.c")
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    for prog in OPTIONAL_PROGRAMS:
+        if not cxx or not run_quiet([cxx, "-O2", "-std=c++17", "-fno-builtin-malloc",
+                                     "-fno-builtin-free", "-pthread", "-o", out_dir / prog,
+                                     ROOT / "bench" / f"{prog}.cpp", "-ldl"]):
+            notes.append(f"bench/{prog}.cpp not compiled: "
+                         + ("no C++ compiler" if not cxx else "the compiler failed"))
     notes.append(f"workloads compiled directly with `{os.path.basename(cc)} -O2` into "
                  f"{out_dir.relative_to(ROOT) if out_dir.is_relative_to(ROOT) else out_dir} "
                  "(the Meson build did not produce them)")
@@ -232,6 +552,13 @@ def build(build_dir, no_build, notes):
     if not run_quiet(["ninja", "-C", build_dir]):
         if not run_quiet(["ninja", "-C", build_dir] + [f"bench/{p}" for p in WORKLOAD_PROGRAMS]):
             return fallback_compile(ROOT / "build-bench", notes), False
+        try:  # the C++ programs, where the build has them (a C++ compiler was found)
+            ninja_file = (build_dir / "build.ninja").read_text()
+        except OSError:
+            ninja_file = ""
+        optional = [f"bench/{p}" for p in OPTIONAL_PROGRAMS if f"build bench/{p}:" in ninja_file]
+        if optional:
+            run_quiet(["ninja", "-C", build_dir] + optional)
         return bench_out, False
     return bench_out, True
 
@@ -255,12 +582,14 @@ def kill_quietly(pid):
         pass
 
 
-def measure(argv, preload, out_path):
+def measure(argv, preload, out_path, extra_env=None):
     """Runs argv under bench/memtime; returns (exit code, wall s, peak RSS KiB, CPU s).
 
     memtime forks and execs the program and waits for it with wait4: started from that small
     process, the program's ru_maxrss is its own peak, not the runner's size (Linux counts the
-    pre-exec image in ru_maxrss). The program's stdout and stderr go to out_path.
+    pre-exec image in ru_maxrss); for a program that runs others (gcc: cc1, as) it is the
+    largest peak among them. The program's stdout and stderr go to out_path; extra_env is added
+    to its environment.
     """
     res_path = out_path + ".memtime"
     try:
@@ -274,6 +603,7 @@ def measure(argv, preload, out_path):
                (os.POSIX_SPAWN_DUP2, 1, 2)]
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)  # memtime sets it for the program alone
+    env.update(extra_env or {})
     t0 = time.perf_counter()
     pid = os.posix_spawn(full[0], full, env, file_actions=actions, setpgroup=0)
     timer = threading.Timer(RUN_TIMEOUT_S, kill_quietly, (pid,))
@@ -426,30 +756,47 @@ def summarize(samples):
             "outputs": [s[3] for s in samples]}
 
 
+class Job:
+    """One command of the matrix: its name, argv, extra environment, and whether every run must
+    print the same (a real program's output is compared with its first run's)."""
+
+    def __init__(self, name, argv, env=None, same_output=False):
+        self.name, self.argv, self.env, self.same_output = name, argv, env or {}, same_output
+
+
 def run_matrix(jobs, allocs, runs, bin_dir, tmp, progress):
-    """jobs: list of (name, argv). Interleaved: for each job, runs x (A B C ...).
+    """jobs: list of Job. Interleaved: for each job, runs x (A B C ...).
 
     Returns (results {(job, alloc): summary}, failures {(job, alloc): text}).
     """
     results, failures, samples = {}, {}, {}
-    for jname, argv in jobs:
+    for job in jobs:
+        jname, first = job.name, None  # first: (allocator, output) of the first good run
         for r in range(runs):
             for aname, preload in allocs:  # interleaved: A B C A B C ...
                 key = (jname, aname)
                 if key in failures and key not in samples:
-                    progress.step(f"{jname:18s} {aname:13s} run {r + 1}/{runs}: skipped "
+                    progress.step(f"{jname:18s} {aname:14s} run {r + 1}/{runs}: skipped "
                                   "(failed before)")
                     continue  # failed on its first try: do not waste the remaining runs
                 out = os.path.join(tmp, "run.out")
-                rc, wall, rss, cpu = measure(argv, preload, out)
+                rc, wall, rss, cpu = measure(job.argv, preload, out, job.env)
                 text = read_text(out)
                 if rc != 0:
                     failures[key] = f"exit {rc}" if rc > 0 else f"signal {-rc}"
-                    progress.step(f"{jname:18s} {aname:13s} run {r + 1}/{runs}: FAILED "
+                    progress.step(f"{jname:18s} {aname:14s} run {r + 1}/{runs}: FAILED "
                                   f"({failures[key]}) {text.strip()[-300:]}")
                     continue
+                if job.same_output:
+                    if first is None:
+                        first = (aname, text)
+                    elif text != first[1]:
+                        failures[key] = f"output differs from the first run's (under {first[0]})"
+                        progress.step(f"{jname:18s} {aname:14s} run {r + 1}/{runs}: FAILED "
+                                      f"({failures[key]}) {text.strip()[-300:]}")
+                        continue
                 samples.setdefault(key, []).append((wall, rss, cpu, text))
-                progress.step(f"{jname:18s} {aname:13s} run {r + 1}/{runs}: "
+                progress.step(f"{jname:18s} {aname:14s} run {r + 1}/{runs}: "
                               f"{wall:7.3f} s {rss / 1024:8.1f} MiB")
     for key, s in samples.items():
         results[key] = summarize(s)
@@ -798,7 +1145,7 @@ def run_callgrind(allocs, bin_dir, tmp):
                     progress.step(f"callgrind {aname} {mode} {n}: {e}")
                     counts = None
                     break
-                progress.step(f"callgrind {aname:13s} {mode:6s} n={n}: "
+                progress.step(f"callgrind {aname:14s} {mode:6s} n={n}: "
                               f"{counts[-1]} instructions ({wall:.1f} s)")
             if counts is None:
                 cells.append("FAILED")
@@ -831,11 +1178,12 @@ def write_csv(path, rows):
 # ---- main ------------------------------------------------------------------------------------
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="workloads: " + ", ".join(w.name for w in WORKLOADS))
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(f"{g} workloads: " + ", ".join(w.name for w in WORKLOADS if w.group == g)
+                         for g in WORKLOAD_GROUPS))
     ap.add_argument("--quick", action="store_true",
-                    help="small sizes and 3 runs (a couple of minutes)")
+                    help="small sizes and 3 runs (about five minutes)")
     ap.add_argument("--runs", type=int, default=None, help="runs per workload and allocator "
                     "(default 5, or 3 with --quick)")
     ap.add_argument("--build-dir", default="build", help="Meson build folder (default: build)")
@@ -846,8 +1194,11 @@ def main():
     ap.add_argument("--no-install", action="store_true",
                     help="never apt-get install a missing peer (skip it with a note)")
     ap.add_argument("--allocators", default=None,
-                    help="comma-separated subset of: ours,glibc,mimalloc-deb,jemalloc,tcmalloc")
-    ap.add_argument("--workloads", default=None, help="comma-separated subset of the workloads")
+                    help="comma-separated subset of: " + ",".join(
+                        [OURS, REF_GLIBC] + [p[0] for p in PEERS]))
+    ap.add_argument("--workloads", default=None,
+                    help="comma-separated workloads and groups (" + ", ".join(WORKLOAD_GROUPS)
+                    + ", all) to run (default: all)")
     ap.add_argument("--callgrind", action="store_true",
                     help="also count instructions per malloc/free pair under callgrind")
     ap.add_argument("--no-timing", action="store_true",
@@ -865,11 +1216,12 @@ def main():
         build_dir = ROOT / build_dir
     workloads = list(WORKLOADS)
     if args.workloads:
-        wanted = args.workloads.split(",")
-        unknown = set(wanted) - {w.name for w in workloads}
+        wanted = set(args.workloads.split(","))
+        unknown = wanted - {w.name for w in workloads} - set(WORKLOAD_GROUPS) - {"all"}
         if unknown:
             ap.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
-        workloads = [w for w in workloads if w.name in wanted]
+        if "all" not in wanted:
+            workloads = [w for w in workloads if w.name in wanted or w.group in wanted]
 
     notes = []
     if not args.no_install:
@@ -877,6 +1229,16 @@ def main():
     bin_dir, lib_current = build(build_dir, args.no_build, notes)
     global MEMTIME
     MEMTIME = str(bin_dir / "memtime")
+    if not args.no_timing:  # a workload whose program is missing here is left out, with a note
+        runnable = []
+        for w in workloads:
+            why = w.missing(bin_dir)
+            if why:
+                notes.append(f"workload {w.name} skipped: {why}")
+                log(f"note: workload {w.name} skipped: {why}")
+            else:
+                runnable.append(w)
+        workloads = runnable
 
     table = allocator_table(build_dir, args.lib)
     if not lib_current and not args.lib:
@@ -935,16 +1297,27 @@ def main():
                    "in bench/memtime; the best peer of a workload is the best allocator other "
                    "than ours",
                    "- workloads: " + "; ".join(
-                       f"{w.name} = `{w.prog} {' '.join(w.quick if args.quick else w.full)}` "
-                       f"({w.what})" for w in workloads)]
+                       f"{w.name} = `{w.command(args.quick)}` ({w.what})" for w in workloads)]
         md.append("")
         rows, lat_rows, srv_rows, cg_rows = [], [], [], []
         if not args.no_timing:
-            jobs = [(w.name, [str(bin_dir / w.prog)] + (w.quick if args.quick else w.full))
-                    for w in workloads]
+            inputs = Path(tmp) / "inputs"
+            inputs.mkdir()
+            jobs, prepared = [], []
+            for w in workloads:
+                try:
+                    w.prepare(inputs, args.quick)  # input files: written now, not timed
+                except (OSError, ValueError) as e:
+                    notes.append(f"workload {w.name} skipped: writing its input failed: {e}")
+                    exit_code = 1
+                    continue
+                prepared.append(w)
+                jobs.append(Job(w.name, w.argv(bin_dir, inputs, args.quick),
+                                w.environment(inputs), w.same_output))
+            workloads = prepared
             lat_args = LATENCY_QUICK if args.quick else LATENCY_FULL
             lat_jobs = [] if args.no_latency else [
-                ("latency", [str(bin_dir / "latency")] + lat_args)]
+                Job("latency", [str(bin_dir / "latency")] + lat_args)]
             progress = Progress((len(jobs) + len(lat_jobs)) * runs * len(allocs))
             log(f"timing: {len(jobs)} workloads x {len(allocs)} allocators x {runs} runs"
                 + (", then latency" if lat_jobs else ""))
