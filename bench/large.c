@@ -25,7 +25,8 @@ static void make(blk_t* b, uint64_t id, size_t size) {
   b->size = size;
   b->id = id;
   unsigned char t = bench_tag(id);
-  for (size_t off = 0; off < size; off += 4096) b->p[off] = (unsigned char)(t + (off >> 12));
+  /* (the last byte holds the tail mark, even where it starts a 4 KiB page) */
+  for (size_t off = 0; off + 1 < size; off += 4096) b->p[off] = (unsigned char)(t + (off >> 12));
   b->p[size - 1] = t;
 }
 
@@ -33,7 +34,7 @@ static uint64_t drop(blk_t* b) {
   if (b->p == NULL) return 0;
   unsigned char t = bench_tag(b->id);
   uint64_t sum = 0;
-  for (size_t off = 0; off < b->size; off += 4096) {
+  for (size_t off = 0; off + 1 < b->size; off += 4096) {
     if (b->p[off] != (unsigned char)(t + (off >> 12))) BENCH_FAIL("large: a block lost its contents");
     sum += b->p[off];
   }
