@@ -10,9 +10,10 @@
 #   sqlite3   an in-memory database: 200k inserts, two indexes, group-by, delete, update, join
 #   sort      GNU sort of a generated 400k-line text file
 # The output of every run is compared with the system allocator's: a difference is an error.
-# Then the benchmark suite runs in --quick mode (bench/run.py: 15 workloads, the latency table
-# and the long-running server's memory over time, under this library, glibc, Debian's
-# mimalloc, jemalloc and tcmalloc; about two minutes), which writes its report, CSVs and
+# Then the benchmark suite runs in --quick mode (bench/run.py: synthetic workloads and real
+# programs, the latency table and the long-running server's memory over time, under this
+# library, glibc, Debian's mimalloc, jemalloc and tcmalloc, and upstream mimalloc 2.4.1 where
+# a build of it lies beside the checkout; about five minutes), which writes its report, CSVs and
 # charts to bench/results/. Time is wall clock, memory is the peak RSS (ru_maxrss), both
 # measured by bench/memtime.
 #

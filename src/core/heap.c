@@ -35,6 +35,11 @@ static lm_page_t* queue_find_free(lm_heap_t* heap, lm_page_queue_t* pq, size_t b
   lm_thread_stats_t* ts = &heap->tld->stats;
   lm_counter_add(&ts->page_searches_count, 1);
   lm_page_t* page = pq->first;
+  /* Retired pages age when pages of a size class ran out, not when a class merely has none
+   * yet: otherwise each expired page, made again, aged the others, and a program cycling
+   * through many sizes re-made a page every few mallocs (fastpath pairs: 531k pages for 2M
+   * pairs; a helper thread's stray blocks happened to break the cycle). */
+  bool ran_out = page != NULL;
   while (page != NULL) {
     lm_counter_add(&ts->page_searches, 1);
     lm_page_t* next = page->next;
@@ -50,7 +55,7 @@ static lm_page_t* queue_find_free(lm_heap_t* heap, lm_page_queue_t* pq, size_t b
     if (page->free != NULL) return page; /* a racing remote free made room after all */
     page = next;
   }
-  lm_heap_collect_retired(heap, false);
+  if (ran_out) lm_heap_collect_retired(heap, false);
   return page_fresh(heap, pq, block_size, 0);
 }
 

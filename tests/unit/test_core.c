@@ -381,6 +381,25 @@ static void test_core_remote_free_into_a_full_page_reaches_its_owner(void** stat
   mi_collect(false);
 }
 
+/* A program cycling malloc/free pairs through many size classes keeps one retired page per
+ * class: the pages are not freed and made again (each made page must not age the others). */
+static void test_core_pairs_over_many_sizes_keep_their_retired_pages(void** state) {
+  (void)state;
+  mi_heap_t* heap = mi_heap_new();
+  assert_non_null(heap);
+  int64_t made_before = atomic_load(&lm_process.segments.page_stats.total);
+  for (size_t i = 0; i < 200000; i++) {
+    size_t size = 8 + (i % 64) * 8; /* 8..512 bytes */
+    uint8_t* p = mi_heap_malloc(heap, size);
+    assert_non_null(p);
+    p[0] = (uint8_t)i;
+    mi_free(p);
+  }
+  int64_t made = atomic_load(&lm_process.segments.page_stats.total) - made_before;
+  if (made > 200) fail_msg("%lld pages made for 200000 pairs over 64 sizes", (long long)made);
+  mi_heap_delete(heap);
+}
+
 static void test_core_freed_page_is_retired_and_direct_entry_follows_queue_head(void** state) {
   (void)state;
   const size_t size = 640 - LM_PADDING_SIZE; /* a size class no other test uses */
@@ -836,6 +855,7 @@ int main(void) {
       cmocka_unit_test(test_core_pointer_to_page_lookup_for_first_interior_and_last_blocks),
       cmocka_unit_test(test_core_page_accounting_holds_after_local_and_remote_frees),
       cmocka_unit_test(test_core_remote_free_into_a_full_page_reaches_its_owner),
+      cmocka_unit_test(test_core_pairs_over_many_sizes_keep_their_retired_pages),
       cmocka_unit_test(test_core_freed_page_is_retired_and_direct_entry_follows_queue_head),
       cmocka_unit_test(test_core_aligned_allocation_for_every_power_of_two),
       cmocka_unit_test(test_core_calloc_overflow_returns_null_with_enomem),
