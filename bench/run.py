@@ -270,21 +270,9 @@ SQLITE_INSERTS = (1000000, 200000)  # sqlite3-insert
 
 
 def sqlite_main_job_sql(rows):
-    """scripts/main-job.sh's sqlite3 workload, with `rows` rows (200000 there)."""
-    return f"""CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v BLOB, n INTEGER);
-WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
-INSERT INTO t SELECT x, printf('%08x', (x * 2654435761) % 4294967296),
-  zeroblob((x * 7919) % 300 + 1), (x * 40503) % 1000 FROM c;
-CREATE INDEX t_k ON t(k);
-CREATE INDEX t_n ON t(n);
-SELECT count(*), sum(length(v)), min(k), max(k) FROM t;
-SELECT n, count(*), sum(length(v)) FROM t GROUP BY n ORDER BY 3 DESC, 1 LIMIT 3;
-SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k LIMIT 5);
-DELETE FROM t WHERE id % 3 = 0;
-UPDATE t SET v = zeroblob(length(v) * 2) WHERE n < 200;
-SELECT count(*), sum(length(v)) FROM t;
-SELECT count(*) FROM t a JOIN t b ON a.n = b.n WHERE a.id < {rows // 100};
-"""
+    """bench/sqlite3-db.sql (scripts/main-job.sh's sqlite3 workload) with `rows` rows."""
+    text = (ROOT / "bench" / "sqlite3-db.sql").read_text()
+    return text.replace("@JOIN_IDS@", str(rows // 100)).replace("@ROWS@", str(rows))
 
 
 def sqlite_insert_sql(rows):

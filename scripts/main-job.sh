@@ -5,9 +5,10 @@
 #   scripts/main-job.sh [--no-build]
 #
 # Workloads (each run MAIN_JOB_RUNS times per allocator, default 3, alternating):
-#   python3   a dict/list build-and-drop workload, with PYTHONMALLOC=malloc so that every
-#             Python object goes through malloc (not only the large ones)
-#   sqlite3   an in-memory database: 200k inserts, two indexes, group-by, delete, update, join
+#   python3   bench/pydict.py, a dict/list build-and-drop workload, with PYTHONMALLOC=malloc so
+#             that every Python object goes through malloc (not only the large ones)
+#   sqlite3   bench/sqlite3-db.sql, an in-memory database: 200k inserts, two indexes,
+#             group-by, delete, update, join
 #   sort      GNU sort of a generated 400k-line text file
 # The output of every run is compared with the system allocator's: a difference is an error.
 # Then the benchmark suite runs in --quick mode (bench/run.py: synthetic workloads and real
@@ -115,32 +116,9 @@ fi
 
 # ---- workloads ----------------------------------------------------------------------------------
 say "preparing inputs"
-cat >"$TMP/work.py" <<'EOF'
-total = 0
-for rnd in range(3):
-    d = {}
-    for i in range(200000):
-        d[f"key-{i}-{rnd}"] = [i, str(i) * 3, (i, rnd)]
-    words = sorted(v[1] for v in d.values() if v[0] % 3)
-    total += len(words) + len(d) + sum(len(w) for w in words[::1000])
-    del d, words
-print(total)
-EOF
-cat >"$TMP/work.sql" <<'EOF'
-CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v BLOB, n INTEGER);
-WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000)
-INSERT INTO t SELECT x, printf('%08x', (x * 2654435761) % 4294967296),
-  zeroblob((x * 7919) % 300 + 1), (x * 40503) % 1000 FROM c;
-CREATE INDEX t_k ON t(k);
-CREATE INDEX t_n ON t(n);
-SELECT count(*), sum(length(v)), min(k), max(k) FROM t;
-SELECT n, count(*), sum(length(v)) FROM t GROUP BY n ORDER BY 3 DESC, 1 LIMIT 3;
-SELECT group_concat(k, ',') FROM (SELECT k FROM t ORDER BY k LIMIT 5);
-DELETE FROM t WHERE id % 3 = 0;
-UPDATE t SET v = zeroblob(length(v) * 2) WHERE n < 200;
-SELECT count(*), sum(length(v)) FROM t;
-SELECT count(*) FROM t a JOIN t b ON a.n = b.n WHERE a.id < 2000;
-EOF
+# the Python and sqlite3 workloads are bench/run.py's too (one text for both)
+sed -e 's/@JOIN_IDS@/2000/g' -e 's/@ROWS@/200000/g' bench/sqlite3-db.sql >"$TMP/work.sql" ||
+  die "cannot write the sqlite3 input"
 python3 - "$TMP/sort.in" <<'EOF' || die "cannot write the sort input"
 import random, sys
 r = random.Random(7)
@@ -188,7 +166,7 @@ run_both() { # WORKLOAD STDIN PROGRAM [ARGS...]
 }
 
 export PYTHONMALLOC=malloc PYTHONHASHSEED=0
-run_both python3 /dev/null "$PY" "$TMP/work.py"
+run_both python3 /dev/null "$PY" "$ROOT/bench/pydict.py"
 unset PYTHONMALLOC PYTHONHASHSEED
 if [ -n "$SQLITE" ]; then
   run_both sqlite3 "$TMP/work.sql" "$SQLITE" :memory:

@@ -125,8 +125,8 @@ bool lm_span_resize(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* pa
     queue_remove(&tld->spans[span_bin(next->slice_count)], next);
     if (rest > 0) lm_span_free(tld, segment, idx + slices, rest);
   } else if (slices < n) {
-    lm_span_free_coalesce(tld, segment, idx + slices, n - slices); /* (the page is no free
-                                                                      * neighbour) */
+    /* The tail merges with a free span after it; the page before it is not free. */
+    lm_span_free_coalesce(tld, segment, idx + slices, n - slices);
   }
   mark_run(segment, idx, slices, page->block_size);
   return true;

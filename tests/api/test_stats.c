@@ -26,6 +26,7 @@
 #include "mimalloc.h"
 #include "mimalloc-stats.h"
 #include "observe.h"
+#include "../support/proc_self.h"
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * KiB)
@@ -608,15 +609,6 @@ static void test_stats_reset_keeps_figures_non_negative(void** state) {
 
 /* ---- process information ------------------------------------------------------------------------ */
 
-static size_t statm_rss(void) {
-  FILE* f = fopen("/proc/self/statm", "r");
-  if (f == NULL) return 0;
-  unsigned long size = 0, resident = 0;
-  int n = fscanf(f, "%lu %lu", &size, &resident);
-  fclose(f);
-  return n == 2 ? (size_t)resident * (size_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
 static void test_process_info_reports_the_os_figures(void** state) {
   (void)state;
   size_t elapsed1 = 0, user = 0, sys = 0, rss = 0, peak_rss = 0, commit = 0, peak_commit = 0,
@@ -638,7 +630,7 @@ static void test_process_info_reports_the_os_figures(void** state) {
   for (size_t i = 0; i < size; i += 4096) p[i] = 1;
   size_t rss2 = 0, peak2 = 0;
   mi_process_info(NULL, NULL, NULL, &rss2, &peak2, NULL, NULL, NULL);
-  size_t os_rss = statm_rss();
+  size_t os_rss = proc_self_rss_bytes();
   if (rss2 < rss + size / 2) print_error("rss %zu before, %zu after touching 64 MiB\n", rss, rss2);
   assert_true(rss2 >= rss + size / 2);
   assert_true(peak2 >= rss2);

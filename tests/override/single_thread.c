@@ -13,9 +13,7 @@
  *
  * Run under LD_PRELOAD=libmimalloc.so (exit 77 without it). Prints "N passed, N failed". */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -24,6 +22,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../support/proc_self.h"
 
 #define MiB ((size_t)1024 * 1024)
 #define LARGE_COUNT 64   /* blocks of 1 MiB - 8 (large pages in segments) */
@@ -37,36 +37,6 @@ static void check(bool cond, const char* what, long arg) {
   } else {
     failed++;
     printf("FAIL: %s (%ld)\n", what, arg);
-  }
-}
-
-static long task_count(void) {
-  DIR* d = opendir("/proc/self/task");
-  if (d == NULL) return -1;
-  long n = 0;
-  for (struct dirent* e; (e = readdir(d)) != NULL;) {
-    if (e->d_name[0] != '.') n++;
-  }
-  closedir(d);
-  return n;
-}
-
-static size_t rss_bytes(void) {
-  char buf[128];
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = '\0';
-  unsigned long size = 0, resident = 0;
-  if (sscanf(buf, "%lu %lu", &size, &resident) != 2) return 0;
-  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
 }
 
@@ -88,7 +58,7 @@ int main(void) {
   }
   static char* large[LARGE_COUNT];
   static char* small[SMALL_COUNT];
-  size_t before = rss_bytes();
+  size_t before = proc_self_rss_bytes();
   for (int i = 0; i < LARGE_COUNT; i++) {
     large[i] = malloc(MiB - 8);
     if (large[i] != NULL) memset(large[i], 1, MiB - 8);
@@ -97,20 +67,20 @@ int main(void) {
     small[i] = malloc(1000);
     if (small[i] != NULL) memset(small[i], 2, 1000);
   }
-  size_t peak = rss_bytes();
+  size_t peak = proc_self_rss_bytes();
   for (int i = 0; i < LARGE_COUNT; i++) free(large[i]);
   for (int i = 0; i < SMALL_COUNT; i++) free(small[i]);
   /* Past the segment purge delay and the arena's (10 ms x 10 by default), then one slow path:
    * a fresh large page. */
   size_t after = 0;
   for (int round = 0; round < 10; round++) {
-    sleep_ms(60);
+    proc_sleep_ms(60);
     char* volatile fresh = malloc(4 * MiB); /* volatile: the pair must not be optimised away */
     free(fresh);
-    after = rss_bytes();
+    after = proc_self_rss_bytes();
     if (after + (peak - before) / 2 < peak) break;
   }
-  check(task_count() == 1, "threads after allocating and freeing 64 MiB", task_count());
+  check(proc_self_threads() == 1, "threads after allocating and freeing 64 MiB", proc_self_threads());
   check(peak > before + 48 * MiB, "64 MiB allocated and touched (RSS growth, KiB)",
         (long)((peak - before) / 1024));
   check(after + (peak - before) / 2 < peak, "RSS after freeing, waiting and one malloc (KiB)",
@@ -120,7 +90,7 @@ int main(void) {
     check(true, "unshare(CLONE_NEWUSER)", 0);
   } else if (errno == EINVAL) {
     check(false, "unshare(CLONE_NEWUSER) failed with EINVAL (the process has threads)",
-          task_count());
+          proc_self_threads());
   } else {
     printf("skipped: unshare(CLONE_NEWUSER): %s (user namespaces not allowed here)\n",
            strerror(errno));
@@ -131,7 +101,7 @@ int main(void) {
   check(pthread_create(&t, NULL, worker, NULL) == 0 && pthread_join(t, &result) == 0 &&
             result == NULL,
         "a worker thread allocates", 0);
-  long after_join = task_count();
+  long after_join = proc_self_threads();
   check(after_join >= 1 && after_join <= 2, "threads after the worker ended", after_join);
 
   printf("%d passed, %d failed\n", passed, failed);

@@ -29,6 +29,7 @@
 
 #include "mimalloc.h"
 #include "rng.h"
+#include "../support/proc_self.h"
 
 #define MiB ((size_t)1024 * 1024)
 #define MAX_THREADS 64
@@ -37,35 +38,11 @@
 #define DEADLINE_MS 1000
 #define MAX_SAMPLES (POLL_TOTAL_MS / POLL_MS + 2)
 
-static size_t page_bytes;
-
-/* Resident bytes, read with plain syscalls into a stack buffer (no allocation anywhere). */
-static size_t rss_bytes(void) {
-  char buf[128];
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = '\0';
-  const char* s = buf;
-  while (*s != ' ' && *s != '\0') s++; /* skip the total size; the second field is resident */
-  size_t pages = 0;
-  while (*s == ' ') s++;
-  while (*s >= '0' && *s <= '9') pages = pages * 10 + (size_t)(*s++ - '0');
-  return pages * page_bytes;
-}
 
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
-  }
 }
 
 static double mib(size_t bytes) {
@@ -142,11 +119,11 @@ static void poll_rss(struct phase_result* r, double t_last_free) {
   r->passed_at_ms = -1;
   for (;;) {
     double t = now_ms() - t_last_free;
-    size_t rss = rss_bytes();
+    size_t rss = proc_self_rss_bytes();
     if (r->n_samples < MAX_SAMPLES) r->samples[r->n_samples++] = (struct sample){t, rss};
     if (r->passed_at_ms < 0 && t <= DEADLINE_MS && rss < r->threshold) r->passed_at_ms = t;
     if (t >= POLL_TOTAL_MS) break;
-    sleep_ms(POLL_MS);
+    proc_sleep_ms(POLL_MS);
   }
 }
 
@@ -198,7 +175,7 @@ static bool phase_abandoned(size_t total, int n_threads, struct phase_result* r)
   struct alloc_job jobs[MAX_THREADS];
   pthread_t tids[MAX_THREADS];
   r->name = "phase 1: blocks of exited threads freed by main";
-  r->baseline = rss_bytes();
+  r->baseline = proc_self_rss_bytes();
   for (int i = 0; i < n_threads; i++) {
     jobs[i].target = total / (size_t)n_threads;
     jobs[i].seed = 0x1234567ull + (uint64_t)i * 7777;
@@ -213,7 +190,7 @@ static bool phase_abandoned(size_t total, int n_threads, struct phase_result* r)
     pthread_join(tids[i], NULL);
     ok = ok && jobs[i].ok;
   }
-  r->peak = rss_bytes();
+  r->peak = proc_self_rss_bytes();
   r->threshold = threshold_of(r->baseline, r->peak);
   for (int i = 0; i < n_threads; i++) free_set(&jobs[i].set);
   double t_last_free = now_ms();
@@ -267,11 +244,11 @@ static bool phase_idle_owner(size_t total, struct phase_result* r) {
   job.target = total;
   r->name = "phase 2: blocks freed locally by a thread that then idles";
   if (!set_init(&job.set, set_capacity(total))) return false;
-  r->baseline = rss_bytes();
+  r->baseline = proc_self_rss_bytes();
   pthread_t tid;
   if (pthread_create(&tid, NULL, alloc_free_idle, &job) != 0) return false;
   wait_stage(&job, 1);
-  r->peak = rss_bytes();
+  r->peak = proc_self_rss_bytes();
   r->threshold = threshold_of(r->baseline, r->peak);
   set_stage(&job, 2);
   wait_stage(&job, 3);
@@ -302,8 +279,7 @@ int main(int argc, char** argv) {
             argv[0], MAX_THREADS);
     return 2;
   }
-  page_bytes = (size_t)sysconf(_SC_PAGESIZE);
-  if (rss_bytes() == 0) {
+  if (proc_self_rss_bytes() == 0) {
     printf("cannot read /proc/self/statm; skipping\n");
     return 77;
   }
