@@ -147,6 +147,9 @@ bool lm_os_purge(lm_arenas_t* arenas, void* p, size_t size);
 /* Decommit regardless of policy; returns whether a recommit is needed. */
 bool lm_os_decommit(lm_arenas_t* arenas, void* p, size_t size);
 bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect);
+/* Ask for large pages (on) or ordinary pages over the large-page-aligned inside of a range;
+ * false when the backend takes no such advice. */
+bool lm_os_advise_large(lm_arenas_t* arenas, void* p, size_t size, bool on);
 int64_t lm_os_clock(lm_arenas_t* arenas);
 size_t lm_os_page_size(const lm_arenas_t* arenas);
 

@@ -209,3 +209,15 @@ bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect) {
   if (!inner_range(arenas, p, size, &start, &end)) return false;
   return arenas->backend->protect((void*)start, end - start, protect) == 0;
 }
+
+bool lm_os_advise_large(lm_arenas_t* arenas, void* p, size_t size, bool on) {
+  size_t large = arenas->caps.large_page_size;
+  if (!arenas->caps.has_large_page_advice || arenas->backend->large_pages_advise == NULL ||
+      large == 0) {
+    return false;
+  }
+  uintptr_t start = lm_align_up((uintptr_t)p, large);
+  uintptr_t end = lm_align_down((uintptr_t)p + size, large);
+  if (end <= start) return false;
+  return arenas->backend->large_pages_advise((void*)start, end - start, on) == 0;
+}

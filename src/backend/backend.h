@@ -38,6 +38,9 @@ typedef struct lm_backend_caps_s {
   bool has_decommit;         /* decommit/reset return physical memory (false on wasm) */
   bool has_threads;          /* thread_start works: a background purger may run */
   bool has_numa;             /* numa_node/numa_node_count give real answers */
+  /* Large pages back ordinary memory where the program asks for them, and only there
+   * (Linux transparent huge pages in "madvise" mode): see large_pages_advise. */
+  bool has_large_page_advice;
 } lm_backend_caps_t;
 
 /* A function run at thread exit with the value given to `thread_exit_arm`. */
@@ -82,6 +85,9 @@ typedef struct lm_backend_s {
   int (*numa_bind)(void* addr, size_t size, int node);
   /* Optional: allow (or forbid) transparent large pages for the whole process. */
   int (*large_pages_allow)(bool allow);
+  /* Optional (has_large_page_advice): ask that a range (aligned to `caps.large_page_size`) be
+   * backed by large pages from its next touch on (true), or by ordinary pages (false). */
+  int (*large_pages_advise)(void* addr, size_t size, bool on);
 
   /* --- machine ------------------------------------------------------------------------ */
 

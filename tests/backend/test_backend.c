@@ -242,6 +242,55 @@ static void test_reservations_are_named(void** state) {
   assert_true(named);
 }
 
+/* VmFlags of the /proc/self/smaps entry that holds p ("" if none). */
+static void vm_flags_of(const void* p, char* out, size_t size) {
+  out[0] = 0;
+  FILE* smaps = fopen("/proc/self/smaps", "r");
+  assert_non_null(smaps);
+  char line[512];
+  bool inside = false;
+  while (fgets(line, sizeof(line), smaps) != NULL) {
+    unsigned long lo = 0, hi = 0;
+    char dash = 0;
+    if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-') {
+      inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+    } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+      snprintf(out, size, "%s", line + 8);
+      break;
+    }
+  }
+  fclose(smaps);
+}
+
+/* The capability follows the kernel's mode, and advice marks the mapping (hg / nh). */
+static void test_large_page_advice_follows_the_thp_mode(void** state) {
+  (void)state;
+  char mode[128] = {0};
+  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f != NULL) {
+    if (fgets(mode, sizeof(mode), f) == NULL) mode[0] = 0;
+    fclose(f);
+  }
+  assert_int_equal(caps.has_large_page_advice, strstr(mode, "[madvise]") != NULL);
+  if (!caps.has_large_page_advice) skip();
+  size_t large = caps.large_page_size;
+  void* p;
+  bool is_zero;
+  assert_int_equal(os->reserve(NULL, 3 * large, large, true, &p, &is_zero), 0);
+  uint8_t* chunk = (uint8_t*)p + large;
+  char flags[512];
+  assert_int_equal(os->large_pages_advise(chunk, large, true), 0);
+  vm_flags_of(chunk, flags, sizeof(flags));
+  assert_non_null(strstr(flags, " hg"));
+  vm_flags_of(p, flags, sizeof(flags)); /* only the range asked for */
+  assert_null(strstr(flags, " hg"));
+  assert_int_equal(os->large_pages_advise(chunk, large, false), 0);
+  vm_flags_of(chunk, flags, sizeof(flags));
+  assert_null(strstr(flags, " hg"));
+  assert_non_null(strstr(flags, " nh"));
+  assert_int_equal(os->release(p, 3 * large), 0);
+}
+
 /* ---- machine ------------------------------------------------------------------------------- */
 
 static void test_numa_node_is_in_range(void** state) {
@@ -437,6 +486,7 @@ int main(void) {
       cmocka_unit_test(test_reserve_fails_cleanly_with_enomem),
       cmocka_unit_test(test_reserve_huge_works_or_reports_enomem),
       cmocka_unit_test(test_reservations_are_named),
+      cmocka_unit_test(test_large_page_advice_follows_the_thp_mode),
       cmocka_unit_test(test_numa_node_is_in_range),
       cmocka_unit_test(test_numa_node_count_matches_sysfs),
       cmocka_unit_test(test_clock_is_monotonic),

@@ -34,7 +34,7 @@
 enum { PG_FREE, PG_RESERVED, PG_COMMITTED, PG_DECOMMITTED, PG_PROTECTED };
 static const char* const op_names[FAKE_OP_COUNT] = {"reserve", "release",   "commit",
                                                     "decommit", "reset",    "protect",
-                                                    "reserve_huge"};
+                                                    "reserve_huge", "advise_large"};
 
 typedef struct res_s {
   size_t start; /* offset from the buffer base */
@@ -52,6 +52,7 @@ static uint8_t* base;  /* the buffer */
 static size_t span;    /* its size */
 static size_t unit;    /* the real OS page: granule of `pages` */
 static uint8_t* pages; /* one PG_* per unit */
+static uint8_t* advice; /* one byte per unit: 1 = advised to use large pages */
 
 static res_t res[MAX_RESERVATIONS]; /* sorted by start */
 static size_t res_count, reserved_bytes, committed_units;
@@ -121,6 +122,8 @@ static void buffer_init(void) {
   if (base == NULL) violation("cannot reserve the fake's buffer (ulimit -v?)");
   pages = mmap(NULL, span / unit, PROT_READ | PROT_WRITE, flags, -1, 0);
   if (pages == MAP_FAILED) violation("cannot map the page-state table");
+  advice = mmap(NULL, span / unit, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (advice == MAP_FAILED) violation("cannot map the advice table");
 }
 
 static void enter(void) {
@@ -284,6 +287,7 @@ static int fake_release(void* addr, size_t size) {
   discard_real(off, size);
   protect_real(off, size, PROT_NONE);
   set_state(off / unit, size / unit, PG_FREE, false);
+  memset(advice + off / unit, 0, size / unit);
   reserved_bytes -= size;
   if (off == r.start && end == r_end) { /* whole */
     memmove(&res[i], &res[i + 1], (res_count - i - 1) * sizeof(res_t));
@@ -427,6 +431,22 @@ static int fake_reserve_large(void* hint, size_t size, size_t try_align, void** 
   }
   leave();
   return err;
+}
+
+static int fake_large_pages_advise(void* addr, size_t size, bool on) {
+  enter();
+  if (!caps.has_large_page_advice) {
+    violation("large_pages_advise called but caps.has_large_page_advice is false");
+  }
+  check_aligned(FAKE_OP_ADVISE_LARGE, addr, size, caps.large_page_size, "large_page_size");
+  containing(FAKE_OP_ADVISE_LARGE, addr, size);
+  if (inject_failure(FAKE_OP_ADVISE_LARGE)) {
+    leave();
+    return EINVAL;
+  }
+  memset(advice + off_of(addr) / unit, on ? 1 : 0, size / unit);
+  leave();
+  return 0;
 }
 
 static int fake_numa_bind(void* addr, size_t size, int node) {
@@ -583,6 +603,7 @@ static const lm_backend_t fake = {
     .reserve_huge = fake_reserve_huge,
     .reserve_large = fake_reserve_large,
     .numa_bind = fake_numa_bind,
+    .large_pages_advise = fake_large_pages_advise,
     .numa_node = fake_numa_node,
     .numa_node_count = fake_numa_node_count,
     .clock_ms = fake_clock_ms,
@@ -608,6 +629,7 @@ void fake_backend_reset(void) {
     discard_real(res[i].start, res[i].size);
     protect_real(res[i].start, res[i].size, PROT_NONE);
     memset(pages + res[i].start / unit, PG_FREE, res[i].size / unit);
+    memset(advice + res[i].start / unit, 0, res[i].size / unit);
   }
   res_count = reserved_bytes = committed_units = 0;
   caps = default_caps;
@@ -802,4 +824,26 @@ void fake_backend_run_atfork(int phase) {
   void (*fn)(void) = phase >= 0 && phase < 3 ? atfork_fns[phase] : NULL;
   leave();
   if (fn != NULL) fn();
+}
+
+bool fake_backend_is_large_advised(const void* p, size_t size) {
+  enter();
+  bool all = size > 0 && (const uint8_t*)p >= base && off_of(p) + size <= span;
+  for (size_t i = 0; all && i < lm_divide_up(size, unit); i++) {
+    if (advice[off_of(p) / unit + i] == 0) all = false;
+  }
+  leave();
+  return all;
+}
+
+size_t fake_backend_large_advised_bytes(void) {
+  enter();
+  size_t n = 0;
+  for (size_t r = 0; r < res_count; r++) {
+    for (size_t i = res[r].start / unit; i < (res[r].start + res[r].size) / unit; i++) {
+      n += advice[i];
+    }
+  }
+  leave();
+  return n * unit;
 }

@@ -42,6 +42,7 @@ typedef enum {
   FAKE_OP_RESET,
   FAKE_OP_PROTECT,
   FAKE_OP_RESERVE_HUGE,
+  FAKE_OP_ADVISE_LARGE,
   FAKE_OP_COUNT
 } fake_op_t;
 
@@ -74,6 +75,12 @@ void fake_backend_set_huge_pages(bool available);
 /* reserve_large serves committed memory aligned to caps.large_page_size: explicit large pages
  * (`pinned`) or transparent ones (default: none, ENOMEM). Failures count as FAKE_OP_RESERVE. */
 void fake_backend_set_large_pages(bool available, bool pinned);
+/* large_pages_advise: ranges must be aligned to caps.large_page_size and lie inside one
+ * reservation (caps.has_large_page_advice is false by default: set it with set_caps). True
+ * when every page of the range was last advised "large"; release forgets the advice. */
+bool fake_backend_is_large_advised(const void* p, size_t size);
+/* Bytes currently advised "large". */
+size_t fake_backend_large_advised_bytes(void);
 /* The node of the last numa_bind (-1 if none) and how many there were. */
 int fake_backend_numa_bound(size_t* binds);
 

@@ -453,6 +453,54 @@ static void test_segment_large_page_resizes_in_place(void** state) {
   assert_int_equal(atomic_load(&segs.count), 0);
 }
 
+/* Past config.large_pages_from, the chunks that small and medium pages reach are advised to use
+ * large pages, in 2 MiB steps; large blocks never ask; freeing the segment takes it back. A
+ * backend without the capability is never asked. */
+static void test_segment_large_pages_follow_small_pages_past_the_threshold(void** state) {
+  (void)state;
+  for (int advice = 1; advice >= 0; advice--) {
+    lm_backend_caps_t caps;
+    fake_backend_get_caps(&caps);
+    caps.has_large_page_advice = advice != 0;
+    fake_backend_set_caps(&caps);
+    const size_t chunk = caps.large_page_size;
+    config_t c = base_config();
+    c.seg.large_pages_from = SEG / 2;
+    start(&c);
+    size_t calls = fake_backend_calls(FAKE_OP_ADVISE_LARGE);
+    lm_page_t* big = page_alloc(LM_LARGE_OBJ_SIZE_MAX); /* reaches past half the segment */
+    lm_segment_t* segment = lm_segment_of(big);
+    uint8_t* half = (uint8_t*)segment + SEG / 2;
+    assert_int_equal(fake_backend_calls(FAKE_OP_ADVISE_LARGE), calls);
+    lm_page_t* pages[40];
+    pages[0] = page_alloc(64);
+    uint8_t* area = lm_page_area(pages[0], NULL);
+    assert_true(area >= half && area < half + chunk);
+    if (advice) {
+      assert_int_equal(fake_backend_calls(FAKE_OP_ADVISE_LARGE), calls + 1);
+      assert_true(fake_backend_is_large_advised(half, chunk));
+      assert_false(fake_backend_is_large_advised(half - caps.page_size, caps.page_size));
+      assert_int_equal(fake_backend_large_advised_bytes(), chunk);
+    }
+    /* 39 more small pages: the last ends past the first chunk, which asks for the next one */
+    for (size_t i = 1; i < 40; i++) pages[i] = page_alloc(64);
+    assert_true(lm_page_area(pages[39], NULL) >= half + chunk);
+    if (advice) {
+      assert_int_equal(fake_backend_calls(FAKE_OP_ADVISE_LARGE), calls + 2);
+      assert_int_equal(fake_backend_large_advised_bytes(), 2 * chunk);
+    } else {
+      assert_int_equal(fake_backend_calls(FAKE_OP_ADVISE_LARGE), calls);
+    }
+    assert_false(lm_segment_page_free(big, &tld));
+    for (size_t i = 0; i < 40; i++) lm_segment_page_free(pages[i], &tld);
+    assert_int_equal(atomic_load(&segs.count), 0);
+    assert_int_equal(fake_backend_large_advised_bytes(), 0);
+    lm_segments_done(&segs);
+    lm_arenas_destroy(&arenas);
+    ready = false;
+  }
+}
+
 static void test_segment_span_available(void** state) {
   (void)state;
   config_t c = base_config();
@@ -878,6 +926,7 @@ int main(void) {
       T(test_segment_free_span_is_reused_best_fit),
       T(test_segment_free_span_is_reused_lowest_address_first),
       T(test_segment_large_page_resizes_in_place),
+      T(test_segment_large_pages_follow_small_pages_past_the_threshold),
     T(test_segment_span_available),
       T(test_segment_lazy_commit_commits_only_the_page),
       T(test_segment_alloc_over_lazily_committed_arena_starts_clean),

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -194,6 +195,20 @@ static int linux_reserve_large(void* hint, size_t size, size_t try_align, void**
   madvise(*addr, size, MADV_HUGEPAGE); /* EINVAL without THP support: ordinary pages then */
   *is_pinned = false;
   return 0;
+}
+
+static int linux_large_pages_advise(void* addr, size_t size, bool on) {
+  return madvise(addr, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 ? 0 : errno;
+}
+
+/* Transparent huge pages where madvise asks for them and nowhere else: the kernel's "madvise"
+ * mode. In "always" mode every mapping gets them anyway; in "never" (or without the file)
+ * asking does nothing. */
+static bool thp_on_advice(void) {
+  char mode[64] = {0};
+  long n = read_file("/sys/kernel/mm/transparent_hugepage/enabled", mode, sizeof(mode) - 1);
+  if (n <= 0) return false;
+  return strstr(mode, "[madvise]") != NULL;
 }
 
 static int linux_large_pages_allow(bool allow) {
@@ -395,6 +410,7 @@ static void linux_init(lm_backend_caps_t* caps) {
       .has_decommit = true,
       .has_threads = true,
       .has_numa = LM_HAVE_LIBNUMA && linux_numa_node_count() > 1,
+      .has_large_page_advice = thp_on_advice(),
   };
 }
 
@@ -471,6 +487,7 @@ static const lm_backend_t linux_backend = {
     .reserve_large = linux_reserve_large,
     .numa_bind = linux_numa_bind,
     .large_pages_allow = linux_large_pages_allow,
+    .large_pages_advise = linux_large_pages_advise,
     .numa_node = linux_numa_node,
     .numa_node_count = linux_numa_node_count,
     .clock_ms = linux_clock_ms,

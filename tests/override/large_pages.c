@@ -1,0 +1,120 @@
+/* large_pages: under the preload, a heap that grows past half a segment asks for transparent
+ * huge pages for the small blocks beyond that point, and a small heap never does.
+ *
+ *   large_pages [on|off]
+ *
+ * "on" (the default): after 4 MiB of 64-byte blocks no block lies in a mapping advised for
+ * huge pages (VmFlags "hg" in /proc/self/smaps); after 64 MiB more, blocks do, while the first
+ * block still does not. "off" (run with MIMALLOC_ALLOW_THP=0): no block ever does.
+ * Exit 77 when the kernel gives huge pages only on advice is not the mode here (then nothing is
+ * asked for), or without LD_PRELOAD. Prints "N passed, N failed".
+ */
+#define _GNU_SOURCE
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK 64
+#define SMALL_HEAP (4u << 20)
+#define LARGE_HEAP (64u << 20)
+#define MAX_MAPS 4096
+
+typedef struct map_s {
+  uintptr_t lo, hi;
+  bool advised;
+} map_t;
+
+static map_t maps[MAX_MAPS];
+static size_t map_count;
+static int passed, failed;
+
+static void check(bool cond, const char* what, long arg) {
+  if (cond) {
+    passed++;
+  } else {
+    failed++;
+    printf("FAIL: %s (%ld)\n", what, arg);
+  }
+}
+
+/* Read every mapping and whether its VmFlags hold "hg" (MADV_HUGEPAGE). */
+static void read_maps(void) {
+  map_count = 0;
+  FILE* f = fopen("/proc/self/smaps", "r");
+  if (f == NULL) return;
+  char line[512];
+  while (fgets(line, sizeof(line), f) != NULL) {
+    unsigned long lo = 0, hi = 0;
+    char dash = 0;
+    if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-') {
+      if (map_count < MAX_MAPS) maps[map_count++] = (map_t){lo, hi, false};
+    } else if (map_count > 0 && strncmp(line, "VmFlags:", 8) == 0) {
+      maps[map_count - 1].advised = strstr(line, " hg") != NULL;
+    }
+  }
+  fclose(f);
+}
+
+static bool is_advised(const void* p) {
+  for (size_t i = 0; i < map_count; i++) {
+    if ((uintptr_t)p >= maps[i].lo && (uintptr_t)p < maps[i].hi) return maps[i].advised;
+  }
+  return false;
+}
+
+/* Blocks [from, to) that lie in advised mappings. */
+static size_t count_advised(char** blocks, size_t from, size_t to) {
+  size_t n = 0;
+  for (size_t i = from; i < to; i++) n += is_advised(blocks[i]);
+  return n;
+}
+
+static bool thp_on_advice(void) {
+  char mode[128] = {0};
+  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f == NULL) return false;
+  bool ok = fgets(mode, sizeof(mode), f) != NULL;
+  fclose(f);
+  return ok && strstr(mode, "[madvise]") != NULL;
+}
+
+int main(int argc, char** argv) {
+  bool on = argc < 2 || strcmp(argv[1], "off") != 0;
+  if (getenv("LD_PRELOAD") == NULL || !thp_on_advice()) {
+    printf("large_pages: needs LD_PRELOAD=libmimalloc.so and THP in madvise mode\n");
+    return 77;
+  }
+  size_t small_n = SMALL_HEAP / BLOCK, all_n = (SMALL_HEAP + LARGE_HEAP) / BLOCK;
+  char** blocks = calloc(all_n, sizeof(char*));
+  if (blocks == NULL) return 1;
+  for (size_t i = 0; i < small_n; i++) {
+    blocks[i] = malloc(BLOCK);
+    if (blocks[i] == NULL) return 1;
+    memset(blocks[i], 1, BLOCK);
+  }
+  read_maps();
+  check(count_advised(blocks, 0, small_n) == 0, "a 4 MiB heap asked for huge pages",
+        (long)count_advised(blocks, 0, small_n));
+  for (size_t i = small_n; i < all_n; i++) {
+    blocks[i] = malloc(BLOCK);
+    if (blocks[i] == NULL) return 1;
+    memset(blocks[i], 2, BLOCK);
+  }
+  read_maps();
+  size_t advised = count_advised(blocks, 0, all_n);
+  if (on) {
+    /* Roughly the blocks past half of each segment: a third to two thirds of them. */
+    check(advised > all_n / 4, "a 68 MiB heap has few blocks on huge pages", (long)advised);
+    check(advised < all_n - all_n / 4, "a 68 MiB heap has most blocks on huge pages",
+          (long)advised);
+    check(!is_advised(blocks[0]), "the first block is on a huge page", 0);
+  } else {
+    check(advised == 0, "MIMALLOC_ALLOW_THP=0 still asked for huge pages", (long)advised);
+  }
+  for (size_t i = 0; i < all_n; i++) free(blocks[i]);
+  free(blocks);
+  printf("large_pages %s: %d passed, %d failed\n", on ? "on" : "off", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
