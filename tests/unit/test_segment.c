@@ -156,7 +156,8 @@ static void test_segment_page_slices_per_size_class(void** state) {
   (void)state;
   assert_int_equal(lm_segment_page_slices(8), 1);
   assert_int_equal(lm_segment_page_slices(LM_SMALL_OBJ_SIZE_MAX), 1);
-  assert_int_equal(lm_segment_page_slices(LM_SMALL_OBJ_SIZE_MAX + 8), 8);
+  assert_int_equal(lm_segment_page_slices(LM_SMALL_OBJ_SIZE_MAX + 8), 2); /* 8 blocks or more */
+  assert_int_equal(lm_segment_page_slices(40 * LM_KiB), 5);
   assert_int_equal(lm_segment_page_slices(LM_MEDIUM_OBJ_SIZE_MAX), 8);
   assert_int_equal(lm_segment_page_slices(LM_MEDIUM_OBJ_SIZE_MAX + 8), 2);
   assert_int_equal(lm_segment_page_slices(512 * LM_KiB), 8);
@@ -380,7 +381,7 @@ static void test_segment_free_span_is_reused_best_fit(void** state) {
   assert_int_equal(first, slice_index(y) + 1);
   for (size_t i = 0; i < 8; i++) lm_segment_page_free(small[i], &tld);
   assert_int_equal(segment->slices[first].slice_count, segment->segment_slices - first);
-  lm_page_t* medium = page_alloc(LM_SMALL_OBJ_SIZE_MAX + 8);
+  lm_page_t* medium = page_alloc(LM_MEDIUM_OBJ_SIZE_MAX);
   assert_ptr_equal(medium, &segment->slices[first]);
   assert_int_equal(medium->slice_count, 8);
   check_usable(medium, true);
