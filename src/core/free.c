@@ -23,7 +23,7 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
       tfreex = (tfree & ~(uintptr_t)LM_TF_STATE_MASK) | LM_TF_DELAYED_FREEING;
     } else {
       lm_block_set_next(page, block, lm_tf_block(tfree));
-      tfreex = (uintptr_t)block | lm_tf_state(tfree); /* the NOTIFY bit is consumed */
+      tfreex = lm_tf_push(tfree, block); /* the NOTIFY bit is consumed */
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree, tfreex,
                                                   memory_order_release, memory_order_relaxed));

@@ -92,7 +92,7 @@ lm_page_t* lm_heap_find_page(lm_heap_t* heap, size_t size, size_t huge_alignment
         page = secure_pick_page(heap, pq, r);
       }
     }
-    lm_page_collect(page, false);
+    if (page->free == NULL) lm_page_collect(page, false); /* (a page with room waits) */
     if (page->free != NULL) {
       if (LM_SECURE_SHUFFLE && (r & 4) != 0) lm_page_extend(page); /* fresh blocks first */
       page->retire_expire = 0;

@@ -27,43 +27,59 @@ void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never) 
   } while (true);
 }
 
-/* Take the whole thread-free list; returns the number of blocks moved to local_free. */
-static size_t collect_thread_free(lm_page_t* page) {
+/* Take the whole thread-free list over: its first block (NULL if empty); `used` drops by its
+ * length. The length comes with the list (see lm_tf_push), else from a walk. */
+static lm_block_t* take_thread_free(lm_page_t* page) {
   uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
-  if (lm_tf_block(tfree) == NULL) return 0;
+  if (lm_tf_block(tfree) == NULL) return NULL;
   while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree,
                                                 tfree & LM_TF_BITS, memory_order_acquire,
                                                 memory_order_relaxed)) {
   }
   lm_block_t* head = lm_tf_block(tfree);
-  lm_block_t* tail = head;
-  size_t count = 1;
-  lm_block_t* next;
-  while ((next = lm_block_next(page, tail)) != NULL && count <= page->capacity) {
-    tail = next;
-    count++;
+  size_t count = lm_tf_count(tfree);
+  if (count == 0) {
+    count = 1;
+    for (lm_block_t* b = head; (b = lm_block_next(page, b)) != NULL && count <= page->capacity;) {
+      count++;
+    }
   }
-  if (count > page->capacity) {
+  if (count > page->used) {
     lm_error(EFAULT, "corrupted thread-free list in page %p", (void*)page);
-    return 0; /* leak the list rather than follow it further */
+    return NULL; /* leak the list rather than follow it further */
   }
-  lm_block_set_next(page, tail, page->local_free);
-  page->local_free = head;
   page->used -= (uint16_t)count;
-  return count;
+  return head;
+}
+
+/* The last block of a non-empty list. */
+static lm_block_t* list_tail(lm_page_t* page, lm_block_t* list) {
+  for (lm_block_t* next; (next = lm_block_next(page, list)) != NULL;) list = next;
+  return list;
 }
 
 void lm_page_collect(lm_page_t* page, bool force) {
-  collect_thread_free(page);
+  lm_block_t* remote = take_thread_free(page);
+  if (remote != NULL) {
+    if (page->free == NULL && !force) {
+      /* Hand the remote blocks out first; local_free (if any) waits for the next collect. */
+      page->free = remote;
+      page->free_is_zero = false;
+      return;
+    }
+    /* Into local_free: in front of it (one walk of the remote list, whose length is bounded
+     * by the frees since the last collect; local_free can be long and be walked again and
+     * again). */
+    if (page->local_free != NULL) lm_block_set_next(page, list_tail(page, remote), page->local_free);
+    page->local_free = remote;
+  }
   if (page->local_free == NULL) return;
   if (page->free == NULL) {
     page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = false;
   } else if (force) {
-    lm_block_t* tail = page->local_free;
-    for (lm_block_t* next; (next = lm_block_next(page, tail)) != NULL;) tail = next;
-    lm_block_set_next(page, tail, page->free);
+    lm_block_set_next(page, list_tail(page, page->local_free), page->free);
     page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = false;

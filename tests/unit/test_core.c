@@ -252,6 +252,63 @@ static void test_core_page_accounting_holds_after_local_and_remote_frees(void** 
   mi_collect(false);
 }
 
+/* The thread-free word carries the list's length (64-bit), so taking the list over needs no
+ * walk: the length counts pushes, survives state changes, and stops counting (0: walk) when it
+ * would overflow. Then a page whose blocks are all handed out gets exactly the remote frees back
+ * in `free`, with `used` right, by a collect that does not force. */
+static void test_core_thread_free_list_carries_its_length(void** state) {
+  (void)state;
+  static lm_block_t b1, b2;
+  uintptr_t tf = LM_TF_NO_DELAYED;
+  tf = lm_tf_push(tf, &b1);
+  tf = lm_tf_push(tf, &b2);
+  assert_ptr_equal(lm_tf_block(tf), &b2);
+  assert_int_equal(lm_tf_state(tf), LM_TF_NO_DELAYED);
+  if (sizeof(void*) == 8) {
+    assert_int_equal(lm_tf_count(tf), 2);
+    tf = (tf & ~(uintptr_t)LM_TF_STATE_MASK) | LM_TF_NEVER_DELAYED; /* a state change */
+    assert_int_equal(lm_tf_count(tf), 2);
+    assert_ptr_equal(lm_tf_block(tf), &b2);
+    uintptr_t full = (uintptr_t)&b1 | LM_TF_NO_DELAYED | ((uintptr_t)0xFFFF << 48);
+    assert_int_equal(lm_tf_count(lm_tf_push(full, &b2)), 0);
+    assert_int_equal(lm_tf_count(lm_tf_push(lm_tf_push(full, &b2), &b1)), 0);
+    assert_ptr_equal(lm_tf_block(lm_tf_push(full, &b2)), &b2);
+  } else {
+    assert_int_equal(lm_tf_count(tf), 0);
+  }
+
+  mi_heap_t* heap = mi_heap_new();
+  assert_non_null(heap);
+  mi_heap_guarded_set_sample_rate(heap, 0, 0);
+  const size_t size = 208 - LM_PADDING_SIZE;
+  enum { MAX = 1024, REMOTE = 37 };
+  static void* blocks[MAX];
+  size_t n = 0;
+  blocks[n++] = mi_heap_malloc(heap, size);
+  lm_page_t* page = page_of(blocks[0]);
+  while (n < MAX) { /* every block of the page handed out: its free list is empty */
+    void* p = mi_heap_malloc(heap, size);
+    if (page_of(p) != page) {
+      mi_free(p);
+      break;
+    }
+    blocks[n++] = p;
+  }
+  assert_true(n > REMOTE && n < MAX);
+  assert_null(page->free);
+  /* (the page sits in the full queue: the first remote free goes to the heap's delayed list) */
+  free_remotely(&blocks[3], REMOTE);
+  size_t listed = thread_free_length(page);
+  assert_true(listed >= REMOTE - 1 && listed <= REMOTE);
+  if (sizeof(void*) == 8) assert_int_equal(lm_tf_count(atomic_load(&page->xthread_free)), listed);
+  lm_page_collect(page, false);
+  assert_int_equal(thread_free_length(page), 0);
+  assert_int_equal(list_length(page, page->free), listed);
+  assert_int_equal(page->used, n - listed);
+  check_page_accounting(page);
+  mi_heap_destroy(heap);
+}
+
 /* A fresh heap (so fresh pages) with guarded sampling off: a sampled block would come from
  * another size class. */
 static mi_heap_t* unsampled_heap(void) {
@@ -854,6 +911,7 @@ int main(void) {
       cmocka_unit_test(test_core_size_classes_match_mimalloc),
       cmocka_unit_test(test_core_pointer_to_page_lookup_for_first_interior_and_last_blocks),
       cmocka_unit_test(test_core_page_accounting_holds_after_local_and_remote_frees),
+      cmocka_unit_test(test_core_thread_free_list_carries_its_length),
       cmocka_unit_test(test_core_remote_free_into_a_full_page_reaches_its_owner),
       cmocka_unit_test(test_core_pairs_over_many_sizes_keep_their_retired_pages),
       cmocka_unit_test(test_core_freed_page_is_retired_and_direct_entry_follows_queue_head),
