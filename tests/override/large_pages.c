@@ -5,8 +5,8 @@
  *
  * "on" (the default): after 4 MiB of 64-byte blocks no block lies in a mapping advised for
  * huge pages (VmFlags "hg" in /proc/self/smaps); after 64 MiB more, blocks do, while the first
- * block still does not. "off" (run with MIMALLOC_ALLOW_THP=0): no block ever does.
- * Exit 77 when the kernel gives huge pages only on advice is not the mode here (then nothing is
+ * block still does not. "off" (MIMALLOC_ALLOW_THP=0, or a secure build): no block ever does.
+ * Exit 77 unless the kernel gives huge pages on request ("madvise" mode: otherwise nothing is
  * asked for), or without LD_PRELOAD. Prints "N passed, N failed".
  */
 #define _GNU_SOURCE
