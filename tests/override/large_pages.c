@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../support/check.h"
 
 #define BLOCK 64
 #define SMALL_HEAP (4u << 20)
@@ -28,16 +29,6 @@ typedef struct map_s {
 
 static map_t maps[MAX_MAPS];
 static size_t map_count;
-static int passed, failed;
-
-static void check(bool cond, const char* what, long arg) {
-  if (cond) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL: %s (%ld)\n", what, arg);
-  }
-}
 
 /* Read every mapping and whether its VmFlags hold "hg" (MADV_HUGEPAGE). */
 static void read_maps(void) {

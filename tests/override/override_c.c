@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "../support/check.h"
 
 typedef size_t usable_fn(const void*);
 typedef void free_fn(void*);
@@ -24,16 +25,6 @@ typedef void* malloc_fn(size_t);
 static usable_fn* mi_usable;
 static free_fn* mi_free_p;
 static malloc_fn* mi_malloc_p;
-static int passed, failed;
-
-static void check(bool cond, const char* what, size_t arg) {
-  if (cond) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL: %s (%zu)\n", what, arg);
-  }
-}
 
 static bool aligned(const void* p, size_t a) {
   return (uintptr_t)p % a == 0;

@@ -24,21 +24,11 @@
 #include <unistd.h>
 
 #include "../support/proc_self.h"
+#include "../support/check.h"
 
 #define MiB ((size_t)1024 * 1024)
 #define LARGE_COUNT 64   /* blocks of 1 MiB - 8 (large pages in segments) */
 #define SMALL_COUNT 8192 /* blocks of 1000 bytes */
-
-static int passed, failed;
-
-static void check(bool cond, const char* what, long arg) {
-  if (cond) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL: %s (%ld)\n", what, arg);
-  }
-}
 
 static void* worker(void* arg) {
   (void)arg;
