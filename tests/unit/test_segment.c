@@ -598,6 +598,47 @@ static void test_segment_purges_free_span_only_after_the_delay(void** state) {
   assert_int_equal(lm_arena_flag_count(&arenas, LM_BLOCK_PURGE_PENDING), 0);
 }
 
+/* A large block's memory waits purge_delay x arena_purge_mult, and holds back the segment's
+ * deadline that a small page set earlier; a medium page keeps the plain delay. */
+static void test_segment_large_block_purge_waits_as_long_as_arena_memory(void** state) {
+  (void)state;
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 10;
+  c.seg.purge_extend_ms = 1;
+  c.mem.purge_delay_ms = 10;
+  c.mem.arena_purge_mult = 10;
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* medium = page_alloc(LM_MEDIUM_OBJ_SIZE_MAX); /* 8 slices */
+  lm_page_t* y = page_alloc(64);
+  lm_page_t* large = page_alloc(LM_MiB); /* 16 slices */
+  lm_page_t* z = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(x);
+  size_t size;
+  uint8_t* area = lm_page_area(large, &size);
+  memset(area, 0x44, size);
+  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+
+  lm_segment_page_free(medium, &tld);
+  assert_int_equal(segment->purge_expire, 10); /* the plain delay */
+  fake_backend_set_clock(2);
+  lm_segment_page_free(large, &tld);
+  assert_int_equal(segment->purge_expire, 102); /* now + 10 x 10 */
+  fake_backend_set_clock(50);
+  lm_segment_collect(&tld, segment, false);
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits);
+  assert_true(fake_backend_is_committed(area, size));
+  fake_backend_set_clock(103);
+  lm_segment_collect(&tld, segment, false);
+  assert_true(fake_backend_calls(FAKE_OP_DECOMMIT) > decommits);
+  assert_false(fake_backend_is_committed(area, size));
+
+  lm_segment_page_free(x, &tld);
+  lm_segment_page_free(y, &tld);
+  assert_true(lm_segment_page_free(z, &tld));
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
 static void test_segment_purge_deadline_extends_on_further_frees(void** state) {
   (void)state;
   config_t c = base_config();
@@ -933,6 +974,7 @@ int main(void) {
       T(test_segment_alloc_over_lazily_committed_arena_starts_clean),
       T(test_segment_purges_free_span_only_after_the_delay),
       T(test_segment_purge_deadline_extends_on_further_frees),
+      T(test_segment_large_block_purge_waits_as_long_as_arena_memory),
       T(test_segment_purges_at_once_with_zero_delay),
       T(test_segment_purged_span_is_recommitted_when_reused),
       T(test_segment_purge_flagged_purges_due_segments_of_any_thread),
