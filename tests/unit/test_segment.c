@@ -502,6 +502,47 @@ static void test_segment_large_pages_follow_small_pages_past_the_threshold(void*
   }
 }
 
+/* A segment that a thread needs because its others are full of small pages asks for large
+ * pages from its start; one needed for a large block that did not fit keeps the threshold. */
+static void test_segment_outgrown_thread_gets_large_pages_from_the_start(void** state) {
+  (void)state;
+  lm_backend_caps_t caps;
+  fake_backend_get_caps(&caps);
+  caps.has_large_page_advice = true;
+  fake_backend_set_caps(&caps);
+  config_t c = base_config();
+  c.mem.arena_reserve = 8 * SEG;
+  c.seg.large_pages_from = SEG / 2;
+  start(&c);
+  /* Two large blocks that do not fit one segment: the second segment keeps the threshold. */
+  lm_page_t* big1 = page_alloc(LM_LARGE_OBJ_SIZE_MAX);
+  lm_page_t* big2 = page_alloc(LM_LARGE_OBJ_SIZE_MAX);
+  lm_segment_t* a = lm_segment_of(big1);
+  lm_segment_t* b = lm_segment_of(big2);
+  assert_ptr_not_equal(a, b);
+  assert_false(fake_backend_is_large_advised(b, caps.page_size));
+  /* Small pages fill what is left of both; the next one needs a third segment: advised from
+   * its start. */
+  static lm_page_t* pages[2 * LM_SLICES_PER_SEGMENT];
+  size_t n = 0;
+  while (lm_segment_span_available(&tld, 64, 0)) pages[n++] = page_alloc(64);
+  assert_true(n > 0);
+  for (size_t i = 0; i < n; i++) {
+    assert_true(lm_segment_of(pages[i]) == a || lm_segment_of(pages[i]) == b);
+  }
+  lm_page_t* next = page_alloc(64);
+  lm_segment_t* third = lm_segment_of(next);
+  assert_true(third != a && third != b);
+  assert_true(fake_backend_is_large_advised(third, caps.large_page_size));
+  assert_false(fake_backend_is_large_advised(a, caps.page_size));
+  for (size_t i = 0; i < n; i++) lm_segment_page_free(pages[i], &tld);
+  assert_true(lm_segment_page_free(next, &tld));
+  assert_true(lm_segment_page_free(big1, &tld));
+  assert_true(lm_segment_page_free(big2, &tld));
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_int_equal(fake_backend_large_advised_bytes(), 0);
+}
+
 static void test_segment_span_available(void** state) {
   (void)state;
   config_t c = base_config();
@@ -969,6 +1010,7 @@ int main(void) {
       T(test_segment_free_span_is_reused_lowest_address_first),
       T(test_segment_large_page_resizes_in_place),
       T(test_segment_large_pages_follow_small_pages_past_the_threshold),
+      T(test_segment_outgrown_thread_gets_large_pages_from_the_start),
     T(test_segment_span_available),
       T(test_segment_lazy_commit_commits_only_the_page),
       T(test_segment_alloc_over_lazily_committed_arena_starts_clean),
