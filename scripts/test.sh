@@ -4,6 +4,9 @@
 #   scripts/test.sh
 #
 #   1. build/       the default (release) build: everything is built, then every suite runs
+#   1b. consumers   build/ installed into a scratch folder and used by small projects the ways
+#      others take it in: Meson subproject and pkg-config, CMake find_package, a Makefile with
+#      -lmimalloc, mimalloc.o in a static link (tests/consumers/run.sh)
 #   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
 #   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench;
@@ -36,6 +39,8 @@ install_missing() {
   command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
   command -v nm >/dev/null 2>&1 || pkgs+=(binutils)
   command -v valgrind >/dev/null 2>&1 || pkgs+=(valgrind)
+  command -v cmake >/dev/null 2>&1 || pkgs+=(cmake)
+  command -v make >/dev/null 2>&1 || pkgs+=(make)
   [ -f /usr/include/mimalloc.h ] || optional+=(libmimalloc-dev)
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
   if command -v pkg-config >/dev/null 2>&1; then
@@ -113,12 +118,32 @@ run_pass() {
   fi
 }
 
+# run_consumers TIMEOUT_S: tests/consumers/run.sh, whose results it writes as a Meson test log
+# (build-consumers/meson-logs/testlog.json) that the summary counts with the others
+run_consumers() {
+  local limit=$1 log=build-consumers/meson-logs/testlog.json rc=0
+  say "consumers: tests/consumers/run.sh --log $log"
+  rm -rf build-consumers
+  timeout --kill-after=30 "$limit" bash tests/consumers/run.sh --log "$log" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "consumers: ran past ${limit}s"
+  fi
+  if [ -f "$log" ]; then
+    logs+=("$log")
+  else
+    fail "consumers: tests/consumers/run.sh exited $rc without a log"
+  fi
+}
+
 if ! install_missing; then
   fail "install: packages missing"
 fi
 
 # 1. default build: every target first (meson test builds only what tests need), every suite
 run_pass "build" build 1800 ""
+
+# 1b. build/ as other projects use it: installed (into a scratch folder), then found and linked
+run_consumers 600
 
 # 2. AddressSanitizer + UndefinedBehaviorSanitizer (meson sets no UBSAN_OPTIONS: without
 #    halt_on_error a UBSan report alone would not fail a test)
