@@ -1,5 +1,6 @@
 /* Pages: setting up a fresh page, threading blocks into its free list lazily, and collecting
- * the blocks freed by the owner (local_free) and by other threads (xthread_free).
+ * the blocks freed by the owner (secure builds: local_free; others push them straight onto free)
+ * and by other threads (xthread_free).
  * Invariant: used + |free| + |local_free| == capacity <= reserved, where `used` still counts the
  * blocks waiting in the thread-free and delayed lists (the owner subtracts them on collect).
  */

@@ -70,7 +70,7 @@ typedef struct lm_page_s {
   uint32_t stat_allocs;   /* blocks handed out since the statistics last looked (core) */
   uint16_t stat_used;     /* `used` when the statistics last looked (core) */
   lm_block_t* free;       /* allocation list */
-  lm_block_t* local_free; /* frees by the owning thread */
+  lm_block_t* local_free; /* frees waiting for the next collect (secure builds: the owner's) */
   size_t block_size;      /* 0 marks a free span */
   uint64_t block_size_inv; /* floor((2^64-1) / block_size) + 1: a divisibility test (core) */
   uint8_t* page_start;

@@ -309,6 +309,30 @@ static void test_core_thread_free_list_carries_its_length(void** state) {
   mi_heap_destroy(heap);
 }
 
+/* Outside secure builds a block freed by its owner is the next one of its size handed out, so
+ * what a program makes after dropping a temporary lands in the temporary's place; secure
+ * builds never hand a freed block straight back. */
+static void test_core_freed_block_is_reused_first_outside_secure_builds(void** state) {
+  (void)state;
+  mi_heap_t* heap = mi_heap_new();
+  assert_non_null(heap);
+  mi_heap_guarded_set_sample_rate(heap, 0, 0);
+  const size_t size = 240 - LM_PADDING_SIZE;
+  void* keep[8];
+  for (size_t i = 0; i < 8; i++) keep[i] = mi_heap_malloc(heap, size);
+  void* temp = mi_heap_malloc(heap, size);
+  lm_page_t* page = page_of(temp);
+  mi_free(temp);
+  void* next = mi_heap_malloc(heap, size);
+  assert_ptr_equal(page_of(next), page);
+  if (LM_SECURE) assert_ptr_not_equal(next, temp);
+  else assert_ptr_equal(next, temp);
+  check_page_accounting(page);
+  mi_free(next);
+  for (size_t i = 0; i < 8; i++) mi_free(keep[i]);
+  mi_heap_destroy(heap);
+}
+
 /* A fresh heap (so fresh pages) with guarded sampling off: a sampled block would come from
  * another size class. */
 static mi_heap_t* unsampled_heap(void) {
@@ -912,6 +936,7 @@ int main(void) {
       cmocka_unit_test(test_core_pointer_to_page_lookup_for_first_interior_and_last_blocks),
       cmocka_unit_test(test_core_page_accounting_holds_after_local_and_remote_frees),
       cmocka_unit_test(test_core_thread_free_list_carries_its_length),
+      cmocka_unit_test(test_core_freed_block_is_reused_first_outside_secure_builds),
       cmocka_unit_test(test_core_remote_free_into_a_full_page_reaches_its_owner),
       cmocka_unit_test(test_core_pairs_over_many_sizes_keep_their_retired_pages),
       cmocka_unit_test(test_core_freed_page_is_retired_and_direct_entry_follows_queue_head),
