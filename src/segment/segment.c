@@ -135,8 +135,8 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
 /* Free slices [idx, idx+n) will be purged after the delay (or now). The memory of a large
  * block (over 512 KiB) waits as long as arena memory does (purge_delay x arena_purge_mult):
  * such blocks come and go in bursts of a few per second where small pages come and go by
- * thousands, and one purged too early is faulted in again page by page (bench large: 57k ->
- * 50k faults, 113 -> 99 ms, the same peak). The deadline is the segment's, so it holds back
+ * thousands, and one purged too early is faulted in again page by page (bench large: 63k ->
+ * 50k faults, 128 -> 96 ms, the same peak). The deadline is the segment's, so it holds back
  * the purge of the small pages freed beside it as well. */
 static void segment_schedule_purge(lm_segments_tld_t* tld, lm_segment_t* segment, size_t idx,
                                    size_t n, bool large_block) {
