@@ -68,7 +68,15 @@ static inline lm_page_t* direct_page(lm_heap_t* heap, size_t size) {
 static inline void* heap_malloc_small(lm_heap_t* heap, size_t size, bool zero) {
   lm_page_t* page = direct_page(heap, size);
   lm_block_t* block = page->free;
-  if (lm_unlikely(block == NULL)) return lm_malloc_generic(heap, size, zero, 0);
+  /* Frees other threads made into this heap's full pages wait on its delayed list: take them
+   * over at the next malloc, not only when a free list runs out. Local frees are handed out
+   * again at once (free.c), so a thread that idles on a heartbeat never runs out, and that
+   * memory would stay out of reach of the purge (bench server: idle RSS 22-24 MiB without
+   * this look, 13-14 MiB with it; 3 instructions per malloc/free pair). */
+  if (lm_unlikely(block == NULL ||
+                  atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL)) {
+    return lm_malloc_generic(heap, size, zero, 0);
+  }
   if (guarded_sample_due(heap)) return lm_heap_malloc_sampled(heap, size, zero);
   return page_pop(page, block, size, zero);
 }

@@ -2,8 +2,9 @@
  * paths, options, messages, process and thread start and end, and the background purger.
  *
  * The fast paths live in alloc.c and free.c: malloc of a small size is a TLS load, a table load,
- * a list pop and a counter update; a local free is a mask, an owner compare and a list push; a
- * remote free is one CAS onto the page's thread_free list. Everything else is a slow path here.
+ * a look at the heap's delayed list, a list pop and a counter update; a local free is a mask,
+ * an owner compare and a list push; a remote free is one CAS onto the page's thread_free list.
+ * Everything else is a slow path here.
  *
  * Thread-free state (low 3 bits of page->xthread_free; blocks are at least 8-byte aligned):
  *   USE_DELAYED    the page is full: the next remote free goes to the owner heap's delayed list
