@@ -578,6 +578,33 @@ static void test_core_freed_page_is_retired_and_direct_entry_follows_queue_head(
   }
 }
 
+/* Every word size of the direct table reads the head of its bin's queue, for every small bin
+ * (the 16-byte steps of the smallest bins included), while pages come and go. */
+static void test_core_direct_table_maps_every_word_size_to_its_bin(void** state) {
+  (void)state;
+  mi_heap_t* mheap = mi_heap_new();
+  assert_non_null(mheap);
+  mi_heap_guarded_set_sample_rate(mheap, 0, 0);
+  lm_heap_t* heap = (lm_heap_t*)mheap;
+  enum { SIZES = LM_SMALL_SIZE_MAX + 1 };
+  static void* blocks[SIZES];
+  for (size_t size = 0; size + LM_PADDING_SIZE <= LM_SMALL_SIZE_MAX; size++) {
+    blocks[size] = mi_heap_malloc(mheap, size);
+    assert_non_null(blocks[size]);
+  }
+  for (size_t w = 0; w * 8 <= LM_SMALL_SIZE_MAX; w++) {
+    lm_page_t* first = heap->pages[lm_bin(w * 8)].first;
+    assert_non_null(first);
+    assert_ptr_equal(heap->pages_free_direct[w], first);
+  }
+  for (size_t size = 0; size + LM_PADDING_SIZE <= LM_SMALL_SIZE_MAX; size++) mi_free(blocks[size]);
+  mi_heap_collect(mheap, true); /* every page freed: each entry falls back to the empty page */
+  for (size_t w = 0; w * 8 <= LM_SMALL_SIZE_MAX; w++) {
+    assert_ptr_equal(heap->pages_free_direct[w], &lm_page_empty);
+  }
+  mi_heap_delete(mheap);
+}
+
 /* ---- aligned allocation ---------------------------------------------------------------------- */
 
 static void test_core_aligned_allocation_for_every_power_of_two(void** state) {
@@ -978,6 +1005,7 @@ int main(void) {
       cmocka_unit_test(test_core_delayed_free_is_taken_at_the_next_malloc_of_any_size),
       cmocka_unit_test(test_core_pairs_over_many_sizes_keep_their_retired_pages),
       cmocka_unit_test(test_core_freed_page_is_retired_and_direct_entry_follows_queue_head),
+      cmocka_unit_test(test_core_direct_table_maps_every_word_size_to_its_bin),
       cmocka_unit_test(test_core_aligned_allocation_for_every_power_of_two),
       cmocka_unit_test(test_core_calloc_overflow_returns_null_with_enomem),
       cmocka_unit_test(test_core_allocation_fails_cleanly_when_reserve_fails),
