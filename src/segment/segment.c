@@ -401,9 +401,9 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   }
   /* Large pages only past config.large_pages_from (see segment_advise_large), or from the
    * start in a segment that a thread needs because its others are full of small and medium
-   * pages (its heap is large already: bench burst 84 -> 69 ms); never for huge segments (one
-   * block, maybe touched sparsely), memory already on large pages, or segments with guard
-   * pages (each guard would split a large page). */
+   * pages (its heap is large already: bench burst 84 -> 69 ms); huge segments only once the
+   * core says how the block will be used (lm_segment_huge_advise_large); never memory already
+   * on large pages, or segments with guard pages (each guard would split a large page). */
   size_t from = segs->config.large_pages_from;
   if (huge || from == 0 || memid.is_large || segment->guard_size > 0) from = size;
   else if (outgrown) from = 0;
@@ -482,6 +482,23 @@ static void segment_advise_large(lm_segments_t* segs, lm_segment_t* segment, siz
   if (end <= start) return;
   lm_os_advise_large(segs->arenas, (uint8_t*)segment + start, end - start, true);
   segment->large_end = end; /* also when refused: do not ask again */
+}
+
+void lm_segment_huge_advise_large(lm_segments_t* segs, lm_page_t* page) {
+  lm_segment_t* segment = lm_segment_of(page);
+  size_t chunk = segs->arenas->caps.large_page_size;
+  /* The same conditions as in segment_alloc, which left huge segments unadvised. */
+  if (!page->is_huge || chunk == 0 || segs->config.large_pages_from == 0 ||
+      segment->memid.is_large || segment->guard_size > 0 ||
+      segment->large_end > segment->large_from) {
+    return;
+  }
+  size_t from = lm_align_up((size_t)(page - segment->slices) * LM_SLICE_SIZE, chunk);
+  size_t end = segment->segment_size / chunk * chunk;
+  if (end <= from) return;
+  lm_os_advise_large(segs->arenas, (uint8_t*)segment + from, end - from, true);
+  segment->large_from = from; /* segment_free takes the advice back */
+  segment->large_end = end;
 }
 
 static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* page,

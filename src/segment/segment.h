@@ -217,6 +217,10 @@ static inline lm_thread_id_t lm_segment_owner(const lm_segment_t* segment) {
  * memory. */
 lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
                                  size_t page_alignment, int arena_id);
+/* The block of a huge page will be written from its start (the core knows: malloc, not
+ * calloc): ask for large pages over the 2 MiB chunks it covers, where the segment may use
+ * them at all. */
+void lm_segment_huge_advise_large(lm_segments_t* segs, lm_page_t* page);
 /* Return an empty page to its segment (coalescing, scheduling a purge); frees the segment
  * when it was the last page, and then returns true. */
 bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld);

@@ -6,7 +6,8 @@
  *
  * "on" (the default): after 4 MiB of 64-byte blocks no block lies in a mapping advised for
  * huge pages (VmFlags "hg" in /proc/self/smaps); after 64 MiB more, most blocks do, but still
- * none of the first 4 MiB. "off" (MIMALLOC_ALLOW_THP=0, or a secure build): no block ever does.
+ * none of the first 4 MiB; a malloc'ed 24 MiB block does, a calloc'ed one and a 12 MiB one do
+ * not. "off" (MIMALLOC_ALLOW_THP=0, or a secure build): no block ever does.
  * Exit 77 unless the kernel gives huge pages on request ("madvise" mode: otherwise nothing is
  * asked for), or without LD_PRELOAD. Prints "N passed, N failed".
  */
@@ -110,6 +111,23 @@ int main(int argc, char** argv) {
   } else {
     check(advised == 0, "MIMALLOC_ALLOW_THP=0 still asked for huge pages", (long)advised);
   }
+  /* Huge blocks (above 16 MiB): malloc'ed ones ask for huge pages over the 2 MiB chunks they
+   * cover, calloc'ed ones and a 12 MiB block (a large one) never do. */
+  const size_t huge_size = 24u << 20, large_size = 12u << 20;
+  char* huge = malloc(huge_size);
+  char* zeroed = calloc(1, huge_size);
+  char* large = malloc(large_size);
+  if (huge == NULL || zeroed == NULL || large == NULL) return 1;
+  read_maps();
+  char* middle = huge + huge_size / 2;
+  check(is_advised(middle) == on, on ? "a malloc'ed 24 MiB block is not on huge pages"
+                                      : "a malloc'ed 24 MiB block asked for huge pages",
+        (long)is_advised(middle));
+  check(!is_advised(zeroed + huge_size / 2), "a calloc'ed 24 MiB block asked for huge pages", 1);
+  check(!is_advised(large + large_size / 2), "a 12 MiB block asked for huge pages", 1);
+  free(huge);
+  free(zeroed);
+  free(large);
   for (size_t i = 0; i < all_n; i++) free(blocks[i]);
   munmap(blocks, all_n * sizeof(char*));
   printf("large_pages %s: %d passed, %d failed\n", on ? "on" : "off", passed, failed);

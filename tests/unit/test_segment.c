@@ -502,6 +502,49 @@ static void test_segment_large_pages_follow_small_pages_past_the_threshold(void*
   }
 }
 
+/* A huge segment asks for nothing by itself; told that its block is written from the start,
+ * it asks for the whole 2 MiB chunks the block covers (once), and freeing it takes that back.
+ * Not where large pages are off (large_pages_from 0) or the backend has no such advice. */
+static void test_segment_huge_block_asks_for_large_pages_when_told(void** state) {
+  (void)state;
+  for (int mode = 0; mode < 3; mode++) { /* 0: on, 1: option off, 2: no capability */
+    lm_backend_caps_t caps;
+    fake_backend_get_caps(&caps);
+    caps.has_large_page_advice = mode != 2;
+    fake_backend_set_caps(&caps);
+    const size_t chunk = caps.large_page_size;
+    config_t c = base_config();
+    c.mem.arena_reserve = 8 * SEG;
+    c.seg.large_pages_from = mode == 1 ? 0 : SEG / 2;
+    start(&c);
+    size_t calls = fake_backend_calls(FAKE_OP_ADVISE_LARGE);
+    const size_t size = LM_LARGE_OBJ_SIZE_MAX + 5 * chunk + 12345;
+    lm_page_t* huge = page_alloc(size);
+    assert_true(huge->is_huge);
+    assert_int_equal(fake_backend_calls(FAKE_OP_ADVISE_LARGE), calls);
+    lm_segment_huge_advise_large(&segs, huge);
+    lm_segment_huge_advise_large(&segs, huge); /* a second time: nothing more */
+    uint8_t* block = lm_page_area(huge, NULL);
+    uint8_t* first = (uint8_t*)lm_align_up((uintptr_t)block, chunk);
+    uint8_t* end = (uint8_t*)((uintptr_t)(block + size) / chunk * chunk);
+    if (mode == 0) {
+      assert_int_equal(fake_backend_calls(FAKE_OP_ADVISE_LARGE), calls + 1);
+      assert_true(fake_backend_is_large_advised(first, (size_t)(end - first)));
+      assert_int_equal(fake_backend_large_advised_bytes(), (size_t)(end - first));
+      assert_false(fake_backend_is_large_advised(first - caps.page_size, caps.page_size));
+    } else {
+      assert_int_equal(fake_backend_calls(FAKE_OP_ADVISE_LARGE), calls);
+      assert_int_equal(fake_backend_large_advised_bytes(), 0);
+    }
+    assert_true(lm_segment_page_free(huge, &tld));
+    assert_int_equal(atomic_load(&segs.count), 0);
+    assert_int_equal(fake_backend_large_advised_bytes(), 0);
+    lm_segments_done(&segs);
+    lm_arenas_destroy(&arenas);
+    ready = false;
+  }
+}
+
 /* A segment that a thread needs because its others are full of small pages asks for large
  * pages from its start; one needed for a large block that did not fit keeps the threshold. */
 static void test_segment_outgrown_thread_gets_large_pages_from_the_start(void** state) {
@@ -1011,6 +1054,7 @@ int main(void) {
       T(test_segment_large_page_resizes_in_place),
       T(test_segment_large_pages_follow_small_pages_past_the_threshold),
       T(test_segment_outgrown_thread_gets_large_pages_from_the_start),
+      T(test_segment_huge_block_asks_for_large_pages_when_told),
     T(test_segment_span_available),
       T(test_segment_lazy_commit_commits_only_the_page),
       T(test_segment_alloc_over_lazily_committed_arena_starts_clean),
