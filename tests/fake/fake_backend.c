@@ -31,7 +31,10 @@
 #define OUTPUT_MAX (64 * LM_KiB)
 #define ENV_MAX 32
 
-enum { PG_FREE, PG_RESERVED, PG_COMMITTED, PG_DECOMMITTED, PG_PROTECTED };
+/* PG_DECOMMITTED: accessible, its memory given back (Linux's MADV_DONTNEED); PG_PROTECTED_GONE:
+ * the same for a page that was protected, which stays protected (so a later protect(false)
+ * is legal, as mprotect is on Linux) */
+enum { PG_FREE, PG_RESERVED, PG_COMMITTED, PG_DECOMMITTED, PG_PROTECTED, PG_PROTECTED_GONE };
 static const char* const op_names[FAKE_OP_COUNT] = {"reserve", "release",   "commit",
                                                     "decommit", "reset",    "protect",
                                                     "reserve_huge", "advise_large"};
@@ -340,7 +343,10 @@ static int fake_decommit(void* addr, size_t size, bool* recommit) {
   } else { /* Linux-like: accessible pages stay accessible and read zero */
     discard_real(off, size);
     for (size_t i = first; i < first + n; i++) {
-      set_state(i, 1, accessible(pages[i]) ? PG_DECOMMITTED : PG_RESERVED, false);
+      uint8_t to = accessible(pages[i])                                     ? PG_DECOMMITTED
+                   : pages[i] == PG_PROTECTED || pages[i] == PG_PROTECTED_GONE ? PG_PROTECTED_GONE
+                                                                              : PG_RESERVED;
+      set_state(i, 1, to, false);
     }
   }
   *recommit = needs_recommit && caps.has_decommit;
@@ -385,7 +391,11 @@ static int fake_protect(void* addr, size_t size, bool protect) {
     return ENOMEM;
   }
   protect_real(off_of(addr), size, protect ? PROT_NONE : PROT_READ | PROT_WRITE);
-  set_state(first, n, protect ? PG_PROTECTED : PG_COMMITTED, false);
+  for (size_t i = first; i < first + n; i++) { /* a page whose memory is gone stays so */
+    bool gone = pages[i] == PG_DECOMMITTED || pages[i] == PG_PROTECTED_GONE;
+    set_state(i, 1, protect ? (gone ? PG_PROTECTED_GONE : PG_PROTECTED)
+                            : (gone ? PG_DECOMMITTED : PG_COMMITTED), false);
+  }
   leave();
   return 0;
 }
