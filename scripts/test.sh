@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: installs what is missing, then builds and tests eight ways.
+# The project's test command: installs what is missing, then builds and tests nine ways.
 #
 #   scripts/test.sh
 #
@@ -14,6 +14,9 @@
 #   5. build-valgrind/  -Dvalgrind=true: the API tests under valgrind, and suite valgrind
 #   6. build-guarded/  -Dguarded=true (guarded sampling on by default): suites unit and api
 #   7. build-secure-ordered/  -Dsecure=true -Dsecure_shuffle=false: suites unit, api, attacks
+#   8. debian packages  built, checked with lintian, a program built against Debian's
+#      libmimalloc-dev run on them, the consumers built against them (scripts/deb.sh; with
+#      CI=true installed in place of Debian's packages)
 #
 # The sanitizer builds do not export the libc names (-Doverride=false): a sanitizer brings its
 # own malloc, and a second one linked into the same program crashes it at start. For the same
@@ -193,6 +196,28 @@ if command -v valgrind >/dev/null 2>&1; then
 else
   fail "valgrind: not installed"
 fi
+
+# 8. The Debian packages (scripts/deb.sh): built from debian/, lintian clean, a program built
+#    against Debian's own libmimalloc-dev runs on them, the consumers build against their files.
+#    Last, because with CI=true they are installed in place of Debian's packages (a CI machine
+#    is a throwaway), and the stages before use Debian's header for the ABI test; elsewhere
+#    they are only unpacked into a scratch folder.
+run_deb() {
+  local limit=$1 log=build-deb/meson-logs/testlog.json rc=0 args=()
+  [ "${CI:-}" = true ] && args+=(--install)
+  say "debian packages: scripts/deb.sh ${args[*]} --log $log"
+  rm -rf build-deb
+  timeout --kill-after=30 "$limit" bash scripts/deb.sh "${args[@]}" --log "$log" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "debian packages: ran past ${limit}s"
+  fi
+  if [ -f "$log" ]; then
+    logs+=("$log")
+  else
+    fail "debian packages: scripts/deb.sh exited $rc without a log"
+  fi
+}
+run_deb 1200
 
 # ---- which build stops which attack -------------------------------------------------------------
 say "attack catalogue (tests/attacks): which build stops which attack"

@@ -1,6 +1,7 @@
 /* Compiled against the distro's mimalloc.h (libmimalloc-dev, v2.0.9) and linked with the
  * distro's -lmimalloc, then run with our libmimalloc.so.2 first in the library path: the
- * binary interface must be the same. Exercises a broad slice of the v2 API. */
+ * binary interface must be the same. Exercises a broad slice of the v2 API. scripts/deb.sh
+ * builds it the same way and runs it on the installed (or unpacked) Debian packages. */
 #include <mimalloc.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,6 +57,8 @@ int main(void) {
   mi_process_info(NULL, NULL, NULL, &rss, &peak, NULL, NULL, NULL);
   CHECK(rss > 0);
   CHECK(mi_version() >= 200);
+  /* which header it was built with, which library it runs with (scripts/deb.sh reads these) */
+  printf("header %d\nrunning %d\n", MI_MALLOC_VERSION, mi_version());
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -20,13 +20,17 @@
 # skip with the reason) and last `N passed, N failed` (`, N skipped`); exit status 1 if one
 # failed. --log FILE also writes the results as a Meson test log (one JSON object per line),
 # for scripts/testlog-summary.py. Environment: CONSUMERS_BUILD (default build) the build folder
-# to install; TEST_JOBS (default 2) compile jobs; CONSUMERS_KEEP=1 keeps the scratch folder.
+# to install; CONSUMERS_ROOT=DIR instead takes an install already there, laid out as Debian's
+# packages lay it out (/usr, /usr/lib/<multiarch>) under DIR (/ for the installed packages, or
+# the folder the .debs were unpacked into: scripts/deb.sh); TEST_JOBS (default 2) compile
+# jobs; CONSUMERS_KEEP=1 keeps the scratch folder.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 ROOT=$PWD
 HERE=$ROOT/tests/consumers
 BUILD=${CONSUMERS_BUILD:-build}
+ROOTDIR=${CONSUMERS_ROOT:-}
 JOBS=${TEST_JOBS:-2}
 LOG=
 
@@ -130,6 +134,29 @@ print(prefix, lib, inc, "override" if override else "-", sep="\n")
 EOF
 }
 
+# check_layout: every file the consumers need is there
+check_layout() {
+  local f
+  for f in "$S_INCDIR/mimalloc.h" "$S_LIBDIR/libmimalloc.so.2" "$S_LIBDIR/libmimalloc.a" \
+    "$S_LIBDIR/mimalloc.o" "$S_LIBDIR/pkgconfig/mimalloc.pc" \
+    "$S_LIBDIR/cmake/mimalloc/mimalloc-config.cmake"; do
+    if [ ! -e "$f" ]; then
+      REASON="${f#"$STAGE"} not installed${1:-}"
+      return 1
+    fi
+  done
+}
+
+# use_root: the install under $ROOTDIR, in Debian's layout
+use_root() {
+  CLOG=$WORK/install.log
+  local arch
+  arch=$(cc -print-multiarch 2>/dev/null)
+  STAGE=${ROOTDIR%/} PREFIX=/usr LIBDIR=/usr/lib${arch:+/$arch} INCDIR=/usr/include
+  S_PREFIX=$STAGE$PREFIX S_LIBDIR=$STAGE$LIBDIR S_INCDIR=$STAGE$INCDIR
+  check_layout " under ${ROOTDIR}"
+}
+
 install_build() {
   CLOG=$WORK/install.log
   if [ ! -f "$BUILD/build.ninja" ]; then
@@ -148,15 +175,7 @@ install_build() {
     REASON="$BUILD does not export the libc names (override, sanitizer or valgrind build)"
     return 1
   fi
-  local f
-  for f in "$S_INCDIR/mimalloc.h" "$S_LIBDIR/libmimalloc.so.2" "$S_LIBDIR/libmimalloc.a" \
-    "$S_LIBDIR/mimalloc.o" "$S_LIBDIR/pkgconfig/mimalloc.pc" \
-    "$S_LIBDIR/cmake/mimalloc/mimalloc-config.cmake"; do
-    if [ ! -e "$f" ]; then
-      REASON="${f#"$STAGE"} not installed (is $BUILD the default build?)"
-      return 1
-    fi
-  done
+  check_layout " (is $BUILD the default build?)"
 }
 
 # ---- the consumers ------------------------------------------------------------------------
@@ -188,23 +207,29 @@ consumer_meson_subproject() {
 consumer_meson_pkgconfig() {
   local p=$WORK/meson-pkgconfig
   copy_project meson-pkgconfig || return 1
-  # the .pc file names the prefix it was set up with; the sysroot puts that under $STAGE
+  # the .pc file names the prefix it was set up with; the sysroot puts that under $STAGE (and
+  # under a sysroot no folder counts as the system's, whose -L/-I pkg-config would leave out)
   export PKG_CONFIG_PATH=$S_LIBDIR/pkgconfig PKG_CONFIG_SYSROOT_DIR=$STAGE
+  [ -n "$STAGE" ] && export PKG_CONFIG_SYSTEM_LIBRARY_PATH=/nonexistent \
+    PKG_CONFIG_SYSTEM_INCLUDE_PATH=/nonexistent
   local libs
   libs=$(pkg-config --static --libs mimalloc 2>>"$CLOG")
   printf '\n$ pkg-config --static --libs mimalloc\n%s\n' "$libs" >>"$CLOG"
-  local want
-  for want in "-L$S_LIBDIR" -lmimalloc -pthread; do
+  local want wants=(-lmimalloc -pthread)
+  [ -n "$STAGE" ] && wants+=("-L$S_LIBDIR") # (the system's own folder goes without -L)
+  for want in "${wants[@]}"; do
     case " $libs " in
       *" $want "*) ;;
       *) REASON="pkg-config --static --libs mimalloc: no $want in '$libs'"
-         unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+         unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_SYSTEM_LIBRARY_PATH \
+           PKG_CONFIG_SYSTEM_INCLUDE_PATH
          return 1 ;;
     esac
   done
   step "meson setup" meson setup "$p/build" "$p"
   local rc=$?
-  unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+  unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_SYSTEM_LIBRARY_PATH \
+    PKG_CONFIG_SYSTEM_INCLUDE_PATH
   ((rc == 0)) || return 1
   step "meson compile" meson compile -C "$p/build" -j "$JOBS" || return 1
   step "meson test" meson test -C "$p/build" --print-errorlogs || return 1
@@ -263,10 +288,15 @@ CONSUMERS=(
 # ---- run ----------------------------------------------------------------------------------
 install_ok=1
 REASON=
-if ! install_build; then
+if [ -n "$ROOTDIR" ]; then
+  use_root
+else
+  install_build
+fi
+if (($? != 0)); then
   install_ok=0
   install_reason=$REASON
-  echo "install of $BUILD failed: $install_reason"
+  echo "install of ${ROOTDIR:-$BUILD} failed: $install_reason"
   tail -n 25 "$WORK/install.log" 2>/dev/null | sed 's/^/      | /'
 fi
 
