@@ -87,6 +87,9 @@ if [ "$NO_BUILD" = 0 ]; then
   say "build"
   if [ ! -f build/build.ninja ]; then
     meson setup build >&2 || die "meson setup build failed"
+  else
+    # again: what was installed since the last run (cmocka, say) is found, the options kept
+    meson setup --reconfigure build >&2 || die "meson setup --reconfigure build failed"
   fi
   ninja -C build >&2 || die "ninja -C build failed"
 fi

@@ -7,6 +7,9 @@
 #   1b. consumers   build/ installed into a scratch folder and used by small projects the ways
 #      others take it in: Meson subproject and pkg-config, CMake find_package, a Makefile with
 #      -lmimalloc, mimalloc.o in a static link (tests/consumers/run.sh)
+#   1c. first contact  the main job's command with cmocka hidden from pkg-config (it builds
+#      and runs without the tests), then again with it (build/ reconfigures by itself, the unit
+#      tests pass): tests/first-contact.sh, in a scratch copy
 #   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
 #   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench;
@@ -147,6 +150,24 @@ run_pass "build" build 1800 ""
 
 # 1b. build/ as other projects use it: installed (into a scratch folder), then found and linked
 run_consumers 600
+
+# 1c. First contact: the main job's command with cmocka hidden, then again with it
+#     (tests/first-contact.sh, in a scratch copy of the tree)
+run_first_contact() {
+  local limit=$1 log=build-first-contact/meson-logs/testlog.json rc=0
+  say "first contact: tests/first-contact.sh --log $log"
+  rm -rf build-first-contact
+  timeout --kill-after=30 "$limit" bash tests/first-contact.sh --log "$log" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "first contact: ran past ${limit}s"
+  fi
+  if [ -f "$log" ]; then
+    logs+=("$log")
+  else
+    fail "first contact: tests/first-contact.sh exited $rc without a log"
+  fi
+}
+run_first_contact 900
 
 # 2. AddressSanitizer + UndefinedBehaviorSanitizer (meson sets no UBSAN_OPTIONS: without
 #    halt_on_error a UBSan report alone would not fail a test)
