@@ -32,8 +32,23 @@
 #define mi_decl_nodiscard
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(_WIN32)
+/* Windows: what mimalloc.dll exports is what the library was built with dllexport on; a
+ * program may declare the imports (MI_SHARED_LIB) or rely on the import library's stubs. */
+#if defined(MI_SHARED_LIB_EXPORT)
+#define mi_decl_export __declspec(dllexport)
+#elif defined(MI_SHARED_LIB)
+#define mi_decl_export __declspec(dllimport)
+#else
+#define mi_decl_export
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
 #define mi_decl_export __attribute__((visibility("default")))
+#else
+#define mi_decl_export
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
 #define mi_decl_restrict
 #define mi_attr_malloc __attribute__((malloc))
 #if defined(__clang_major__) && (__clang_major__ < 4)
@@ -50,7 +65,6 @@
 #endif
 #endif
 #else
-#define mi_decl_export
 #define mi_decl_restrict
 #define mi_attr_malloc
 #define mi_attr_alloc_size(s)

@@ -85,6 +85,8 @@ void* lm_os_alloc_aligned(lm_arenas_t* arenas, size_t size, size_t align, size_t
   if (size == 0 || (align > 1 && !lm_is_power_of_two(align))) return NULL;
   size = granular(arenas, size);
   if (align < arenas->caps.page_size) align = 0;
+  /* Without virtual reservations the backend hands out committed memory: count it so. */
+  if (!arenas->caps.has_virtual_reserve) commit = true;
   bool is_zero = false;
   void* base = os_reserve(arenas, size, align, commit, &is_zero);
   if (base == NULL) return NULL;

@@ -15,8 +15,11 @@
  *    segment and arena refills, on purges, and at process/thread start and end.
  *  - No function may call malloc (directly or through libc functions that might), since the
  *    backend serves the allocator that *is* malloc.
- *  - Functions marked optional may be NULL; `lm_backend_validate` (arena layer) fills no
- *    defaults silently: it reports what is missing and the engine reads the capability bits.
+ *  - Functions marked optional may be NULL, and the engine tests for NULL before each call;
+ *    the others are required. `lm_arenas_init` (arena layer) checks the backend once at start:
+ *    the required functions present and the capabilities consistent; it fills no defaults.
+ *  - Process start and end are not here: they come from the platform family's start file
+ *    (src/core/start_*.c), since a backend never calls up into the engine.
  */
 #pragma once
 #ifndef LM_BACKEND_H
@@ -34,13 +37,18 @@ typedef struct lm_backend_caps_s {
   size_t large_page_size;    /* 2 MiB-style large pages, 0 if none */
   bool has_overcommit;       /* committed-but-untouched memory costs nothing (Linux) */
   bool has_partial_release;  /* any aligned subrange of a reservation may be released */
-  bool has_virtual_reserve;  /* address space can be reserved without committing it */
+  /* Address space can be reserved without committing it. Without it every reservation comes
+   * back committed (wasm), and the arena layer counts it so. */
+  bool has_virtual_reserve;
   bool has_decommit;         /* decommit/reset return physical memory (false on wasm) */
   bool has_threads;          /* thread_start works: a background purger may run */
   bool has_numa;             /* numa_node/numa_node_count give real answers */
   /* Large pages back ordinary memory where the program asks for them, and only there
    * (Linux transparent huge pages in "madvise" mode): see large_pages_advise. */
   bool has_large_page_advice;
+  /* Why large_page_size is 0 where the OS has large pages (e.g. Windows without
+   * SeLockMemoryPrivilege), for the verbose start message; NULL otherwise. */
+  const char* large_pages_absent;
 } lm_backend_caps_t;
 
 /* A function run at thread exit with the value given to `thread_exit_arm`. */
@@ -49,7 +57,7 @@ typedef void lm_thread_exit_fun(void* arg);
 typedef void lm_thread_fun(void* arg);
 
 typedef struct lm_backend_s {
-  const char* name; /* "linux", "fake", ... for messages */
+  const char* name; /* "linux", "windows", "fake", ... for messages */
 
   /* Fill the capabilities. Called once, before anything else. */
   void (*init)(lm_backend_caps_t* caps);
@@ -69,9 +77,11 @@ typedef struct lm_backend_s {
    * called before the range is touched again (Windows, debug builds) or whether it stays
    * accessible and reads back as zero (Linux MADV_DONTNEED). */
   int (*decommit)(void* addr, size_t size, bool* needs_recommit);
-  /* The contents of the range may be discarded lazily (MADV_FREE); it stays accessible. */
+  /* Optional: the contents of the range may be discarded lazily (MADV_FREE, MEM_RESET); it
+   * stays accessible. */
   int (*reset)(void* addr, size_t size);
-  /* Make a committed range inaccessible (true) or accessible again (false): guard pages. */
+  /* Optional: make a committed range inaccessible (true) or accessible again (false): guard
+   * pages (secure builds, guarded sampling). */
   int (*protect)(void* addr, size_t size, bool protect);
   /* Optional: allocate `size` bytes (a multiple of 1 GiB) of huge OS pages, bound to
    * `numa_node` when >= 0. */
@@ -117,9 +127,11 @@ typedef struct lm_backend_s {
 
   /* --- threads ------------------------------------------------------------------------ */
 
-  /* Register the one function to run at thread exit (once, at process init). */
+  /* Optional: register the one function to run at thread exit (once, at process init).
+   * Without it a thread's heap is abandoned only by mi_thread_done. */
   int (*thread_exit_register)(lm_thread_exit_fun* fn);
-  /* Arm the exit function for the calling thread with `arg` (NULL disarms). */
+  /* Optional (with thread_exit_register): arm the exit function for the calling thread with
+   * `arg` (NULL disarms). */
   void (*thread_exit_arm)(void* arg);
   /* Optional (has_threads): start a detached background thread running fn(arg). */
   int (*thread_start)(lm_thread_fun* fn, void* arg);

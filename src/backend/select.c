@@ -2,6 +2,12 @@
  * folder that asks which OS this is. The Meson build compiles the chosen folder directly. */
 #if defined(__linux__)
 #include "linux/backend_linux.c"
+#elif defined(_WIN32)
+#include "windows/backend_windows.c"
+/* windows.h defines these as empty macros (16-bit pointer qualifiers); the engine's files that
+ * follow in the same translation unit use them as names. */
+#undef near
+#undef far
 #else
 #error "libmimalloc: no OS backend for this system in the single-source build"
 #endif

@@ -1,6 +1,7 @@
 /* Leaf helpers every layer may use: build configuration, compiler hints, bit tricks, alignment,
- * assertions, the thread id, and a tiny spin lock for the rare slow paths that need one.
- * This header includes no OS header; compiler- and architecture-specific lines live only here.
+ * assertions, and a tiny spin lock for the rare slow paths that need one. The thread id and the
+ * other platform facts are in platform.h. This header includes no OS header; compiler- and
+ * architecture-specific lines live only here and in platform.h.
  */
 #pragma once
 #ifndef LM_COMMON_H
@@ -10,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "platform.h"
 
 /* ---- build configuration: always 0/1 values so `if (LM_SECURE)` compiles everywhere ------- */
 #ifndef LM_DEBUG
@@ -45,7 +48,11 @@
 #define lm_likely(x) __builtin_expect(!!(x), 1)
 #define lm_unlikely(x) __builtin_expect(!!(x), 0)
 #define lm_noinline __attribute__((noinline))
+#if LM_PLATFORM_WINDOWS
+#define lm_hidden /* PE has no symbol visibility */
+#else
 #define lm_hidden __attribute__((visibility("hidden")))
+#endif
 #define lm_unused __attribute__((unused))
 
 /* ---- assertions -------------------------------------------------------------------------- */
@@ -106,29 +113,6 @@ static inline uintptr_t lm_rotl(uintptr_t x, uintptr_t r) {
 }
 static inline uintptr_t lm_rotr(uintptr_t x, uintptr_t r) {
   return (x >> (r & 63)) | (x << ((64 - r) & 63));
-}
-
-/* ---- the thread id: unique, non-zero, low bits clear; read without touching TLS data ------- */
-typedef uintptr_t lm_thread_id_t;
-static inline lm_thread_id_t lm_thread_id(void) {
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
-    (defined(__x86_64__) || defined(__aarch64__))
-  return (uintptr_t)__builtin_thread_pointer();
-#elif defined(__clang__) && __clang_major__ >= 14 && (defined(__x86_64__) || defined(__aarch64__))
-  return (uintptr_t)__builtin_thread_pointer();
-#elif defined(__x86_64__)
-  uintptr_t tp;
-  __asm__("movq %%fs:0, %0" : "=r"(tp));
-  return tp;
-#elif defined(__aarch64__)
-  uintptr_t tp;
-  __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
-  return tp;
-#else
-  /* Portable fallback: the address of a thread-local is unique per live thread. */
-  static _Thread_local uintptr_t lm_thread_anchor;
-  return (uintptr_t)&lm_thread_anchor;
-#endif
 }
 
 /* ---- a spin lock for rare slow paths (abandoned OS segments, segment purge masks) ---------- */

@@ -131,14 +131,8 @@ void* mi_pvalloc(size_t size) mi_attr_noexcept {
   return mi_malloc_aligned(rounded == 0 ? page : rounded, page);
 }
 
-#if LM_OVERRIDE
-int posix_memalign(void** p, size_t align, size_t size) LM_ALIAS(mi_posix_memalign);
-int __posix_memalign(void** p, size_t align, size_t size) LM_ALIAS(mi_posix_memalign);
-void* memalign(size_t align, size_t size) LM_ALIAS(mi_memalign);
-void* __libc_memalign(size_t align, size_t size) LM_ALIAS(mi_memalign);
-void* aligned_alloc(size_t align, size_t size) LM_ALIAS(mi_aligned_alloc);
-void* valloc(size_t size) LM_ALIAS(mi_valloc);
-void* __libc_valloc(size_t size) LM_ALIAS(mi_valloc);
-void* pvalloc(size_t size) LM_ALIAS(mi_pvalloc);
-void* __libc_pvalloc(size_t size) LM_ALIAS(mi_pvalloc);
-#endif
+LM_OVERRIDE_NAMES(mi_posix_memalign)
+LM_OVERRIDE_NAMES(mi_memalign)
+LM_OVERRIDE_NAMES(mi_aligned_alloc)
+LM_OVERRIDE_NAMES(mi_valloc)
+LM_OVERRIDE_NAMES(mi_pvalloc)

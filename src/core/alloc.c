@@ -1,5 +1,6 @@
 /* Allocation: the fast path, the generic slow path, and the malloc-family API built on them.
- * With LM_OVERRIDE the libc names are aliases of the mi_ functions (one symbol, no extra jump).
+ * With LM_OVERRIDE the libc names are aliases of the mi_ functions (one symbol, no extra jump);
+ * override.h lists them.
  */
 #include <string.h>
 
@@ -262,11 +263,7 @@ void* mi_expand(void* p, size_t newsize) mi_attr_noexcept {
 }
 
 /* ---- libc names ------------------------------------------------------------------------------ */
-#if LM_OVERRIDE
-void* malloc(size_t size) LM_ALIAS(mi_malloc);
-void* calloc(size_t count, size_t size) LM_ALIAS(mi_calloc);
-void* realloc(void* p, size_t newsize) LM_ALIAS(mi_realloc);
-void* __libc_malloc(size_t size) LM_ALIAS(mi_malloc);
-void* __libc_calloc(size_t count, size_t size) LM_ALIAS(mi_calloc);
-void* __libc_realloc(void* p, size_t newsize) LM_ALIAS(mi_realloc);
-#endif
+LM_OVERRIDE_NAMES(mi_malloc)
+LM_OVERRIDE_NAMES(mi_calloc)
+LM_OVERRIDE_NAMES(mi_realloc)
+LM_OVERRIDE_NAMES(mi_expand)

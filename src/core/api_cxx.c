@@ -13,9 +13,9 @@
  *
  * With LM_OVERRIDE the replaceable global operators new and delete are exported under their
  * Itanium-ABI names (facts 3), so that a C++ program linked with or preloading the library uses
- * them. Where the prototype matches an mi_ function of this file they are aliases of it;
- * otherwise otherwise small functions; the deletes are aliases of mi_free in free.c. They are weak
- * definitions: a program's own operators take precedence instead of clashing.
+ * them: aliases of mi_new and mi_new_aligned or of the nothrow functions below, and the deletes
+ * aliases of mi_free (free.c); override.h lists the names. They are weak definitions: a
+ * program's own operators take precedence instead of clashing.
  */
 #include <stdint.h>
 #include <stdlib.h> /* abort */
@@ -147,32 +147,20 @@ void* mi_new_reallocn(void* p, size_t count, size_t size) {
 
 /* ---- the replaceable global operators -------------------------------------------------------- */
 #if LM_OVERRIDE
-
 /* The forms whose prototypes differ from their mi_ function; each pair of operators (scalar
- * and array) shares one. */
-static void* cxx_new_nothrow(size_t size, const void* nt) mi_attr_noexcept {
+ * and array) shares one. Their exported names are in override.h. */
+lm_unused static void* cxx_new_nothrow(size_t size, const void* nt) mi_attr_noexcept {
   (void)nt;
   return heap_new(lm_heap_get_default(), size, true);
 }
-static void* cxx_new_aligned_nothrow(size_t size, size_t alignment,
+lm_unused static void* cxx_new_aligned_nothrow(size_t size, size_t alignment,
                                      const void* nt) mi_attr_noexcept {
   (void)nt;
   return new_aligned(size, alignment, true);
 }
-/* new, new[] */
-void* lm_cxx_new(size_t) LM_OPERATOR("_Znw" LM_SZ, mi_new);
-void* lm_cxx_new_array(size_t) LM_OPERATOR("_Zna" LM_SZ, mi_new);
-void* lm_cxx_new_nt(size_t, const void*)
-    LM_OPERATOR("_Znw" LM_SZ "RKSt9nothrow_t", cxx_new_nothrow);
-void* lm_cxx_new_array_nt(size_t, const void*)
-    LM_OPERATOR("_Zna" LM_SZ "RKSt9nothrow_t", cxx_new_nothrow);
-void* lm_cxx_new_al(size_t, size_t) LM_OPERATOR("_Znw" LM_SZ "St11align_val_t", mi_new_aligned);
-void* lm_cxx_new_array_al(size_t, size_t)
-    LM_OPERATOR("_Zna" LM_SZ "St11align_val_t", mi_new_aligned);
-void* lm_cxx_new_al_nt(size_t, size_t, const void*)
-    LM_OPERATOR("_Znw" LM_SZ "St11align_val_tRKSt9nothrow_t", cxx_new_aligned_nothrow);
-void* lm_cxx_new_array_al_nt(size_t, size_t, const void*)
-    LM_OPERATOR("_Zna" LM_SZ "St11align_val_tRKSt9nothrow_t", cxx_new_aligned_nothrow);
-
-/* delete and delete[] are aliases of mi_free itself, in free.c (no extra jump). */
+LM_OVERRIDE_NAMES(mi_new)
+LM_OVERRIDE_NAMES(cxx_new_nothrow)
+LM_OVERRIDE_NAMES(mi_new_aligned)
+LM_OVERRIDE_NAMES(cxx_new_aligned_nothrow)
 #endif
+/* delete and delete[] are aliases of mi_free itself, in free.c (no extra jump). */

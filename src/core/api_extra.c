@@ -24,13 +24,11 @@ char* mi_strndup(const char* s, size_t n) mi_attr_noexcept {
   return t;
 }
 
-#ifndef PATH_MAX
-#define PATH_MAX 4096
-#endif
-
 char* mi_realpath(const char* fname, char* resolved_name) mi_attr_noexcept {
-  if (resolved_name != NULL) return realpath(fname, resolved_name);
-  char buf[PATH_MAX + 1];
-  char* r = realpath(fname, buf);
+  if (resolved_name != NULL) return lm_realpath(fname, resolved_name);
+  char buf[LM_PATH_MAX + 1];
+  char* r = lm_realpath(fname, buf);
   return r == NULL ? NULL : mi_strdup(buf);
 }
+
+LM_OVERRIDE_NAMES(mi_strdup)

@@ -64,11 +64,9 @@ int lm_malloc_info(int options, FILE* fp) {
   return 0;
 }
 
-#if LM_OVERRIDE
-int malloc_trim(size_t pad) LM_ALIAS(lm_malloc_trim);
-struct lm_mallinfo2 mallinfo2(void) LM_ALIAS(lm_mallinfo2);
-struct lm_mallinfo mallinfo(void) LM_ALIAS(lm_mallinfo);
-void malloc_stats(void) LM_ALIAS(lm_malloc_stats);
-int mallopt(int param, int value) LM_ALIAS(lm_mallopt);
-int malloc_info(int options, FILE* fp) LM_ALIAS(lm_malloc_info);
-#endif
+LM_OVERRIDE_NAMES(lm_malloc_trim)
+LM_OVERRIDE_NAMES(lm_mallinfo2)
+LM_OVERRIDE_NAMES(lm_mallinfo)
+LM_OVERRIDE_NAMES(lm_malloc_stats)
+LM_OVERRIDE_NAMES(lm_mallopt)
+LM_OVERRIDE_NAMES(lm_malloc_info)

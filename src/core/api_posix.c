@@ -4,8 +4,8 @@
  * core's lm_heap_* paths; nothing here is on a fast path except the sized frees, which are
  * mi_free once the debug checks are compiled out.
  *
- * With LM_OVERRIDE the libc names of this family are exported too (facts 3): an alias where
- * the mi_ function is defined in this file with the same prototype, a small function otherwise.
+ * With LM_OVERRIDE the libc names of this family are exported too (facts 3), as aliases of the
+ * functions here; override.h lists them.
  */
 #include <stdlib.h> /* getenv: mi_dupenv_s only, never on an allocation path */
 #include <string.h>
@@ -239,26 +239,23 @@ int mi_wdupenv_s(unsigned short** buf, size_t* size, const unsigned short* name)
 }
 
 /* ---- libc names ------------------------------------------------------------------------------ */
-#if LM_OVERRIDE
-void* reallocarray(void* p, size_t count, size_t size) LM_ALIAS(mi_reallocarray);
-int reallocarr(void* pptr, size_t count, size_t size) __attribute__((weak)) LM_ALIAS(mi_reallocarr);
-size_t malloc_size(const void* p) LM_ALIAS(mi_malloc_size);
-size_t malloc_good_size(size_t size) LM_ALIAS(mi_malloc_good_size);
-void vfree(void* p) LM_ALIAS(mi_free_small);
-
-/* glibc declares neither of these two. */
-void* reallocf(void* p, size_t newsize) __attribute__((visibility("default")));
-void* _aligned_malloc(size_t size, size_t alignment) __attribute__((visibility("default")));
-
-/* BSD reallocf: realloc that frees p when it fails. */
-void* reallocf(void* p, size_t newsize) {
+/* BSD reallocf: realloc that frees p when it fails (exported as reallocf: override.h). */
+void* lm_reallocf(void* p, size_t newsize) {
   void* q = lm_heap_realloc(lm_heap_get_default(), p, newsize, false);
   if (q == NULL && p != NULL) mi_free(p);
   return q;
 }
 
-/* MSVC order: size first, then alignment. */
-void* _aligned_malloc(size_t size, size_t alignment) {
+/* The CRT's _aligned_malloc: size first, then alignment (exported as such: override.h). */
+void* lm_crt_aligned_malloc(size_t size, size_t alignment) {
   return lm_heap_malloc_aligned_at(lm_heap_get_default(), size, alignment, 0, false);
 }
-#endif
+
+LM_OVERRIDE_NAMES(mi_reallocarray)
+LM_OVERRIDE_NAMES(mi_reallocarr)
+LM_OVERRIDE_NAMES(mi_malloc_size)
+LM_OVERRIDE_NAMES(mi_malloc_good_size)
+LM_OVERRIDE_NAMES(mi_free_small)
+LM_OVERRIDE_NAMES(mi_recalloc)
+LM_OVERRIDE_NAMES(lm_reallocf)
+LM_OVERRIDE_NAMES(lm_crt_aligned_malloc)

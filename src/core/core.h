@@ -24,6 +24,7 @@
 
 #include "mimalloc.h"
 #include "../segment/segment.h"
+#include "override.h"
 
 /* ---- size classes ------------------------------------------------------------------------- */
 #define LM_SMALL_SIZE_MAX 1024                               /* the direct-table fast path */
@@ -180,9 +181,19 @@ struct mi_heap_s {
  * malloc fast path needs no "initialised?" test; the first malloc takes the slow path. */
 extern const lm_heap_t lm_heap_empty;
 extern const lm_page_t lm_page_empty;
+/* The calling thread's default heap (the empty heap until the thread's first allocation), in
+ * the slot that common/platform.h provides. */
+#if LM_HEAP_SLOT_NATIVE
 extern _Thread_local lm_heap_t* lm_heap_default;
-
 static inline lm_heap_t* lm_heap_get_default(void) { return lm_heap_default; }
+static inline void lm_heap_slot_set(lm_heap_t* heap) { lm_heap_default = heap; }
+#else
+static inline lm_heap_t* lm_heap_get_default(void) {
+  lm_heap_t* heap = (lm_heap_t*)lm_tls_slot_get();
+  return heap != NULL ? heap : (lm_heap_t*)&lm_heap_empty;
+}
+static inline void lm_heap_slot_set(lm_heap_t* heap) { lm_tls_slot_set(heap); }
+#endif
 static inline bool lm_heap_is_initialized(const lm_heap_t* heap) { return heap != &lm_heap_empty; }
 
 /* ---- the process ------------------------------------------------------------------------------ */
@@ -419,16 +430,8 @@ void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode);
 /* Try to take over abandoned segments until one has room for `block_size`. */
 void lm_heap_reclaim(lm_heap_t* heap, size_t block_size);
 
-/* An exported libc name that is the same symbol as an mi_ function (no extra jump), with the
- * target's attributes where the compiler can copy them. */
-#if defined(__has_attribute) && __has_attribute(copy)
-#define LM_ALIAS(fun) __attribute__((alias(#fun), copy(fun), used, visibility("default")))
-#else
-#define LM_ALIAS(fun) __attribute__((alias(#fun), used, visibility("default")))
-#endif
-
-/* C++ operators exported from C (api_cxx.c, free.c): Itanium names, weak. */
-/* Itanium names carry the platform's symbol prefix (empty on ELF). */
+/* C++ names used from C (api_cxx.c, override.h). Itanium names carry the platform's symbol
+ * prefix (empty on ELF). */
 #define LM_STR2(x) #x
 #define LM_STR(x) LM_STR2(x)
 #ifdef __USER_LABEL_PREFIX__
@@ -438,16 +441,14 @@ void lm_heap_reclaim(lm_heap_t* heap, size_t block_size);
 #endif
 /* size_t mangles as `m` (unsigned long) on LP64 and `j` (unsigned int) on ILP32. std::align_val_t
  * is an enum of size_t and std::nothrow_t an empty struct passed by reference, so the prototypes
- * below are those of the C++ declarations. */
-#if SIZE_MAX == UINT64_MAX
+ * of the operators (override.h) are those of the C++ declarations. */
+#if __SIZEOF_SIZE_T__ == __SIZEOF_LONG__
 #define LM_SZ "m"
+#elif __SIZEOF_SIZE_T__ == 8
+#define LM_SZ "y" /* unsigned long long: 64-bit Windows (LLP64) */
 #else
 #define LM_SZ "j"
 #endif
-/* An exported operator: `target` under the Itanium name `name`. Weak, so that a program that
- * defines its own operators (mimalloc-new-delete.h, say) links with the static library too; the
- * dynamic linker does not rank weak below strong, so preloading still overrides libstdc++. */
-#define LM_OPERATOR(name, target) __asm__(LM_CXX_NAME(name)) __attribute__((weak)) LM_ALIAS(target)
 
 /* ---- allocation and free (alloc.c, free.c, aligned.c) -------------------------------------- */
 void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment);
@@ -538,6 +539,13 @@ void lm_purger_notify_abandoned(void);
 void lm_purge_now(bool force);
 /* Register the fork handlers (once libc is up). */
 void lm_fork_setup(void);
+
+/* ---- process start and end (init.c), called by the platform's hooks ---------------------------
+ * One file per platform family owns the hooks, and Meson (or src/static.c) compiles exactly one:
+ * start_elf.c (an ELF constructor and destructor) or start_windows.c (DllMain in the DLL, a CRT
+ * constructor and atexit in a static link). */
+void lm_process_attach(void); /* the library is loaded: libc and the environment are ready */
+void lm_process_detach(void); /* the library is unloaded or the process ends */
 /* Collect abandoned segments once (also used by mi_collect when no purger runs). */
 void lm_abandoned_collect(lm_segments_tld_t* tld, size_t max_visits);
 
@@ -553,10 +561,10 @@ long lm_option_get(int option);
 /* ---- messages (output.c) ---------------------------------------------------------------------- */
 /* Write a message as it is (no prefix) to the registered output or stderr. */
 void lm_output_raw(const char* msg);
-void lm_message(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void lm_warning(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void lm_message(const char* fmt, ...) LM_ATTR_PRINTF(1, 2);
+void lm_warning(const char* fmt, ...) LM_ATTR_PRINTF(1, 2);
 /* Report an error through the registered error handler (and the output when shown). */
-void lm_error(int err, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void lm_error(int err, const char* fmt, ...) LM_ATTR_PRINTF(2, 3);
 
 /* count * size for the calloc-style calls: false, with an EOVERFLOW report and errno ENOMEM,
  * when it does not fit. */

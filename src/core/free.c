@@ -296,34 +296,5 @@ size_t lm_usable_size(const void* p) {
 
 size_t mi_usable_size(const void* p) mi_attr_noexcept { return lm_usable_size(p); }
 
-#if LM_OVERRIDE
-void free(void* p) LM_ALIAS(mi_free);
-void cfree(void* p) LM_ALIAS(mi_free);
-void __libc_free(void* p) LM_ALIAS(mi_free);
-void __libc_cfree(void* p) LM_ALIAS(mi_free);
-size_t malloc_usable_size(void* p) LM_ALIAS(mi_usable_size);
-
-/* operator delete in all its forms: the size, alignment and nothrow arguments are extra
- * register arguments that mi_free ignores, so each form is mi_free itself (the prototypes
- * differ on purpose, hence the silenced warning). */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
-#pragma GCC diagnostic ignored "-Wattribute-alias"
-void lm_cxx_delete(void*) LM_OPERATOR("_ZdlPv", mi_free);
-void lm_cxx_delete_array(void*) LM_OPERATOR("_ZdaPv", mi_free);
-void lm_cxx_delete_sz(void*, size_t) LM_OPERATOR("_ZdlPv" LM_SZ, mi_free);
-void lm_cxx_delete_array_sz(void*, size_t) LM_OPERATOR("_ZdaPv" LM_SZ, mi_free);
-void lm_cxx_delete_al(void*, size_t) LM_OPERATOR("_ZdlPvSt11align_val_t", mi_free);
-void lm_cxx_delete_array_al(void*, size_t) LM_OPERATOR("_ZdaPvSt11align_val_t", mi_free);
-void lm_cxx_delete_sz_al(void*, size_t, size_t)
-    LM_OPERATOR("_ZdlPv" LM_SZ "St11align_val_t", mi_free);
-void lm_cxx_delete_array_sz_al(void*, size_t, size_t)
-    LM_OPERATOR("_ZdaPv" LM_SZ "St11align_val_t", mi_free);
-void lm_cxx_delete_nt(void*, const void*) LM_OPERATOR("_ZdlPvRKSt9nothrow_t", mi_free);
-void lm_cxx_delete_array_nt(void*, const void*) LM_OPERATOR("_ZdaPvRKSt9nothrow_t", mi_free);
-void lm_cxx_delete_al_nt(void*, size_t, const void*)
-    LM_OPERATOR("_ZdlPvSt11align_val_tRKSt9nothrow_t", mi_free);
-void lm_cxx_delete_array_al_nt(void*, size_t, const void*)
-    LM_OPERATOR("_ZdaPvSt11align_val_tRKSt9nothrow_t", mi_free);
-#pragma GCC diagnostic pop
-#endif
+LM_OVERRIDE_NAMES(mi_free)
+LM_OVERRIDE_NAMES(mi_usable_size)

@@ -62,7 +62,7 @@ static void heap_unlink(lm_heap_t* heap) {
       break;
     }
   }
-  if (lm_heap_default == heap) lm_heap_set_default(tld->heap_backing);
+  if (lm_heap_get_default() == heap) lm_heap_set_default(tld->heap_backing);
 }
 
 /* Move every page of `from` into `into` (same thread, compatible tag and arena). */

@@ -19,7 +19,9 @@ const lm_heap_t lm_heap_empty = {
     .pages_free_direct = {[0 ... LM_PAGES_DIRECT - 1] = (lm_page_t*)&lm_page_empty},
 };
 
+#if LM_HEAP_SLOT_NATIVE
 _Thread_local lm_heap_t* lm_heap_default = (lm_heap_t*)&lm_heap_empty;
+#endif
 
 static lm_heap_t heap_main;
 static lm_tld_t tld_main;
@@ -98,6 +100,7 @@ static void thread_exit_hook(void* arg);
 static void process_setup(void) {
   const lm_backend_t* backend = lm_backend_default();
   lm_process.backend = backend;
+  lm_platform_process_setup();
   lm_options_init();
   lm_mem_config_t mem;
   lm_mem_config_default(&mem);
@@ -120,13 +123,13 @@ static void process_setup(void) {
     key = (uintptr_t)backend->clock_ms() * 0x9E3779B97F4A7C15ull ^ (uintptr_t)&key;
   }
   lm_process.cookie_key = key | 1;
-  /* Segments and arenas go to hinted addresses from 2 TiB on (randomised by up to 4 TiB), far
-   * below where the kernel places other mappings, so "ours" is one range test in free. Not
-   * under sanitizers, whose runtimes own parts of the address space. */
+  /* Segments and arenas go to hinted addresses in the platform's region (randomised within
+   * it), so "ours" is one range test in free. Not under sanitizers, whose runtimes own parts of
+   * the address space. */
   if (sizeof(void*) == 8 && !LM_SANITIZED) {
-    uintptr_t slots = (4 * LM_GiB * 1024) / LM_SEGMENT_SIZE;
-    lm_arenas_set_region(&lm_process.arenas,
-                         2 * LM_GiB * 1024 + (uintptr_t)((key >> 17) % slots) * LM_SEGMENT_SIZE);
+    uintptr_t slots = lm_region_span() / LM_SEGMENT_SIZE;
+    lm_arenas_set_region(&lm_process.arenas, lm_region_start() + (uintptr_t)((key >> 17) % slots) *
+                                                                     LM_SEGMENT_SIZE);
   }
   lm_segment_config_t seg;
   lm_segment_config_default(&seg);
@@ -184,7 +187,7 @@ bool lm_process_ensure_init(void) {
 /* ---- threads ----------------------------------------------------------------------------------- */
 
 void lm_heap_set_default(lm_heap_t* heap) {
-  lm_heap_default = heap;
+  lm_heap_slot_set(heap);
   /* Arm the exit hook with the backing heap (it outlives the others) of a non-main thread. */
   const lm_backend_t* backend = lm_process.backend;
   if (backend == NULL || backend->thread_exit_arm == NULL || !lm_heap_is_initialized(heap)) return;
@@ -193,7 +196,7 @@ void lm_heap_set_default(lm_heap_t* heap) {
 }
 
 lm_heap_t* lm_heap_default_init(void) {
-  lm_heap_t* heap = lm_heap_default;
+  lm_heap_t* heap = lm_heap_get_default();
   if (lm_heap_is_initialized(heap)) return heap;
   if (!lm_process_ensure_init()) return heap;
   if (lm_thread_id() == atomic_load(&lm_process.main_thread)) {
@@ -217,7 +220,8 @@ void lm_thread_done_heap(lm_heap_t* heap) {
   if (heap == NULL || !lm_heap_is_initialized(heap)) return;
   lm_tld_t* tld = heap->tld;
   lm_heap_t* backing = tld->heap_backing;
-  if (lm_heap_default == backing || lm_heap_default == heap) lm_heap_default = (lm_heap_t*)&lm_heap_empty;
+  lm_heap_t* current = lm_heap_get_default();
+  if (current == backing || current == heap) lm_heap_slot_set((lm_heap_t*)&lm_heap_empty);
   /* Abandon every heap of the thread (only the backing heap exists for now). */
   for (lm_heap_t* h = tld->heaps; h != NULL; h = h->next) lm_heap_collect(h, LM_COLLECT_ABANDON);
   lm_stats_merge_thread(tld); /* what is left: counters of the last collection */
@@ -239,7 +243,7 @@ void mi_process_init(void) mi_attr_noexcept {
 void mi_thread_init(void) mi_attr_noexcept { lm_heap_default_init(); }
 
 void mi_thread_done(void) mi_attr_noexcept {
-  lm_heap_t* heap = lm_heap_default;
+  lm_heap_t* heap = lm_heap_get_default();
   if (!lm_heap_is_initialized(heap)) return;
   if (heap == &heap_main) return; /* the main thread lives as long as the process */
   const lm_backend_t* backend = lm_process.backend;
@@ -269,9 +273,10 @@ void mi_collect(bool force) mi_attr_noexcept {
   mi_stats_merge();
 }
 
-/* Runs when the library is loaded: by then libc (and the environment) are ready, so the
- * options are read again in case an early allocation initialised the process before. */
-__attribute__((constructor)) static void lm_library_load(void) {
+/* Runs when the library is loaded (the platform's start hook: start_elf.c, start_windows.c):
+ * by then libc (and the environment) are ready, so the options are read again in case an early
+ * allocation initialised the process before. */
+void lm_process_attach(void) {
   bool was_ready = atomic_load(&lm_process.init_state) == 2;
   lm_process.constructed = true;
   mi_process_init();
@@ -291,8 +296,12 @@ __attribute__((constructor)) static void lm_library_load(void) {
                caps->page_size / 1024, caps->large_page_size / 1024,
                caps->has_overcommit ? "yes" : "no", lm_process.arenas.numa_count,
                caps->has_threads ? "yes" : "no", (void*)lm_process.arenas.region_lo);
+    if (caps->large_pages_absent != NULL) {
+      lm_message("os: no large pages: %s", caps->large_pages_absent);
+    }
     mi_options_print();
   }
 }
 
-__attribute__((destructor)) static void lm_library_unload(void) { mi_process_done(); }
+/* Runs when the library is unloaded or the process ends (the platform's end hook). */
+void lm_process_detach(void) { mi_process_done(); }

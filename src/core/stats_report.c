@@ -176,7 +176,7 @@ typedef struct printer_s {
   void* arg;
 } printer_t;
 
-static void print_line(printer_t* pr, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static void print_line(printer_t* pr, const char* fmt, ...) LM_ATTR_PRINTF(2, 3);
 static void print_line(printer_t* pr, const char* fmt, ...) {
   char buf[256];
   va_list args;
@@ -331,7 +331,7 @@ typedef struct json_s {
   bool overflow;
 } json_t;
 
-static void json_add(json_t* j, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static void json_add(json_t* j, const char* fmt, ...) LM_ATTR_PRINTF(2, 3);
 static void json_add(json_t* j, const char* fmt, ...) {
   if (j->overflow) return;
   va_list args;

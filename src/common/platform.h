@@ -1,0 +1,137 @@
+/* The one platform header: what the engine needs from the OS on its fast paths or before the
+ * backend is up, so it cannot go through the backend's function table.
+ *
+ * It owns: which platform family this is (LM_PLATFORM_WINDOWS, 0/1 so `if` compiles
+ * everywhere), the thread id, the default-heap slot, the symbol alias used by the libc
+ * override, and the hinted address region of the arenas. Everything else is a backend function
+ * or capability (src/backend/backend.h). Outside src/backend/ and this folder no file asks which
+ * OS it is built for (tests/layout/check_layering.sh checks that).
+ */
+#pragma once
+#ifndef LM_PLATFORM_H
+#define LM_PLATFORM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define LM_PLATFORM_WINDOWS 1
+#else
+#define LM_PLATFORM_WINDOWS 0
+#endif
+
+/* ---- the thread id: unique among live threads, non-zero, low bits clear; read without
+ * touching TLS data (it is compared on every free) ------------------------------------------ */
+typedef uintptr_t lm_thread_id_t;
+static inline lm_thread_id_t lm_thread_id(void) {
+#if defined(_WIN64) && defined(__x86_64__)
+  /* The thread environment block's own address (gs:[0x30]), page-aligned. */
+  uintptr_t teb;
+  __asm__("movq %%gs:0x30, %0" : "=r"(teb));
+  return teb;
+#elif defined(_WIN32)
+#error "libmimalloc: only x86-64 Windows is supported"
+#elif defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    (defined(__x86_64__) || defined(__aarch64__))
+  return (uintptr_t)__builtin_thread_pointer();
+#elif defined(__clang__) && __clang_major__ >= 14 && (defined(__x86_64__) || defined(__aarch64__))
+  return (uintptr_t)__builtin_thread_pointer();
+#elif defined(__x86_64__)
+  uintptr_t tp;
+  __asm__("movq %%fs:0, %0" : "=r"(tp));
+  return tp;
+#elif defined(__aarch64__)
+  uintptr_t tp;
+  __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+  return tp;
+#else
+  /* Portable fallback: the address of a thread-local is unique per live thread. */
+  static _Thread_local uintptr_t lm_thread_anchor;
+  return (uintptr_t)&lm_thread_anchor;
+#endif
+}
+
+/* ---- the default-heap slot ----------------------------------------------------------------
+ * ELF targets have native initial-exec TLS: the core keeps a `_Thread_local` pointer with a
+ * static initial value (LM_HEAP_SLOT_NATIVE). mingw-w64's gcc emulates `_Thread_local` through
+ * a call that allocates on first use (recursion when we are malloc), so on Windows the slot is
+ * a TLS index from TlsAlloc, read straight from the thread environment block (TlsGetValue
+ * would clear the thread's last-error value on every malloc). Unset slots read as NULL. */
+#if LM_PLATFORM_WINDOWS
+#define LM_HEAP_SLOT_NATIVE 0
+/* TlsAlloc's index + 1; 0 until the process is set up (lm_platform_process_setup). */
+extern _Atomic(uint32_t) lm_tls_slot_plus1;
+static inline void** lm_tls_slot_addr(uint32_t index) {
+  uintptr_t teb = lm_thread_id();
+  if (index < 64) return (void**)(teb + 0x1480) + index; /* TEB TlsSlots[64] */
+  void** expansion = *(void***)(teb + 0x1780);          /* TEB TlsExpansionSlots */
+  return expansion != NULL ? expansion + (index - 64) : NULL;
+}
+static inline void* lm_tls_slot_get(void) {
+  uint32_t s = atomic_load_explicit(&lm_tls_slot_plus1, memory_order_relaxed);
+  if (s == 0) return NULL;
+  void** slot = lm_tls_slot_addr(s - 1);
+  return slot != NULL ? *slot : NULL;
+}
+/* Writes through TlsSetValue (it allocates the expansion slots when needed). */
+void lm_tls_slot_set(void* value);
+/* Allocate the TLS index (once). */
+void lm_tls_slot_setup(void);
+#else
+#define LM_HEAP_SLOT_NATIVE 1
+#endif
+
+/* Once, at process setup, before the first heap is made current (Windows: the TLS index).
+ * Defined by the platform family's start file (core/start_*.c), which the call also ties into
+ * every static link, so that its start and end hooks come along. */
+void lm_platform_process_setup(void);
+
+/* ---- the libc override: an exported name that is the same symbol as an mi_ function ------- */
+#if defined(__has_attribute)
+#if __has_attribute(copy)
+#define LM_ALIAS_COPY(fun) copy(fun),
+#endif
+#endif
+#ifndef LM_ALIAS_COPY
+#define LM_ALIAS_COPY(fun)
+#endif
+/* PE has no symbol visibility: what a DLL exports is chosen by dllexport instead. */
+#if LM_PLATFORM_WINDOWS
+#define LM_ALIAS(fun) __attribute__((alias(#fun), LM_ALIAS_COPY(fun) used))
+#else
+#define LM_ALIAS(fun) __attribute__((alias(#fun), LM_ALIAS_COPY(fun) used, visibility("default")))
+#endif
+
+/* ---- formatting and paths -------------------------------------------------------------------
+ * Messages are formatted with the C library's vsnprintf. mingw-w64 builds use its C99 printf
+ * (__USE_MINGW_ANSI_STDIO, set by the build), which knows %zu as msvcrt's does not, so the
+ * compiler checks formats against that one. */
+#if LM_PLATFORM_WINDOWS
+#define LM_ATTR_PRINTF(fmt, args) __attribute__((format(gnu_printf, fmt, args)))
+#else
+#define LM_ATTR_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#endif
+
+/* The canonical absolute form of `name` into `buf` (LM_PATH_MAX bytes), or NULL (mi_realpath). */
+#if LM_PLATFORM_WINDOWS
+#include <stdlib.h> /* _fullpath */
+#define LM_PATH_MAX 260
+static inline char* lm_realpath(const char* name, char* buf) {
+  return _fullpath(buf, name, LM_PATH_MAX);
+}
+#else
+#define LM_PATH_MAX 4096
+char* realpath(const char* restrict name, char* restrict buf);
+static inline char* lm_realpath(const char* name, char* buf) { return realpath(name, buf); }
+#endif
+
+/* ---- the address space ----------------------------------------------------------------------
+ * Arenas are placed at hinted addresses from here on (randomised above it by up to
+ * LM_REGION_SPAN), far below where the OS puts other mappings, so "ours" is one range test in
+ * free. Linux x86-64 and aarch64 and Windows x64 all give user programs at least 47 bits. */
+#define LM_ADDRESS_BITS 48
+static inline uintptr_t lm_region_start(void) { return (uintptr_t)1 << 41; } /* 2 TiB */
+static inline uintptr_t lm_region_span(void) { return (uintptr_t)1 << 42; }  /* 4 TiB */
+
+#endif
