@@ -96,6 +96,29 @@ static const lm_backend_caps_t default_caps = {
     .has_numa = false,
 };
 
+/* Windows' rules (FAKE_BACKEND_OS=windows): 64 KiB reservations released only whole, decommitted
+ * memory inaccessible until committed again, no overcommit, no large pages without the
+ * privilege. */
+static const lm_backend_caps_t windows_caps = {
+    .page_size = 4096,
+    .alloc_granularity = 64 * 1024,
+    .large_page_size = 0,
+    .large_pages_absent = "imitating Windows without SeLockMemoryPrivilege",
+    .has_overcommit = false,
+    .has_partial_release = false,
+    .has_virtual_reserve = true,
+    .has_decommit = true,
+    .has_threads = true,
+    .has_numa = false,
+};
+
+static bool imitate_windows(void) {
+  const char* os = getenv("FAKE_BACKEND_OS");
+  return os != NULL && strcmp(os, "windows") == 0;
+}
+
+bool fake_backend_imitates_windows(void) { return imitate_windows(); }
+
 static _Noreturn void violation(const char* fmt, ...) {
   va_list args;
   va_start(args, fmt);
@@ -642,8 +665,9 @@ void fake_backend_reset(void) {
     memset(advice + res[i].start / unit, 0, res[i].size / unit);
   }
   res_count = reserved_bytes = committed_units = 0;
-  caps = default_caps;
+  caps = imitate_windows() ? windows_caps : default_caps;
   needs_recommit = unaligned = huge_pages = random_fails = false;
+  needs_recommit = imitate_windows();
   large_pages = 0;
   numa_bound = -1;
   numa_binds = 0;

@@ -263,6 +263,7 @@ static void test_os_alloc_aligned_returns_aligned_memory(void** state) {
 
 static void test_os_alloc_aligned_overallocates_when_backend_ignores_alignment(void** state) {
   (void)state;
+  if (fake_backend_imitates_windows()) skip(); /* the trim needs partial release */
   lm_mem_config_t c = base_config();
   start(&c);
   fake_backend_set_unaligned(true);
@@ -1007,6 +1008,7 @@ static void* restart_with_large_pages(const lm_mem_config_t* c, bool available, 
 
 static void test_arena_large_pages_only_when_allowed(void** state) {
   (void)state;
+  if (fake_backend_imitates_windows()) skip(); /* no large pages without the privilege */
   fake_backend_set_large_pages(true, true);
   lm_mem_config_t c = base_config();
   c.purge_delay_ms = 0; /* purge at once: pinned memory must not be */

@@ -459,6 +459,7 @@ static void test_segment_large_page_resizes_in_place(void** state) {
  * backend without the capability is never asked. */
 static void test_segment_large_pages_follow_small_pages_past_the_threshold(void** state) {
   (void)state;
+  if (fake_backend_imitates_windows()) skip(); /* no large-page advice on Windows */
   for (int advice = 1; advice >= 0; advice--) {
     lm_backend_caps_t caps;
     fake_backend_get_caps(&caps);
@@ -549,6 +550,7 @@ static void test_segment_huge_block_asks_for_large_pages_when_told(void** state)
  * pages from its start; one needed for a large block that did not fit keeps the threshold. */
 static void test_segment_outgrown_thread_gets_large_pages_from_the_start(void** state) {
   (void)state;
+  if (fake_backend_imitates_windows()) skip(); /* no large-page advice on Windows */
   lm_backend_caps_t caps;
   fake_backend_get_caps(&caps);
   caps.has_large_page_advice = true;
