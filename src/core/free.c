@@ -296,5 +296,9 @@ size_t lm_usable_size(const void* p) {
 
 size_t mi_usable_size(const void* p) mi_attr_noexcept { return lm_usable_size(p); }
 
+/* The CRT's _msize takes a non-const pointer (exported as _msize: override.h). */
+size_t lm_crt_msize(void* p) { return mi_usable_size(p); }
+
 LM_OVERRIDE_NAMES(mi_free)
 LM_OVERRIDE_NAMES(mi_usable_size)
+LM_OVERRIDE_NAMES(lm_crt_msize)

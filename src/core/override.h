@@ -99,18 +99,16 @@
 
 #elif LM_OVERRIDE && LM_PLATFORM_WINDOWS
 /* ---- Windows (static link) ------------------------------------------------------------------ */
-/* The CRT headers declare most of these names as DLL imports, and some with other qualifiers
- * than ours (_msize takes a non-const pointer): each takes the CRT's declared type, and the
- * warnings about redeclaring an import as a local definition are expected. A program compiled
- * against those headers calls through the import pointer `__imp_<name>`, so that pointer is
- * defined too, aimed at ours; the linker then takes neither from the CRT's import library. */
+/* The CRT headers declare most of these names as DLL imports: the warning about redeclaring an
+ * import as a local definition is expected. A program compiled against those headers calls
+ * through the import pointer `__imp_<name>`, so that pointer is defined too, aimed at ours;
+ * the linker then takes neither from the CRT's import library. */
 #undef LM_NAME
 #define LM_NAME(name, fun)                                    \
   _Pragma("GCC diagnostic push")                              \
   _Pragma("GCC diagnostic ignored \"-Wattributes\"")          \
-  _Pragma("GCC diagnostic ignored \"-Wattribute-alias\"")     \
-  extern __typeof__(name) name LM_ALIAS(fun);                 \
-  __typeof__(name)* __imp_##name = &fun;                      \
+  extern __typeof__(fun) name LM_ALIAS(fun);                  \
+  __typeof__(fun)* __imp_##name = &fun;                       \
   _Pragma("GCC diagnostic pop")
 #define LM_NAMES_mi_malloc LM_NAME(malloc, mi_malloc)
 #define LM_NAMES_mi_calloc LM_NAME(calloc, mi_calloc)
@@ -118,7 +116,7 @@
 #define LM_NAMES_mi_expand LM_NAME(_expand, mi_expand)
 /* A block from _aligned_malloc is one of ours: _aligned_free must be ours too. */
 #define LM_NAMES_mi_free LM_NAME(free, mi_free) LM_NAME(_aligned_free, mi_free)
-#define LM_NAMES_mi_usable_size LM_NAME(_msize, mi_usable_size)
+#define LM_NAMES_lm_crt_msize LM_NAME(_msize, lm_crt_msize)
 #define LM_NAMES_mi_recalloc LM_NAME(_recalloc, mi_recalloc)
 #define LM_NAMES_mi_strdup LM_NAME(_strdup, mi_strdup) LM_NAME(strdup, mi_strdup)
 #define LM_NAMES_lm_crt_aligned_malloc LM_NAME(_aligned_malloc, lm_crt_aligned_malloc)
@@ -172,6 +170,9 @@
 #endif
 #ifndef LM_NAMES_mi_free_small
 #define LM_NAMES_mi_free_small
+#endif
+#ifndef LM_NAMES_lm_crt_msize
+#define LM_NAMES_lm_crt_msize
 #endif
 #ifndef LM_NAMES_mi_recalloc
 #define LM_NAMES_mi_recalloc
