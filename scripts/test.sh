@@ -17,7 +17,11 @@
 #   5. build-valgrind/  -Dvalgrind=true: the API tests under valgrind, and suite valgrind
 #   6. build-guarded/  -Dguarded=true (guarded sampling on by default): suites unit and api
 #   7. build-secure-ordered/  -Dsecure=true -Dsecure_shuffle=false: suites unit, api, attacks
-#   8. debian packages  built, checked with lintian, a program built against Debian's
+#   8. build-win/  Windows: cross-built with mingw-w64 (cross/x86_64-w64-mingw32.txt,
+#      -Dwerror=true), every suite of tests/windows run under wine, headless, with its prefix in
+#      build-win/wineprefix; installs gcc-mingw-w64-x86-64, wine and wine64 when it can (as root
+#      with apt-get), else says so and skips
+#   9. debian packages  built, checked with lintian, a program built against Debian's
 #      libmimalloc-dev run on them, the consumers built against them (scripts/deb.sh; with
 #      CI=true installed in place of Debian's packages)
 #
@@ -141,6 +145,62 @@ run_consumers() {
   fi
 }
 
+# run_windows TIMEOUT_S: the Windows build under wine (stage 8). Wine's background services keep
+# a pipe open until the wineserver exits, so the server is started first with its output on
+# /dev/null, the prefix is made once (wineboot, the slow part: ~10 s), and the server is stopped
+# at the end (or this step would never end).
+run_windows() {
+  local limit=$1 dir=build-win
+  have_windows_tools() {
+    command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 && command -v wine >/dev/null 2>&1 &&
+      command -v wineserver >/dev/null 2>&1
+  }
+  if ! have_windows_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "windows: installing gcc-mingw-w64-x86-64 wine wine64"
+    DEBIAN_FRONTEND=noninteractive apt-get update &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        gcc-mingw-w64-x86-64 wine wine64
+  fi
+  if ! have_windows_tools; then
+    echo "note: windows: mingw-w64 or wine is missing and could not be installed (needs root" \
+      "and apt-get): the Windows suites are skipped" >&2
+    return
+  fi
+  say "windows: meson setup $dir --cross-file cross/x86_64-w64-mingw32.txt -Dwerror=true"
+  if ! fresh_setup "$dir" --cross-file cross/x86_64-w64-mingw32.txt -Dwerror=true; then
+    fail "windows: meson setup"
+    return
+  fi
+  say "windows: ninja -C $dir"
+  if ! ninja -C "$dir"; then
+    fail "windows: ninja (build)"
+    return
+  fi
+  say "windows: a headless wine prefix in $dir/wineprefix"
+  (
+    # no display, no debug channels, no Mono/Gecko installers at the prefix's creation
+    export WINEPREFIX="$PWD/$dir/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+    unset DISPLAY
+    wineserver -p </dev/null >/dev/null 2>&1
+    timeout 300 wine wineboot -i </dev/null >/dev/null 2>&1 || echo "note: windows: wineboot exited $?"
+    say "windows: meson test -C $dir (exe wrapper wine)"
+    rc=0
+    timeout --kill-after=30 "$limit" \
+      meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" || rc=$?
+    wineserver -k >/dev/null 2>&1
+    exit $rc
+  )
+  local rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "windows: meson test ran past ${limit}s"
+  fi
+  if [ -f "$dir/meson-logs/testlog.json" ]; then
+    logs+=("$dir/meson-logs/testlog.json")
+  else
+    fail "windows: meson test exited $rc without a log"
+  fi
+}
+
 if ! install_missing; then
   fail "install: packages missing"
 fi
@@ -218,7 +278,10 @@ else
   fail "valgrind: not installed"
 fi
 
-# 8. The Debian packages (scripts/deb.sh): built from debian/, lintian clean, a program built
+# 8. Windows: mingw-w64 cross build, the tests/windows suites under wine
+run_windows 900
+
+# 9. The Debian packages (scripts/deb.sh): built from debian/, lintian clean, a program built
 #    against Debian's own libmimalloc-dev runs on them, the consumers build against their files.
 #    Last, because with CI=true they are installed in place of Debian's packages (a CI machine
 #    is a throwaway), and the stages before use Debian's header for the ABI test; elsewhere
