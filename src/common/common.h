@@ -58,6 +58,9 @@
 /* ---- assertions -------------------------------------------------------------------------- */
 __attribute__((noreturn)) void lm_assert_fail(const char* expr, const char* file, int line,
                                              const char* func);
+/* Called by lm_assert_fail before it stops the program, when set (the core sets it). */
+typedef void lm_assert_report_fun(const char* expr, const char* file, int line, const char* func);
+extern lm_assert_report_fun* _Atomic lm_assert_reporter;
 #if LM_DEBUG >= 1
 #define lm_assert(x) ((x) ? (void)0 : lm_assert_fail(#x, __FILE__, __LINE__, __func__))
 #else

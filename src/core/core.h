@@ -561,6 +561,8 @@ long lm_option_get(int option);
 /* ---- messages (output.c) ---------------------------------------------------------------------- */
 /* Write a message as it is (no prefix) to the registered output or stderr. */
 void lm_output_raw(const char* msg);
+/* Report a failed assertion (the reporter lm_assert_fail calls; installed at process setup). */
+void lm_assert_report(const char* expr, const char* file, int line, const char* func);
 void lm_message(const char* fmt, ...) LM_ATTR_PRINTF(1, 2);
 void lm_warning(const char* fmt, ...) LM_ATTR_PRINTF(1, 2);
 /* Report an error through the registered error handler (and the output when shown). */

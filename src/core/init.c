@@ -100,6 +100,7 @@ static void thread_exit_hook(void* arg);
 static void process_setup(void) {
   const lm_backend_t* backend = lm_backend_default();
   lm_process.backend = backend;
+  atomic_store(&lm_assert_reporter, lm_assert_report);
   lm_platform_process_setup();
   lm_options_init();
   lm_mem_config_t mem;
