@@ -1,6 +1,6 @@
 /* The fake backend (see fake_backend.h for its rules).
  *
- * State: one buffer reserved once with real mmap (PROT_NONE, NORESERVE, 1 GiB aligned), a
+ * State: one buffer reserved once with real mmap (VirtualAlloc on Windows; 1 GiB aligned), a
  * sorted table of live reservations (offsets into the buffer), and one state byte per real OS
  * page of the buffer. Real protections always match the state bytes: only COMMITTED and
  * DECOMMITTED (Linux-like: accessible, reads zero) pages are accessible. Released ranges are
@@ -14,16 +14,20 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
-#include <pthread.h>
+#include <pthread.h> /* winpthreads on Windows */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
+#endif
 
 #define BUFFER_SIZE (16 * LM_GiB) /* address space only; 4 GiB and 1 GiB are fallbacks */
 #define MAX_RESERVATIONS 8192
@@ -131,25 +135,55 @@ static _Noreturn void violation(const char* fmt, ...) {
 
 /* ---- the buffer and its page states ------------------------------------------------------ */
 
-static void buffer_init(void) {
+/* ---- the real memory under the fake: the few OS calls it needs, for Linux and Windows ------ */
+#ifdef _WIN32
+static size_t real_page_size(void) {
+  SYSTEM_INFO si;
+  GetSystemInfo(&si);
+  return si.dwPageSize;
+}
+/* Inaccessible address space, 1 GiB aligned (the over-reservation stays: no partial release). */
+static uint8_t* real_reserve_aligned(size_t size) {
+  uint8_t* p = VirtualAlloc(NULL, size + LM_GiB, MEM_RESERVE, PAGE_NOACCESS);
+  return p == NULL ? NULL : lm_align_up_ptr(p, LM_GiB);
+}
+static void* real_table(size_t size) {
+  return VirtualAlloc(NULL, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+}
+#else
+static size_t real_page_size(void) {
   long ps = sysconf(_SC_PAGESIZE);
-  unit = ps > 0 ? (size_t)ps : 4096;
+  return ps > 0 ? (size_t)ps : 4096;
+}
+static uint8_t* real_reserve_aligned(size_t size) {
+  /* Over-reserve by 1 GiB and trim, so alignments up to 1 GiB can be honoured. */
+  uint8_t* p = mmap(NULL, size + LM_GiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                    -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  uint8_t* b = lm_align_up_ptr(p, LM_GiB);
+  if (b > p) munmap(p, (size_t)(b - p));
+  munmap(b + size, (size_t)(p + LM_GiB - b));
+  return b;
+}
+static void* real_table(size_t size) {
+  void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+#endif
+
+static void buffer_init(void) {
+  unit = real_page_size();
   caps = default_caps;
-  const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
   for (span = BUFFER_SIZE; span >= LM_GiB; span /= 4) {
-    /* Over-reserve by 1 GiB and trim, so alignments up to 1 GiB can be honoured. */
-    uint8_t* p = mmap(NULL, span + LM_GiB, PROT_NONE, flags, -1, 0);
-    if (p == MAP_FAILED) continue;
-    base = lm_align_up_ptr(p, LM_GiB);
-    if (base > p) munmap(p, (size_t)(base - p));
-    munmap(base + span, (size_t)(p + LM_GiB - base));
-    break;
+    base = real_reserve_aligned(span);
+    if (base != NULL) break;
   }
   if (base == NULL) violation("cannot reserve the fake's buffer (ulimit -v?)");
-  pages = mmap(NULL, span / unit, PROT_READ | PROT_WRITE, flags, -1, 0);
-  if (pages == MAP_FAILED) violation("cannot map the page-state table");
-  advice = mmap(NULL, span / unit, PROT_READ | PROT_WRITE, flags, -1, 0);
-  if (advice == MAP_FAILED) violation("cannot map the advice table");
+  pages = real_table(span / unit);
+  if (pages == NULL) violation("cannot map the page-state table");
+  advice = real_table(span / unit);
+  if (advice == NULL) violation("cannot map the advice table");
 }
 
 static void enter(void) {
@@ -177,12 +211,37 @@ static void set_state(size_t first, size_t n, uint8_t to, bool scribble_new) {
   }
 }
 
-static void protect_real(size_t off, size_t size, int prot) {
-  if (mprotect(base + off, size, prot) != 0) violation("real mprotect failed: %d", errno);
+/* The real protection follows the fake's states: accessible (rw) or not. */
+#ifdef _WIN32
+static void real_access(size_t off, size_t size, bool rw) {
+  DWORD old;
+  bool ok = rw ? VirtualAlloc(base + off, size, MEM_COMMIT, PAGE_READWRITE) != NULL &&
+                     VirtualProtect(base + off, size, PAGE_READWRITE, &old)
+               : VirtualProtect(base + off, size, PAGE_NOACCESS, &old);
+  if (!ok) violation("real VirtualAlloc/VirtualProtect failed: %lu", GetLastError());
 }
-
-/* Give the physical pages back so the range reads zero the next time it is accessible. */
-static void discard_real(size_t off, size_t size) { madvise(base + off, size, MADV_DONTNEED); }
+/* Inaccessible and given back: the range reads zero when it is made accessible again. */
+static void real_drop(size_t off, size_t size) { VirtualFree(base + off, size, MEM_DECOMMIT); }
+/* The accessible pages of the range read zero from now on (others keep their state). */
+static void real_zero_accessible(size_t off, size_t size) {
+  for (size_t i = off / unit; i < (off + size) / unit; i++) {
+    if (accessible(pages[i])) memset(base + i * unit, 0, unit);
+  }
+}
+#else
+static void real_access(size_t off, size_t size, bool rw) {
+  if (mprotect(base + off, size, rw ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
+    violation("real mprotect failed: %d", errno);
+  }
+}
+static void real_drop(size_t off, size_t size) {
+  madvise(base + off, size, MADV_DONTNEED);
+  real_access(off, size, false);
+}
+static void real_zero_accessible(size_t off, size_t size) {
+  madvise(base + off, size, MADV_DONTNEED); /* physical pages back: they refault as zero */
+}
+#endif
 
 /* ---- argument checks ------------------------------------------------------------------------ */
 
@@ -279,7 +338,7 @@ static int place(void* hint, size_t size, size_t try_align, bool commit, void** 
   res_count++;
   reserved_bytes += size;
   commit = commit || !caps.has_virtual_reserve; /* wasm-like: everything is committed */
-  if (commit) protect_real(start, size, PROT_READ | PROT_WRITE);
+  if (commit) real_access(start, size, true);
   set_state(start / unit, size / unit, commit ? PG_COMMITTED : PG_RESERVED, !reserve_zero);
   *addr = base + start;
   *is_zero = reserve_zero;
@@ -310,8 +369,7 @@ static int fake_release(void* addr, size_t size) {
     leave();
     return ENOMEM;
   }
-  discard_real(off, size);
-  protect_real(off, size, PROT_NONE);
+  real_drop(off, size);
   set_state(off / unit, size / unit, PG_FREE, false);
   memset(advice + off / unit, 0, size / unit);
   reserved_bytes -= size;
@@ -345,7 +403,7 @@ static bool page_op(fake_op_t op, void* addr, size_t size) {
 
 static int fake_commit(void* addr, size_t size, bool* is_zero) {
   if (!page_op(FAKE_OP_COMMIT, addr, size)) return ENOMEM;
-  protect_real(off_of(addr), size, PROT_READ | PROT_WRITE);
+  real_access(off_of(addr), size, true);
   set_state(off_of(addr) / unit, size / unit, PG_COMMITTED, true);
   *is_zero = false; /* pages committed before keep their contents; new ones are scribbled */
   leave();
@@ -360,11 +418,10 @@ static int fake_decommit(void* addr, size_t size, bool* recommit) {
       if (accessible(pages[i])) memset(base + i * unit, SCRIBBLE, unit);
     }
   } else if (needs_recommit) { /* Windows-like: inaccessible until committed again */
-    discard_real(off, size);
-    protect_real(off, size, PROT_NONE);
+    real_drop(off, size);
     set_state(first, n, PG_RESERVED, false);
   } else { /* Linux-like: accessible pages stay accessible and read zero */
-    discard_real(off, size);
+    real_zero_accessible(off, size);
     for (size_t i = first; i < first + n; i++) {
       uint8_t to = accessible(pages[i])                                     ? PG_DECOMMITTED
                    : pages[i] == PG_PROTECTED || pages[i] == PG_PROTECTED_GONE ? PG_PROTECTED_GONE
@@ -413,7 +470,7 @@ static int fake_protect(void* addr, size_t size, bool protect) {
     leave();
     return ENOMEM;
   }
-  protect_real(off_of(addr), size, protect ? PROT_NONE : PROT_READ | PROT_WRITE);
+  real_access(off_of(addr), size, !protect);
   for (size_t i = first; i < first + n; i++) { /* a page whose memory is gone stays so */
     bool gone = pages[i] == PG_DECOMMITTED || pages[i] == PG_PROTECTED_GONE;
     set_state(i, 1, protect ? (gone ? PG_PROTECTED_GONE : PG_PROTECTED)
@@ -604,6 +661,14 @@ static int fake_thread_start(lm_thread_fun* fn, void* arg) {
   return err;
 }
 
+#ifdef _WIN32
+static void fake_wait_on(_Atomic(uint32_t)* addr, uint32_t expected, int64_t timeout_ms) {
+  WaitOnAddress((volatile void*)addr, &expected, sizeof(expected),
+                timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
+}
+
+static void fake_wake_all(_Atomic(uint32_t)* addr) { WakeByAddressAll((void*)addr); }
+#else
 static void fake_wait_on(_Atomic(uint32_t)* addr, uint32_t expected, int64_t timeout_ms) {
   struct timespec ts = {(time_t)(timeout_ms / 1000), (long)(timeout_ms % 1000) * 1000000};
   syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAIT_PRIVATE, expected, timeout_ms < 0 ? NULL : &ts,
@@ -613,6 +678,7 @@ static void fake_wait_on(_Atomic(uint32_t)* addr, uint32_t expected, int64_t tim
 static void fake_wake_all(_Atomic(uint32_t)* addr) {
   syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
+#endif
 
 static int fake_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
   enter();
@@ -659,8 +725,7 @@ const lm_backend_t* lm_backend_default(void) { return &fake; }
 void fake_backend_reset(void) {
   enter();
   for (size_t i = 0; i < res_count; i++) {
-    discard_real(res[i].start, res[i].size);
-    protect_real(res[i].start, res[i].size, PROT_NONE);
+    real_drop(res[i].start, res[i].size);
     memset(pages + res[i].start / unit, PG_FREE, res[i].size / unit);
     memset(advice + res[i].start / unit, 0, res[i].size / unit);
   }
