@@ -8,6 +8,8 @@
 
 #include "backend/select.c"
 
+#include "common/assert.c"
+
 #include "arena/os.c"
 #include "arena/bitmap.c"
 #include "arena/arena.c"
