@@ -508,6 +508,7 @@ static void test_segment_large_pages_follow_small_pages_past_the_threshold(void*
  * Not where large pages are off (large_pages_from 0) or the backend has no such advice. */
 static void test_segment_huge_block_asks_for_large_pages_when_told(void** state) {
   (void)state;
+  if (fake_backend_imitates_windows()) skip(); /* no large-page advice on Windows */
   for (int mode = 0; mode < 3; mode++) { /* 0: on, 1: option off, 2: no capability */
     lm_backend_caps_t caps;
     fake_backend_get_caps(&caps);
