@@ -217,15 +217,18 @@ static void real_access(size_t off, size_t size, bool rw) {
   DWORD old;
   bool ok = rw ? VirtualAlloc(base + off, size, MEM_COMMIT, PAGE_READWRITE) != NULL &&
                      VirtualProtect(base + off, size, PAGE_READWRITE, &old)
-               : VirtualProtect(base + off, size, PAGE_NOACCESS, &old);
+               : VirtualProtect(base + off, size, PAGE_NOACCESS, &old) ||
+                     VirtualFree(base + off, size, MEM_DECOMMIT); /* partly gone already */
   if (!ok) violation("real VirtualAlloc/VirtualProtect failed: %lu", GetLastError());
 }
 /* Inaccessible and given back: the range reads zero when it is made accessible again. */
 static void real_drop(size_t off, size_t size) { VirtualFree(base + off, size, MEM_DECOMMIT); }
-/* The accessible pages of the range read zero from now on (others keep their state). */
+/* The accessible pages of the range read zero from now on; protected ones lose their memory
+ * (made accessible again, they read zero too); the others keep their state. */
 static void real_zero_accessible(size_t off, size_t size) {
   for (size_t i = off / unit; i < (off + size) / unit; i++) {
     if (accessible(pages[i])) memset(base + i * unit, 0, unit);
+    else if (pages[i] == PG_PROTECTED) VirtualFree(base + i * unit, unit, MEM_DECOMMIT);
   }
 }
 #else
