@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: installs what is missing, then builds and tests nine ways.
+# The project's test command: installs what is missing, then builds and tests these ways.
 #
 #   scripts/test.sh
 #
