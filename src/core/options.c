@@ -18,11 +18,12 @@ typedef struct option_desc_s {
   const char* name;   /* without the mimalloc_ prefix */
   const char* legacy; /* older name, or NULL */
   bool is_kib;        /* a size in KiB: accepts K/M/G/T suffixes */
+  bool warned;        /* its invalid value was reported (the second reading stays quiet) */
 } option_desc_t;
 
-#define OPT(name, def) {0, OPTION_UNINIT, (def), #name, NULL, false}
-#define OPT_LEGACY(name, def, legacy) {0, OPTION_UNINIT, (def), #name, #legacy, false}
-#define OPT_KIB(name, def) {0, OPTION_UNINIT, (def), #name, NULL, true}
+#define OPT(name, def) {0, OPTION_UNINIT, (def), #name, NULL, false, false}
+#define OPT_LEGACY(name, def, legacy) {0, OPTION_UNINIT, (def), #name, #legacy, false, false}
+#define OPT_KIB(name, def) {0, OPTION_UNINIT, (def), #name, NULL, true, false}
 
 static option_desc_t options[_mi_option_last] = {
     OPT(show_errors, LM_DEBUG > 0 ? 1 : 0),
@@ -31,7 +32,7 @@ static option_desc_t options[_mi_option_last] = {
     OPT(eager_commit, 1),
     OPT_LEGACY(arena_eager_commit, 2, eager_region_commit),
     OPT_LEGACY(purge_decommits, 1, reset_decommits),
-    OPT_LEGACY(allow_large_os_pages, 0, large_os_pages),
+    OPT_LEGACY(allow_large_os_pages, LM_HUGE_PAGES && LM_LARGE_PAGES_DEFAULT, large_os_pages),
     OPT(reserve_huge_os_pages, 0),
     OPT(reserve_huge_os_pages_at, -1),
     OPT_KIB(reserve_os_memory, 0),
@@ -154,8 +155,13 @@ static void option_init(mi_option_t option) {
     desc->value = value;
     desc->state = OPTION_INITIALIZED;
   } else {
-    lm_warning("environment option mimalloc_%s has an invalid value (\"%s\"); using the default",
-               desc->name, buf);
+    /* Read again from the library constructor when an earlier allocation (libnuma's
+     * constructor, in a build that links it) started the process: one warning is enough. */
+    if (!desc->warned) {
+      lm_warning("environment option mimalloc_%s has an invalid value (\"%s\"); using the default",
+                 desc->name, buf);
+    }
+    desc->warned = true;
     desc->value = desc->default_value;
     desc->state = OPTION_DEFAULTED;
   }
