@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -320,6 +321,48 @@ static void test_numa_node_count_matches_sysfs(void** state) {
   assert_int_equal(os->numa_node_count(), highest + 1);
 }
 
+/* Binding is a policy the kernel keeps for the range: read it back with get_mempolicy (raw
+ * syscall, so the test is the same with and without libnuma), before and after the first
+ * touch, and check that the touched page landed on node 0. */
+#define TEST_MPOL_DEFAULT 0
+#define TEST_MPOL_PREFERRED 1
+#define TEST_MPOL_F_NODE 1
+#define TEST_MPOL_F_ADDR 2
+static long policy_of(void* p, int* mode, unsigned long* mask, unsigned long maxnode) {
+  return syscall(SYS_get_mempolicy, mode, mask, maxnode, p, TEST_MPOL_F_ADDR);
+}
+
+static void test_numa_bind_to_node_0_sticks(void** state) {
+  (void)state;
+  size_t size = 4 * caps.page_size;
+  void* p = NULL;
+  bool zero = false;
+  assert_int_equal(os->reserve(NULL, size, 0, true, &p, &zero), 0);
+  int mode = -1;
+  unsigned long mask[4] = {0}; /* 256 nodes, what the backend's mask covers */
+  if (policy_of(p, &mode, mask, 256) != 0) {
+    os->release(p, size);
+    skip(); /* a kernel without NUMA policy support (ENOSYS) */
+  }
+  assert_int_equal(mode, TEST_MPOL_DEFAULT); /* nothing bound yet */
+  assert_int_equal(os->numa_bind(p, size, 0), 0);
+  memset(mask, 0, sizeof(mask));
+  assert_int_equal(policy_of(p, &mode, mask, 256), 0);
+  assert_int_equal(mode, TEST_MPOL_PREFERRED);
+  assert_int_equal(mask[0], 1UL); /* node 0, and only it */
+  memset(p, 1, size);
+  int node = -1;
+  assert_int_equal(syscall(SYS_get_mempolicy, &node, NULL, 0, p, TEST_MPOL_F_NODE | TEST_MPOL_F_ADDR), 0);
+  assert_int_equal(node, 0);
+  assert_int_equal(policy_of(p, &mode, mask, 256), 0); /* still bound after the touch */
+  assert_int_equal(mode, TEST_MPOL_PREFERRED);
+  /* A node beyond the mask is refused, and leaves the policy as it was. */
+  assert_int_not_equal(os->numa_bind(p, size, 100000), 0);
+  assert_int_equal(policy_of(p, &mode, mask, 256), 0);
+  assert_int_equal(mode, TEST_MPOL_PREFERRED);
+  assert_int_equal(os->release(p, size), 0);
+}
+
 static void test_clock_is_monotonic(void** state) {
   (void)state;
   int64_t t0 = os->clock_ms();
@@ -489,6 +532,7 @@ int main(void) {
       cmocka_unit_test(test_large_page_advice_follows_the_thp_mode),
       cmocka_unit_test(test_numa_node_is_in_range),
       cmocka_unit_test(test_numa_node_count_matches_sysfs),
+      cmocka_unit_test(test_numa_bind_to_node_0_sticks),
       cmocka_unit_test(test_clock_is_monotonic),
       cmocka_unit_test(test_random_bytes_differ_across_calls),
       cmocka_unit_test(test_getenv_is_case_insensitive),

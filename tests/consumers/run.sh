@@ -217,6 +217,10 @@ consumer_meson_pkgconfig() {
   printf '\n$ pkg-config --static --libs mimalloc\n%s\n' "$libs" >>"$CLOG"
   local want wants=(-lmimalloc -pthread)
   [ -n "$STAGE" ] && wants+=("-L$S_LIBDIR") # (the system's own folder goes without -L)
+  # a library that links libnuma must have a static link name it too (Requires.private: numa)
+  if readelf -d "$S_LIBDIR"/libmimalloc.so.2 2>/dev/null | grep -q 'libnuma'; then
+    wants+=(-lnuma)
+  fi
   for want in "${wants[@]}"; do
     case " $libs " in
       *" $want "*) ;;

@@ -42,6 +42,11 @@
 #ifndef LM_HAVE_LIBNUMA
 #define LM_HAVE_LIBNUMA 0
 #endif
+#if LM_HAVE_LIBNUMA
+#include <numa.h>
+#include <numaif.h>
+#include <sched.h>
+#endif
 
 extern char** environ;
 
@@ -150,12 +155,17 @@ static int linux_protect(void* addr, size_t size, bool protect) {
 static int linux_numa_bind(void* addr, size_t size, int node) {
   if (node < 0 || node >= MAX_NUMA_NODES) return EINVAL;
   /* Pages are placed at first touch, so binding before that decides where they land.
-   * The kernel reads maxnode-1 bits, hence the +1. */
+   * The kernel reads maxnode-1 bits, hence the +1. A mask on the stack: libnuma's own
+   * numa_tonode_memory would allocate one. */
   unsigned long mask[MAX_NUMA_NODES / (8 * sizeof(unsigned long))] = {0};
   mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(long)));
+#if LM_HAVE_LIBNUMA
+  return mbind(addr, size, MPOL_PREFERRED, mask, MAX_NUMA_NODES + 1, 0) == 0 ? 0 : errno;
+#else
   return syscall(SYS_mbind, addr, size, LINUX_MPOL_PREFERRED, mask, MAX_NUMA_NODES + 1, 0) == 0
              ? 0
              : errno;
+#endif
 }
 
 static int linux_reserve_huge(void* hint, size_t size, int numa_node, void** addr,
@@ -218,11 +228,40 @@ static int linux_large_pages_allow(bool allow) {
 
 /* ---- machine ------------------------------------------------------------------------------- */
 
-static int linux_numa_node(void) {
+static int getcpu_node(void) {
   unsigned cpu = 0, node = 0;
   if (syscall(SYS_getcpu, &cpu, &node, NULL) != 0) return 0;
   return (int)node;
 }
+
+#if LM_HAVE_LIBNUMA
+/* CPU -> node, from libnuma, filled once at load (node ids fit 8 bits: MAX_NUMA_NODES). */
+#define CPU_TABLE_SIZE 1024
+static uint8_t cpu_node[CPU_TABLE_SIZE];
+static _Atomic(int) cpu_table_cpus; /* entries filled; 0 until the constructor ran */
+
+__attribute__((constructor)) static void cpu_table_fill(void) {
+  if (numa_available() < 0) return; /* no NUMA support in the kernel: getcpu then */
+  int cpus = numa_num_configured_cpus();
+  if (cpus <= 0) return;
+  if (cpus > CPU_TABLE_SIZE) cpus = CPU_TABLE_SIZE;
+  for (int cpu = 0; cpu < cpus; cpu++) {
+    int node = numa_node_of_cpu(cpu); /* allocates: fine here, never inside malloc */
+    cpu_node[cpu] = (uint8_t)(node >= 0 && node < MAX_NUMA_NODES ? node : 0);
+  }
+  atomic_store_explicit(&cpu_table_cpus, cpus, memory_order_release);
+}
+
+static int linux_numa_node(void) {
+  /* sched_getcpu is a vDSO call (no kernel entry); the table turns it into a node. */
+  int cpu = sched_getcpu();
+  int filled = atomic_load_explicit(&cpu_table_cpus, memory_order_acquire);
+  if (cpu >= 0 && cpu < filled) return cpu_node[cpu];
+  return getcpu_node(); /* before the constructor ran, or a CPU beyond the table */
+}
+#else
+static int linux_numa_node(void) { return getcpu_node(); }
+#endif
 
 /* The highest id in a kernel node list such as "0", "0-3" or "0,2-5\n"; -1 if none. */
 static int highest_in_node_list(const char* list, long len) {
@@ -240,15 +279,29 @@ static int highest_in_node_list(const char* list, long len) {
   return highest;
 }
 
-static int linux_numa_node_count(void) {
-  int count = lm_load_relaxed(&numa_count_cache);
-  if (count > 0) return count;
-  /* Node ids may be sparse: count up to the highest online id so numa_node() < count. One
-   * read of the kernel's list (probing node0..node255 cost 256 syscalls at every start). */
+/* The raw count: node ids may be sparse, so count up to the highest online id, which keeps
+ * numa_node() < count. One read of the kernel's list (probing node0..node255 cost 256
+ * syscalls at every start). */
+static int sysfs_node_count(void) {
   char list[256];
   long len = read_file("/sys/devices/system/node/online", list, sizeof(list) - 1);
   int highest = len > 0 ? highest_in_node_list(list, len) : -1;
-  count = highest < 0 ? 1 : highest + 1;
+  return highest < 0 ? 1 : highest + 1;
+}
+
+static int linux_numa_node_count(void) {
+  int count = lm_load_relaxed(&numa_count_cache);
+  if (count > 0) return count;
+  count = 0;
+#if LM_HAVE_LIBNUMA
+  /* numa_max_node reads what libnuma's constructor found; it is -1 while that constructor is
+   * still running (its own first malloc can start this allocator): the raw count then. */
+  if (numa_available() >= 0) {
+    int highest = numa_max_node();
+    if (highest >= 0) count = highest < MAX_NUMA_NODES ? highest + 1 : MAX_NUMA_NODES;
+  }
+#endif
+  if (count <= 0) count = sysfs_node_count();
   lm_store_relaxed(&numa_count_cache, count);
   return count;
 }
@@ -409,7 +462,7 @@ static void linux_init(lm_backend_caps_t* caps) {
       .has_virtual_reserve = true,
       .has_decommit = true,
       .has_threads = true,
-      .has_numa = LM_HAVE_LIBNUMA && linux_numa_node_count() > 1,
+      .has_numa = linux_numa_node_count() > 1,
       .has_large_page_advice = thp_on_advice(),
   };
 }
