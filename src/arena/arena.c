@@ -178,6 +178,7 @@ static int arena_add_reserved(lm_arenas_t* arenas, void* start, size_t size, boo
 int lm_arena_reserve_ex(lm_arenas_t* arenas, size_t size, bool commit, bool allow_large,
                         bool exclusive, int numa_node, int* arena_id) {
   if (arena_id != NULL) *arena_id = 0;
+  if (!lm_arenas_node_valid(arenas, numa_node)) return EINVAL;
   size = lm_align_up(size, LM_ARENA_BLOCK_SIZE);
   if (size == 0) return ENOMEM;
   lm_memid_t memid;
@@ -204,6 +205,7 @@ int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_commi
   uintptr_t lo = lm_align_up((uintptr_t)start, LM_ARENA_BLOCK_SIZE);
   uintptr_t hi = lm_align_down((uintptr_t)start + size, LM_ARENA_BLOCK_SIZE);
   if (start == NULL || hi <= lo || hi > (uintptr_t)start + size) return EINVAL;
+  if (!lm_arenas_node_valid(arenas, numa_node)) return EINVAL;
   lm_memid_t memid = {.kind = LM_MEM_EXTERNAL,
                       .is_pinned = is_pinned,
                       .initially_committed = is_committed,
@@ -219,11 +221,14 @@ int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool
                           int* arena_id) {
   if (arena_id != NULL) *arena_id = 0;
   if (pages == 0) return 0;
+  if (!lm_arenas_node_valid(arenas, numa_node)) return EINVAL;
   if (arenas->backend->reserve_huge == NULL || pages > ((size_t)1 << 20)) return ENOMEM;
   void* start = NULL;
   bool is_zero = false;
   size_t size = pages * LM_GiB;
-  if (arenas->backend->reserve_huge(NULL, size, numa_node, &start, &is_zero) != 0) return ENOMEM;
+  /* Pretended nodes (use_numa_nodes on a machine without NUMA) are told apart, never bound. */
+  int bind = arenas->caps.has_numa ? numa_node : -1;
+  if (arenas->backend->reserve_huge(NULL, size, bind, &start, &is_zero) != 0) return ENOMEM;
   lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
   lm_stat_increase(&arenas->stats.committed, (int64_t)size);
   lm_memid_t memid = {.kind = LM_MEM_OS, .os_base = start, .os_size = size, .is_pinned = true,

@@ -180,12 +180,16 @@ bool lm_arenas_contain(lm_arenas_t* arenas, const void* p);
 int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
                      int* arena_id);
 /* The same, on large OS pages when `allow_large` and the policy allows them (committed
- * arenas only), for NUMA node `numa_node` (-1: any). */
+ * arenas only), for NUMA node `numa_node` (-1: any; EINVAL for a node not told apart). */
 int lm_arena_reserve_ex(lm_arenas_t* arenas, size_t size, bool commit, bool allow_large,
                         bool exclusive, int numa_node, int* arena_id);
 /* The NUMA node of the calling thread as arenas see it (-1 when NUMA is not told apart), and
  * the node an arena serves (-1: any). */
 int lm_arenas_numa_node(lm_arenas_t* arenas);
+/* A node an arena may be given: -1 (any) or one of the nodes told apart. */
+static inline bool lm_arenas_node_valid(const lm_arenas_t* arenas, int numa_node) {
+  return numa_node >= -1 && numa_node < arenas->numa_count;
+}
 int lm_arena_numa_node(lm_arenas_t* arenas, int arena_id);
 /* Was the arena's memory given large OS pages, and are they pinned (never purged)? */
 bool lm_arena_is_large(lm_arenas_t* arenas, int arena_id, bool* is_pinned);
@@ -195,7 +199,7 @@ bool lm_arena_is_large(lm_arenas_t* arenas, int arena_id, bool* is_pinned);
 int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_committed,
                     bool is_pinned, bool is_zero, int numa_node, bool exclusive, int* arena_id);
 /* Reserve `pages` 1 GiB huge OS pages as one pinned arena (bound to numa_node when >= 0).
- * Returns 0, or ENOMEM when the OS has none. */
+ * Returns 0, ENOMEM when the OS has none, EINVAL for a node not told apart. */
 int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool exclusive,
                           int* arena_id);
 /* Start and size of arena `arena_id` (NULL if there is none); how many arenas exist; whether

@@ -4,6 +4,15 @@
 
 static bool ready(void) { return lm_process_ensure_init(); }
 
+/* A node the arenas do not tell apart is bad input: reported, and refused as ENOMEM (not
+ * EINVAL, which hardened builds treat as heap misuse and abort on). */
+static bool node_ok(int numa_node) {
+  if (lm_arenas_node_valid(&lm_process.arenas, numa_node)) return true;
+  lm_error(ENOMEM, "numa node %d is not one of the %d nodes told apart", numa_node,
+           lm_process.arenas.numa_count);
+  return false;
+}
+
 int mi_reserve_os_memory_ex(size_t size, bool commit, bool allow_large, bool exclusive,
                             mi_arena_id_t* arena_id) mi_attr_noexcept {
   if (!ready()) return ENOMEM;
@@ -21,7 +30,8 @@ int mi_reserve_os_memory(size_t size, bool commit, bool allow_large) mi_attr_noe
 bool mi_manage_os_memory_ex(void* start, size_t size, bool is_committed, bool is_large,
                             bool is_zero, int numa_node, bool exclusive,
                             mi_arena_id_t* arena_id) mi_attr_noexcept {
-  if (!ready()) return false;
+  if (arena_id != NULL) *arena_id = 0;
+  if (!ready() || !node_ok(numa_node)) return false;
   int err = lm_arena_manage(&lm_process.arenas, start, size, is_committed, is_large, is_zero,
                             numa_node, exclusive, arena_id);
   if (err != 0) lm_warning("unable to manage memory at %p (%zu bytes): error %d", start, size, err);
@@ -41,7 +51,9 @@ void* mi_arena_area(mi_arena_id_t arena_id, size_t* size) {
 int mi_reserve_huge_os_pages_at_ex(size_t pages, int numa_node, size_t timeout_msecs,
                                    bool exclusive, mi_arena_id_t* arena_id) mi_attr_noexcept {
   (void)timeout_msecs; /* one mmap call: it does not loop, so there is nothing to time out */
+  if (arena_id != NULL) *arena_id = 0;
   if (!ready()) return ENOMEM;
+  if (!node_ok(numa_node)) return ENOMEM;
   int err = lm_arena_reserve_huge(&lm_process.arenas, pages, numa_node, exclusive, arena_id);
   if (err != 0) lm_warning("unable to reserve %zu huge (1 GiB) OS pages", pages);
   return err;
@@ -52,15 +64,16 @@ int mi_reserve_huge_os_pages_at(size_t pages, int numa_node, size_t timeout_msec
   return mi_reserve_huge_os_pages_at_ex(pages, numa_node, timeout_msecs, false, NULL);
 }
 
+/* `numa_nodes` 0: every node the arenas tell apart (use_numa_nodes counts); more nodes than
+ * that are not asked for. */
 int mi_reserve_huge_os_pages_interleave(size_t pages, size_t numa_nodes, size_t timeout_msecs)
     mi_attr_noexcept {
   if (!ready()) return ENOMEM;
-  const lm_backend_t* backend = lm_process.backend;
-  size_t nodes = numa_nodes;
-  if (nodes == 0) nodes = backend->numa_node_count != NULL ? (size_t)backend->numa_node_count() : 1;
-  if (nodes == 0) nodes = 1;
+  size_t known = (size_t)lm_process.arenas.numa_count;
+  size_t nodes = numa_nodes == 0 || numa_nodes > known ? known : numa_nodes;
   for (size_t node = 0; node < nodes && pages > 0; node++) {
     size_t n = pages / nodes + (node < pages % nodes ? 1 : 0);
+    if (n == 0) continue;
     int err = mi_reserve_huge_os_pages_at(n, nodes > 1 ? (int)node : -1,
                                           timeout_msecs / nodes + 50);
     if (err != 0) return err;

@@ -485,7 +485,6 @@ static int fake_protect(void* addr, size_t size, bool protect) {
 
 static int fake_reserve_huge(void* hint, size_t size, int numa_node, void** addr,
                              bool* is_zero) {
-  (void)numa_node;
   enter();
   if (size == 0 || size % LM_GiB != 0) {
     violation("reserve_huge(%p, %zu): size must be a non-zero multiple of 1 GiB", hint, size);
@@ -500,6 +499,10 @@ static int fake_reserve_huge(void* hint, size_t size, int numa_node, void** addr
     reserve_zero = saved_zero;
     unaligned = saved_unaligned;
     if (err == 0) *is_zero = true;
+  }
+  if (err == 0 && numa_node >= 0) { /* binding is part of the call, as on Linux */
+    numa_bound = numa_node;
+    numa_binds++;
   }
   leave();
   return err;

@@ -87,7 +87,8 @@ void fake_backend_set_large_pages(bool available, bool pinned);
 bool fake_backend_is_large_advised(const void* p, size_t size);
 /* Bytes currently advised "large". */
 size_t fake_backend_large_advised_bytes(void);
-/* The node of the last numa_bind (-1 if none) and how many there were. */
+/* The node of the last numa_bind, or of a reserve_huge given a node (-1 if none), and how
+ * many such bindings there were. */
 int fake_backend_numa_bound(size_t* binds);
 
 /* Calls per operation (failed ones included) and failure injection. */
