@@ -3,13 +3,15 @@
 #
 #   scripts/test.sh
 #
-#   1. build/       the default (release) build: everything is built, then every suite runs
+#   1. build/       the default (release) build with libnuma: everything is built, then every
+#      suite runs
 #   1b. consumers   build/ installed into a scratch folder and used by small projects the ways
 #      others take it in: Meson subproject and pkg-config, CMake find_package, a Makefile with
 #      -lmimalloc, mimalloc.o in a static link (tests/consumers/run.sh)
 #   1c. first contact  the main job's command with cmocka hidden from pkg-config (it builds
 #      and runs without the tests), then again with it (build/ reconfigures by itself, the unit
 #      tests pass): tests/first-contact.sh, in a scratch copy
+#   1d. build-nonuma/  -Dnuma=disabled (raw syscalls instead of libnuma): suites unit, override
 #   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
 #   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench;
@@ -233,8 +235,9 @@ if ! install_missing; then
   fail "install: packages missing"
 fi
 
-# 1. default build: every target first (meson test builds only what tests need), every suite
-run_pass "build" build 1800 ""
+# 1. default build: every target first (meson test builds only what tests need), every suite;
+#    NUMA through libnuma (enabled, so a missing libnuma fails here instead of going unnoticed)
+run_pass "build" build 1800 "-Dnuma=enabled"
 
 # 1b. build/ as other projects use it: installed (into a scratch folder), then found and linked
 run_consumers 600
@@ -256,6 +259,10 @@ run_first_contact() {
   fi
 }
 run_first_contact 900
+
+# 1d. Without libnuma (-Dnuma=disabled): the backend's raw getcpu/mbind path, the layer tests
+#     (the real backend's binding test among them) and the preloaded programs
+run_pass "nonuma" build-nonuma 900 "-Dnuma=disabled" --suite unit --suite override
 
 # 2. AddressSanitizer + UndefinedBehaviorSanitizer (meson sets no UBSAN_OPTIONS: without
 #    halt_on_error a UBSan report alone would not fail a test)
