@@ -11,7 +11,8 @@
 #   1c. first contact  the main job's command with cmocka hidden from pkg-config (it builds
 #      and runs without the tests), then again with it (build/ reconfigures by itself, the unit
 #      tests pass): tests/first-contact.sh, in a scratch copy
-#   1d. build-nonuma/  -Dnuma=disabled (raw syscalls instead of libnuma): suites unit, override
+#   1d. build-nonuma/  -Dnuma=disabled -Dhuge_pages=disabled (raw NUMA syscalls, no explicit
+#      huge pages): suites unit, override, hugepages
 #   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
 #   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench;
@@ -260,9 +261,12 @@ run_first_contact() {
 }
 run_first_contact 900
 
-# 1d. Without libnuma (-Dnuma=disabled): the backend's raw getcpu/mbind path, the layer tests
-#     (the real backend's binding test among them) and the preloaded programs
-run_pass "nonuma" build-nonuma 900 "-Dnuma=disabled" --suite unit --suite override
+# 1d. Without libnuma and without explicit huge pages (-Dnuma=disabled -Dhuge_pages=disabled):
+#     the backend's raw getcpu/mbind path and the build with the huge-page paths compiled out;
+#     the layer tests (the real backend's binding test among them), the API's huge-page test
+#     and the preloaded programs
+run_pass "nonuma" build-nonuma 900 "-Dnuma=disabled -Dhuge_pages=disabled" \
+  --suite unit --suite override --suite hugepages
 
 # 2. AddressSanitizer + UndefinedBehaviorSanitizer (meson sets no UBSAN_OPTIONS: without
 #    halt_on_error a UBSan report alone would not fail a test)

@@ -161,6 +161,17 @@ static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committ
   return arena->id;
 }
 
+/* Large OS pages were asked for (allow_large_os_pages) and the backend had no explicit ones:
+ * said once in verbose output, with what the arena got instead. */
+static void large_pages_missed(lm_arenas_t* arenas, bool transparent) {
+  if (arenas->config.notice == NULL || atomic_exchange(&arenas->large_missed_said, true)) return;
+  arenas->config.notice(transparent
+      ? "large OS pages asked for (allow_large_os_pages) but no explicit 2 MiB pages could be "
+        "had (the OS keeps no free pool of them): arenas ask for transparent huge pages instead"
+      : "large OS pages asked for (allow_large_os_pages) but none could be had: arenas use "
+        "ordinary pages");
+}
+
 /* Register memory reserved from the OS as an arena, or give it back when that fails. */
 static int arena_add_reserved(lm_arenas_t* arenas, void* start, size_t size, bool committed,
                               bool exclusive, int numa_node, const lm_memid_t* memid,
@@ -183,8 +194,10 @@ int lm_arena_reserve_ex(lm_arenas_t* arenas, size_t size, bool commit, bool allo
   if (size == 0) return ENOMEM;
   lm_memid_t memid;
   void* start = NULL;
-  if (allow_large && commit && arenas->config.allow_large) {
-    start = lm_os_alloc_large(arenas, size, LM_ARENA_BLOCK_SIZE, &memid);
+  bool want_large = LM_HUGE_PAGES && allow_large && commit && arenas->config.allow_large;
+  if (want_large) start = lm_os_alloc_large(arenas, size, LM_ARENA_BLOCK_SIZE, &memid);
+  if (want_large && (start == NULL || !memid.is_pinned)) {
+    large_pages_missed(arenas, start != NULL);
   }
   if (start == NULL) start = lm_os_alloc_aligned(arenas, size, LM_ARENA_BLOCK_SIZE, 0, commit, &memid);
   if (start == NULL) return ENOMEM;
@@ -218,22 +231,49 @@ int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_commi
 }
 
 int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool exclusive,
-                          int* arena_id) {
+                          int64_t timeout_ms, size_t* reserved, int* arena_id) {
   if (arena_id != NULL) *arena_id = 0;
+  if (reserved != NULL) *reserved = 0;
   if (pages == 0) return 0;
   if (!lm_arenas_node_valid(arenas, numa_node)) return EINVAL;
-  if (arenas->backend->reserve_huge == NULL || pages > ((size_t)1 << 20)) return ENOMEM;
-  void* start = NULL;
-  bool is_zero = false;
-  size_t size = pages * LM_GiB;
+  if (!LM_HUGE_PAGES || arenas->backend->reserve_huge == NULL || pages > ((size_t)1 << 20)) {
+    return ENOMEM;
+  }
   /* Pretended nodes (use_numa_nodes on a machine without NUMA) are told apart, never bound. */
   int bind = arenas->caps.has_numa ? numa_node : -1;
-  if (arenas->backend->reserve_huge(NULL, size, bind, &start, &is_zero) != 0) return ENOMEM;
+  /* Page by page: the kernel zeroes each 1 GiB page as it hands it out (about 0.1-0.5 s), so a
+   * caller's time limit is kept between pages. */
+  uint8_t* start = NULL;
+  size_t got = 0;
+  bool all_zero = true;
+  int64_t began = lm_os_clock(arenas);
+  while (got < pages) {
+    if (got > 0 && timeout_ms > 0 && lm_os_clock(arenas) - began >= timeout_ms) break;
+    void* want = start == NULL ? NULL : start + got * LM_GiB;
+    void* p = NULL;
+    bool is_zero = false;
+    atomic_fetch_add_explicit(&arenas->stats.reserve_calls, 1, memory_order_relaxed);
+    if (arenas->backend->reserve_huge(want, LM_GiB, bind, &p, &is_zero) != 0 || p == NULL) break;
+    if (start != NULL && p != want) { /* not contiguous: the arena ends before it */
+      arenas->backend->release(p, LM_GiB);
+      break;
+    }
+    if (start == NULL) start = p;
+    all_zero = all_zero && is_zero;
+    got++;
+  }
+  if (reserved != NULL) *reserved = got;
+  if (got == 0) return ENOMEM;
+  size_t size = got * LM_GiB;
   lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
   lm_stat_increase(&arenas->stats.committed, (int64_t)size);
+  lm_stat_increase(&arenas->stats.large_explicit, (int64_t)size);
   lm_memid_t memid = {.kind = LM_MEM_OS, .os_base = start, .os_size = size, .is_pinned = true,
-                      .is_large = true, .initially_committed = true, .initially_zero = is_zero};
-  return arena_add_reserved(arenas, start, size, true, exclusive, numa_node, &memid, arena_id);
+                      .is_large = true, .is_huge = true, .initially_committed = true,
+                      .initially_zero = all_zero};
+  int err = arena_add_reserved(arenas, start, size, true, exclusive, numa_node, &memid, arena_id);
+  if (err != 0) return err;
+  return got == pages ? 0 : ENOMEM;
 }
 
 void* lm_arena_area(lm_arenas_t* arenas, int arena_id, size_t* size) {
@@ -314,6 +354,7 @@ static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t bloc
                         .block_index = (uint32_t)idx,
                         .block_count = (uint32_t)blocks,
                         .is_pinned = arena->is_pinned,
+                        .is_large = arena->memid.is_large,
                         .is_exclusive = arena->exclusive,
                         .initially_committed = committed,
                         .initially_zero = was_clean};

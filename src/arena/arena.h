@@ -46,6 +46,7 @@ typedef struct lm_memid_s {
   uint32_t block_count;
   bool is_pinned;           /* large/huge OS pages: never decommitted */
   bool is_large;            /* on large OS pages (pinned or transparent) */
+  bool is_huge;             /* 1 GiB OS pages, reserved (and released) one page at a time */
   bool is_exclusive;        /* from an arena used only when asked for by id */
   bool initially_committed; /* the whole range was committed when handed out */
   bool initially_zero;      /* the whole range read as zero when handed out */
@@ -61,6 +62,9 @@ typedef struct lm_mem_config_s {
   bool disallow_os_alloc;   /* only pre-reserved arenas may be used */
   bool allow_large;         /* arenas may use large OS pages (allow_large_os_pages) */
   int numa_nodes;           /* nodes to tell apart: 0 asks the backend, 1 ignores NUMA */
+  /* Verbose messages of this layer (a whole line, no prefix), or NULL for none: the core
+   * passes its own output down, so this layer never reaches up. */
+  void (*notice)(const char* msg);
 } lm_mem_config_t;
 
 /* ---- statistics of OS traffic (all atomic: updated from any thread) ----------------------- */
@@ -78,6 +82,11 @@ typedef struct lm_os_stats_s {
   _Atomic(int64_t) commit_calls;
   _Atomic(int64_t) purge_calls;
   _Atomic(int64_t) arena_count;
+  /* Memory on large OS pages: explicit ones (pinned: 2 MiB from the pool, 1 GiB) and ranges
+   * reserved with a request for transparent ones (the kernel decides what backs them; the
+   * backend's large_pages_resident says what it did). */
+  lm_stat_count_t large_explicit;
+  lm_stat_count_t large_transparent;
 } lm_os_stats_t;
 
 void lm_stat_increase(lm_stat_count_t* s, int64_t amount);
@@ -106,6 +115,7 @@ typedef struct lm_arenas_s {
   _Atomic(uintptr_t) region_size;
   _Atomic(uintptr_t) hint_next;
   int numa_count; /* NUMA nodes arenas are told apart by (1: none) */
+  _Atomic(bool) large_missed_said; /* the notice that large pages could not be had was given */
 } lm_arenas_t;
 
 /* Validate `backend` (required functions present, capabilities consistent), read its
@@ -198,10 +208,13 @@ bool lm_arena_is_large(lm_arenas_t* arenas, int arena_id, bool* is_pinned);
  * start is aligned up to a block; at least one block must remain. Returns 0 or EINVAL. */
 int lm_arena_manage(lm_arenas_t* arenas, void* start, size_t size, bool is_committed,
                     bool is_pinned, bool is_zero, int numa_node, bool exclusive, int* arena_id);
-/* Reserve `pages` 1 GiB huge OS pages as one pinned arena (bound to numa_node when >= 0).
- * Returns 0, ENOMEM when the OS has none, EINVAL for a node not told apart. */
+/* Reserve up to `pages` 1 GiB huge OS pages as one pinned arena (bound to numa_node when
+ * >= 0): one page at a time at consecutive addresses, stopping at the first refusal, at a page
+ * that lands elsewhere, or once `timeout_ms` (0: no limit) has passed. `*reserved` (may be
+ * NULL) says how many pages the arena got. Returns 0 when all were had, ENOMEM when fewer
+ * (the arena keeps those that were), EINVAL for a node not told apart. */
 int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool exclusive,
-                          int* arena_id);
+                          int64_t timeout_ms, size_t* reserved, int* arena_id);
 /* Start and size of arena `arena_id` (NULL if there is none); how many arenas exist; whether
  * a block of an arena is in use (for printing maps). */
 void* lm_arena_area(lm_arenas_t* arenas, int arena_id, size_t* size);

@@ -122,7 +122,9 @@ void* lm_os_alloc_aligned(lm_arenas_t* arenas, size_t size, size_t align, size_t
 void* lm_os_alloc_large(lm_arenas_t* arenas, size_t size, size_t align, lm_memid_t* memid) {
   *memid = (lm_memid_t){.kind = LM_MEM_NONE};
   size_t large = arenas->caps.large_page_size;
-  if (arenas->backend->reserve_large == NULL || large == 0 || size == 0) return NULL;
+  if (!LM_HUGE_PAGES || arenas->backend->reserve_large == NULL || large == 0 || size == 0) {
+    return NULL;
+  }
   size = lm_align_up(size, large);
   uintptr_t hint = region_hint(arenas, size, align);
   void* p = NULL;
@@ -139,6 +141,8 @@ void* lm_os_alloc_large(lm_arenas_t* arenas, size_t size, size_t align, lm_memid
   if (hint != 0 && (uintptr_t)p == hint) region_extend(arenas, hint + size);
   lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
   lm_stat_increase(&arenas->stats.committed, (int64_t)size);
+  lm_stat_increase(pinned ? &arenas->stats.large_explicit : &arenas->stats.large_transparent,
+                   (int64_t)size);
   *memid = (lm_memid_t){.kind = LM_MEM_OS,
                         .os_base = p,
                         .os_size = size,
@@ -153,7 +157,20 @@ void lm_os_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* mem
   (void)p;
   (void)size;
   if (memid->kind != LM_MEM_OS) return;
-  os_release(arenas, memid->os_base, memid->os_size, memid->initially_committed);
+  if (memid->is_large) {
+    lm_stat_decrease(memid->is_pinned ? &arenas->stats.large_explicit
+                                      : &arenas->stats.large_transparent,
+                     (int64_t)memid->os_size);
+  }
+  if (!memid->is_huge) {
+    os_release(arenas, memid->os_base, memid->os_size, memid->initially_committed);
+    return;
+  }
+  /* 1 GiB pages were reserved one by one: give them back the same way (an OS without partial
+   * release needs each reservation whole). */
+  for (size_t off = 0; off < memid->os_size; off += LM_GiB) {
+    os_release(arenas, (uint8_t*)memid->os_base + off, LM_GiB, true);
+  }
 }
 
 bool lm_os_commit(lm_arenas_t* arenas, void* p, size_t size, bool* is_zero) {

@@ -95,6 +95,9 @@ typedef struct lm_backend_s {
   int (*numa_bind)(void* addr, size_t size, int node);
   /* Optional: allow (or forbid) transparent large pages for the whole process. */
   int (*large_pages_allow)(bool allow);
+  /* Optional: bytes of the process's memory backed by large or huge pages right now
+   * (transparent and explicit), as the OS counts them; 0 if unknown. */
+  size_t (*large_pages_resident)(void);
   /* Optional (has_large_page_advice): ask that a range (aligned to `caps.large_page_size`) be
    * backed by large pages from its next touch on (true), or by ordinary pages (false). */
   int (*large_pages_advise)(void* addr, size_t size, bool on);

@@ -27,6 +27,12 @@
 #ifndef LM_GUARDED_BUILD
 #define LM_GUARDED_BUILD 0 /* -Dguarded: guarded sampling on by default */
 #endif
+#ifndef LM_HUGE_PAGES
+#define LM_HUGE_PAGES 1 /* -Dhuge_pages: explicit huge OS pages compiled in (0: disabled) */
+#endif
+#ifndef LM_LARGE_PAGES_DEFAULT
+#define LM_LARGE_PAGES_DEFAULT 0 /* -Dhuge_pages=enabled: allow_large_os_pages defaults to 1 */
+#endif
 /* Guarded sampling is compiled in (one countdown per malloc) in these builds; a secure build
  * that wants it too is built with -Dguarded=true as well (it costs on every malloc). */
 #define LM_GUARDED (LM_GUARDED_BUILD || LM_DEBUG > 0)

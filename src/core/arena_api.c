@@ -48,15 +48,48 @@ void* mi_arena_area(mi_arena_id_t arena_id, size_t* size) {
   return lm_arena_area(&lm_process.arenas, arena_id, size);
 }
 
+int lm_huge_reserve_at(size_t pages, int numa_node, size_t timeout_ms, bool exclusive,
+                       int* arena_id) {
+  if (arena_id != NULL) *arena_id = 0;
+  if (!node_ok(numa_node)) return ENOMEM;
+  size_t got = 0;
+  int64_t timeout = timeout_ms > INT64_MAX ? INT64_MAX : (int64_t)timeout_ms;
+  int err = lm_arena_reserve_huge(&lm_process.arenas, pages, numa_node, exclusive, timeout, &got,
+                                  arena_id);
+  if (err == 0) {
+    if (pages > 0) lm_verbose("reserved %zu huge (1 GiB) OS pages (numa node %d)", pages, numa_node);
+  } else if (!LM_HUGE_PAGES) {
+    lm_warning("huge (1 GiB) OS pages asked for, but this build has them compiled out "
+               "(-Dhuge_pages=disabled)");
+  } else if (got == 0) {
+    lm_warning("huge (1 GiB) OS pages asked for (%zu), but none could be had: the OS has no "
+               "free ones (an administrator must set a pool of them aside)", pages);
+  } else {
+    lm_warning("reserved only %zu of %zu huge (1 GiB) OS pages (numa node %d): %s", got, pages,
+               numa_node, timeout > 0 ? "the OS refused more, or the time limit passed"
+                                      : "the OS refused more");
+  }
+  return err == 0 ? 0 : ENOMEM;
+}
+
+int lm_huge_reserve_interleave(size_t pages, size_t numa_nodes, size_t timeout_ms) {
+  size_t known = (size_t)lm_process.arenas.numa_count;
+  size_t nodes = numa_nodes == 0 || numa_nodes > known ? known : numa_nodes;
+  for (size_t node = 0; node < nodes && pages > 0; node++) {
+    size_t n = pages / nodes + (node < pages % nodes ? 1 : 0);
+    if (n == 0) continue;
+    int err = lm_huge_reserve_at(n, nodes > 1 ? (int)node : -1, timeout_ms / nodes + 50, false,
+                                 NULL);
+    if (err != 0) return err;
+  }
+  return 0;
+}
+
 int mi_reserve_huge_os_pages_at_ex(size_t pages, int numa_node, size_t timeout_msecs,
                                    bool exclusive, mi_arena_id_t* arena_id) mi_attr_noexcept {
-  (void)timeout_msecs; /* one mmap call: it does not loop, so there is nothing to time out */
   if (arena_id != NULL) *arena_id = 0;
   if (!ready()) return ENOMEM;
-  if (!node_ok(numa_node)) return ENOMEM;
-  int err = lm_arena_reserve_huge(&lm_process.arenas, pages, numa_node, exclusive, arena_id);
-  if (err != 0) lm_warning("unable to reserve %zu huge (1 GiB) OS pages", pages);
-  return err;
+  return lm_huge_reserve_at(pages, numa_node, timeout_msecs, exclusive, arena_id);
 }
 
 int mi_reserve_huge_os_pages_at(size_t pages, int numa_node, size_t timeout_msecs)
@@ -69,16 +102,7 @@ int mi_reserve_huge_os_pages_at(size_t pages, int numa_node, size_t timeout_msec
 int mi_reserve_huge_os_pages_interleave(size_t pages, size_t numa_nodes, size_t timeout_msecs)
     mi_attr_noexcept {
   if (!ready()) return ENOMEM;
-  size_t known = (size_t)lm_process.arenas.numa_count;
-  size_t nodes = numa_nodes == 0 || numa_nodes > known ? known : numa_nodes;
-  for (size_t node = 0; node < nodes && pages > 0; node++) {
-    size_t n = pages / nodes + (node < pages % nodes ? 1 : 0);
-    if (n == 0) continue;
-    int err = mi_reserve_huge_os_pages_at(n, nodes > 1 ? (int)node : -1,
-                                          timeout_msecs / nodes + 50);
-    if (err != 0) return err;
-  }
-  return 0;
+  return lm_huge_reserve_interleave(pages, numa_nodes, timeout_msecs);
 }
 
 int mi_reserve_huge_os_pages(size_t pages, double max_secs, size_t* pages_reserved)

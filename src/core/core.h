@@ -558,6 +558,14 @@ uint64_t lm_random_next(lm_random_t* rnd);
 void lm_options_init(void);
 long lm_option_get(int option);
 
+/* ---- huge OS pages (arena_api.c) ---------------------------------------------------------- */
+/* Reserve `pages` 1 GiB pages spread over the first `nodes` NUMA nodes (0: all told apart),
+ * each node's share within its part of `timeout_ms`; reports what could not be had. For
+ * process start (no init check) and the mi_reserve_huge_os_pages_* calls. */
+int lm_huge_reserve_interleave(size_t pages, size_t nodes, size_t timeout_ms);
+int lm_huge_reserve_at(size_t pages, int numa_node, size_t timeout_ms, bool exclusive,
+                       int* arena_id);
+
 /* ---- messages (output.c) ---------------------------------------------------------------------- */
 /* Write a message as it is (no prefix) to the registered output or stderr. */
 void lm_output_raw(const char* msg);
@@ -565,6 +573,8 @@ void lm_output_raw(const char* msg);
 void lm_assert_report(const char* expr, const char* file, int line, const char* func);
 void lm_message(const char* fmt, ...) LM_ATTR_PRINTF(1, 2);
 void lm_warning(const char* fmt, ...) LM_ATTR_PRINTF(1, 2);
+/* A message only with MIMALLOC_VERBOSE (what the allocator decided, and why). */
+void lm_verbose(const char* fmt, ...) LM_ATTR_PRINTF(1, 2);
 /* Report an error through the registered error handler (and the output when shown). */
 void lm_error(int err, const char* fmt, ...) LM_ATTR_PRINTF(2, 3);
 

@@ -97,6 +97,9 @@ static void tld_init(lm_tld_t* tld, lm_heap_t* backing) {
 
 static void thread_exit_hook(void* arg);
 
+/* The arena layer's verbose messages, through our output. */
+static void arena_notice(const char* msg) { lm_verbose("%s", msg); }
+
 static void process_setup(void) {
   const lm_backend_t* backend = lm_backend_default();
   lm_process.backend = backend;
@@ -114,6 +117,7 @@ static void process_setup(void) {
   if (lm_option_get(mi_option_disallow_arena_alloc) != 0) mem.arena_reserve = 0;
   mem.allow_large = lm_option_get(mi_option_allow_large_os_pages) != 0;
   mem.numa_nodes = (int)lm_option_get(mi_option_use_numa_nodes);
+  mem.notice = arena_notice;
   if (lm_option_get(mi_option_allow_thp) == 0 && backend->large_pages_allow != NULL) {
     backend->large_pages_allow(false);
   }
@@ -160,13 +164,14 @@ static void process_setup(void) {
   if (reserve > 0) {
     lm_arena_reserve_ex(&lm_process.arenas, (size_t)reserve * LM_KiB, true, true, false, -1, NULL);
   }
+  /* 1 GiB pages at start: all on one node, or spread over them; half a second a page at most
+   * (the kernel zeroes each one). What could not be had is reported by the call. */
   long huge_pages = lm_option_get(mi_option_reserve_huge_os_pages);
   if (huge_pages > 0) {
     long node = lm_option_get(mi_option_reserve_huge_os_pages_at);
-    if (lm_arena_reserve_huge(&lm_process.arenas, (size_t)huge_pages, node >= 0 ? (int)node : -1,
-                              false, NULL) != 0) {
-      lm_warning("unable to reserve %ld huge (1 GiB) OS pages at start", huge_pages);
-    }
+    size_t timeout = (size_t)huge_pages * 500;
+    if (node >= 0) lm_huge_reserve_at((size_t)huge_pages, (int)node, timeout, false, NULL);
+    else lm_huge_reserve_interleave((size_t)huge_pages, 0, timeout);
   }
 }
 

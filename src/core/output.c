@@ -92,6 +92,14 @@ void lm_warning(const char* fmt, ...) {
   va_end(args);
 }
 
+void lm_verbose(const char* fmt, ...) {
+  if (!mi_option_is_enabled(mi_option_verbose)) return;
+  va_list args;
+  va_start(args, fmt);
+  vmessage("", fmt, args);
+  va_end(args);
+}
+
 /* Errors that mean the heap was misused or corrupted. A secure or debug build stops the process
  * on them (after saying why), unless the program registered its own handler. */
 static bool is_fatal(int err) {

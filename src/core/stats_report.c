@@ -253,6 +253,25 @@ static void print_heap_rows(printer_t* pr, const mi_stats_t* st) {
              (long long)(tenths % 10));
 }
 
+/* Memory on large OS pages: what arenas got as explicit pages, what they asked to have
+ * backed by transparent ones, and what the OS says backs the process now. */
+static size_t large_resident(void) {
+  const lm_backend_t* backend = lm_process.backend;
+  return backend != NULL && backend->large_pages_resident != NULL
+             ? backend->large_pages_resident()
+             : 0;
+}
+
+static void print_huge_pages(printer_t* pr) {
+  lm_os_stats_t* os = &lm_process.arenas.stats;
+  char ex[48], tr[48], res[48];
+  format_amount(ex, sizeof(ex), lm_load_relaxed(&os->large_explicit.current), true);
+  format_amount(tr, sizeof(tr), lm_load_relaxed(&os->large_transparent.current), true);
+  format_amount(res, sizeof(res), (int64_t)large_resident(), true);
+  print_line(pr, "%10s: explicit: %s, transparent asked: %s, resident: %s", "huge pages", ex, tr,
+             res);
+}
+
 static void stats_print(mi_output_fun* out, void* arg) {
   printer_t pr = {out, arg};
   mi_stats_t st;
@@ -276,6 +295,7 @@ static void stats_print(mi_output_fun* out, void* arg) {
   print_counter(&pr, "purges", st.purge_calls.total, false);
   print_count(&pr, "threads", &st.threads, 1, false);
   print_line(&pr, "%10s: %11d", "numa nodes", lm_process.arenas.numa_count);
+  print_huge_pages(&pr);
   size_t elapsed, user, sys, rss, peak_rss, commit, peak_commit, faults;
   mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
   char r[48], pk[48];
@@ -362,6 +382,12 @@ static bool stats_json(json_t* j) {
               "\"system_msecs\": %zu, \"page_faults\": %zu, \"rss_current\": %zu, "
               "\"rss_peak\": %zu, \"commit_current\": %zu, \"commit_peak\": %zu}",
            elapsed, user, sys, faults, rss, peak_rss, commit, peak_commit);
+  lm_os_stats_t* os = &lm_process.arenas.stats;
+  json_add(j, ",\n  \"huge_pages\": {\"explicit_current\": %lld, \"explicit_peak\": %lld, "
+              "\"transparent_asked\": %lld, \"resident\": %zu}",
+           (long long)lm_load_relaxed(&os->large_explicit.current),
+           (long long)lm_load_relaxed(&os->large_explicit.peak),
+           (long long)lm_load_relaxed(&os->large_transparent.current), large_resident());
 #define MI_STAT_COUNT(stat) json_count(j, #stat, &st.stat);
 #define MI_STAT_COUNTER(stat) json_counter(j, #stat, &st.stat);
   MI_STAT_FIELDS()

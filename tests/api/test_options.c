@@ -37,6 +37,9 @@
 #ifndef TEST_LM_GUARDED_BUILD
 #define TEST_LM_GUARDED_BUILD 0 /* set by meson from the guarded option: sampling on by default */
 #endif
+#ifndef TEST_LM_LARGE_PAGES_DEFAULT
+#define TEST_LM_LARGE_PAGES_DEFAULT 0 /* set by meson: 1 with -Dhuge_pages=enabled */
+#endif
 #ifndef TEST_LM_DEBUG
 #define TEST_LM_DEBUG 0 /* set by meson from the debug_level option */
 #endif
@@ -62,7 +65,8 @@ static const option_info_t option_table[] = {
     {mi_option_eager_commit, "eager_commit", NULL, 1, false},
     {mi_option_arena_eager_commit, "arena_eager_commit", "eager_region_commit", 2, false},
     {mi_option_purge_decommits, "purge_decommits", "reset_decommits", 1, false},
-    {mi_option_allow_large_os_pages, "allow_large_os_pages", "large_os_pages", 0, false},
+    {mi_option_allow_large_os_pages, "allow_large_os_pages", "large_os_pages",
+     TEST_LM_LARGE_PAGES_DEFAULT, false},
     {mi_option_reserve_huge_os_pages, "reserve_huge_os_pages", NULL, 0, false},
     {mi_option_reserve_huge_os_pages_at, "reserve_huge_os_pages_at", NULL, -1, false},
     {mi_option_reserve_os_memory, "reserve_os_memory", NULL, 0, true},

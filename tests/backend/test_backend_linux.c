@@ -28,6 +28,14 @@
 
 #include "backend/backend.h"
 
+#ifndef LM_HUGE_PAGES
+#define LM_HUGE_PAGES 1 /* meson passes the build's -Dhuge_pages */
+#endif
+
+static void* lm_test_align_up(void* p, size_t align) {
+  return (void*)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+}
+
 static const lm_backend_t* os;
 static lm_backend_caps_t caps;
 
@@ -196,12 +204,37 @@ static void test_reserve_fails_cleanly_with_enomem(void** state) {
   assert_false(is_zero);
 }
 
-static void test_reserve_huge_works_or_reports_enomem(void** state) {
+/* Free pages in the kernel's pool of huge pages of `kib` KiB (0 without the file). Read, never
+ * written: the pool is the administrator's (vm.nr_hugepages). */
+static long free_huge_pages(long kib) {
+  char path[96];
+  snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%ldkB/free_hugepages", kib);
+  FILE* f = fopen(path, "r");
+  long n = 0;
+  if (f == NULL) return 0;
+  if (fscanf(f, "%ld", &n) != 1) n = 0;
+  fclose(f);
+  return n;
+}
+
+/* -Dhuge_pages=disabled leaves the explicit huge-page functions out of the backend. */
+static void test_huge_page_functions_follow_the_build(void** state) {
   (void)state;
+  assert_true((os->reserve_huge != NULL) == (LM_HUGE_PAGES != 0));
+  assert_true((os->reserve_large != NULL) == (LM_HUGE_PAGES != 0));
+}
+
+/* 1 GiB pages exactly when the pool has one free (or 2 MiB pages, the fallback, when their pool
+ * covers 1 GiB); ENOMEM with nothing changed otherwise. */
+static void test_reserve_huge_follows_the_pool(void** state) {
+  (void)state;
+  if (!LM_HUGE_PAGES) skip();
+  bool expect = free_huge_pages(1024 * 1024) >= 1 || free_huge_pages(2048) >= 512;
   void* p = (void*)0x1234;
   bool is_zero = false;
   int err = os->reserve_huge(NULL, 1u << 30, os->numa_node(), &p, &is_zero);
-  if (err == 0) { /* a huge page pool is configured here */
+  if (expect) {
+    assert_int_equal(err, 0);
     assert_true(is_zero);
     write_first_byte(p);
     assert_int_equal(os->release(p, 1u << 30), 0);
@@ -290,6 +323,60 @@ static void test_large_page_advice_follows_the_thp_mode(void** state) {
   assert_null(strstr(flags, " hg"));
   assert_non_null(strstr(flags, " nh"));
   assert_int_equal(os->release(p, 3 * large), 0);
+}
+
+/* The THP mode ("always", "madvise" or "never") from sysfs; "never" without the file. */
+static const char* thp_mode(void) {
+  static char mode[96];
+  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f == NULL) return "never";
+  size_t n = fread(mode, 1, sizeof(mode) - 1, f);
+  fclose(f);
+  mode[n] = 0;
+  if (strstr(mode, "[always]") != NULL) return "always";
+  if (strstr(mode, "[madvise]") != NULL) return "madvise";
+  return "never";
+}
+
+/* Explicit 2 MiB pages (pinned) when the pool has them; otherwise ordinary memory marked for
+ * transparent huge pages (VmFlags hg), which the arenas may purge. */
+static void test_reserve_large_is_explicit_only_with_a_pool(void** state) {
+  (void)state;
+  if (!LM_HUGE_PAGES) skip();
+  size_t size = 2 * caps.large_page_size;
+  bool pool = free_huge_pages(2048) >= 2;
+  void* p = NULL;
+  bool is_zero = false, pinned = !pool;
+  assert_int_equal(os->reserve_large(NULL, size, caps.large_page_size, &p, &is_zero, &pinned), 0);
+  assert_true(is_zero);
+  assert_int_equal(pinned, pool);
+  char flags[512];
+  vm_flags_of(p, flags, sizeof(flags));
+  if (pool) assert_non_null(strstr(flags, " ht")); /* a hugetlb mapping */
+  else assert_non_null(strstr(flags, " hg"));
+  memset(p, 1, size);
+  assert_int_equal(os->release(p, size), 0);
+}
+
+/* The backend's figure follows the kernel's: touching memory advised for huge pages (2 MiB
+ * aligned) raises it by whole huge pages where the kernel gives them. */
+static void test_large_pages_resident_counts_touched_huge_pages(void** state) {
+  (void)state;
+  assert_non_null(os->large_pages_resident);
+  if (strcmp(thp_mode(), "never") == 0 || !caps.has_large_page_advice) skip();
+  size_t large = caps.large_page_size, size = 4 * large;
+  void* p = NULL;
+  bool is_zero = false;
+  assert_int_equal(os->reserve(NULL, size + large, large, true, &p, &is_zero), 0);
+  uint8_t* chunk = lm_test_align_up(p, large);
+  size_t before = os->large_pages_resident();
+  assert_int_equal(os->large_pages_advise(chunk, size, true), 0);
+  memset(chunk, 1, size);
+  size_t after = os->large_pages_resident();
+  assert_true(after >= before + large); /* at least one 2 MiB page (the kernel may split some) */
+  assert_int_equal((after - before) % large, 0);
+  assert_int_equal(os->release(p, size + large), 0);
+  assert_true(os->large_pages_resident() <= after - large);
 }
 
 /* ---- machine ------------------------------------------------------------------------------- */
@@ -527,7 +614,10 @@ int main(void) {
       cmocka_unit_test(test_release_of_a_middle_part_keeps_the_ends),
       cmocka_unit_test(test_reserve_honours_try_align),
       cmocka_unit_test(test_reserve_fails_cleanly_with_enomem),
-      cmocka_unit_test(test_reserve_huge_works_or_reports_enomem),
+      cmocka_unit_test(test_huge_page_functions_follow_the_build),
+      cmocka_unit_test(test_reserve_huge_follows_the_pool),
+      cmocka_unit_test(test_reserve_large_is_explicit_only_with_a_pool),
+      cmocka_unit_test(test_large_pages_resident_counts_touched_huge_pages),
       cmocka_unit_test(test_reservations_are_named),
       cmocka_unit_test(test_large_page_advice_follows_the_thp_mode),
       cmocka_unit_test(test_numa_node_is_in_range),

@@ -66,6 +66,8 @@ static size_t res_count, reserved_bytes, committed_units;
 
 static lm_backend_caps_t caps;
 static bool needs_recommit, unaligned, reserve_zero = true, huge_pages;
+static int64_t huge_page_ms; /* clock time each reserve_huge call takes */
+static bool placing_huge_at_hint; /* inside reserve_huge: see find_place */
 static int large_pages; /* 0 none, 1 transparent (purgeable), 2 explicit (pinned) */
 static int numa_bound = -1; /* the node of the last numa_bind */
 static size_t numa_binds;
@@ -295,7 +297,9 @@ static bool inject_failure(fake_op_t op) {
  * granule to each neighbour. The hint wins when its place is free. */
 static bool find_place(size_t size, size_t align, size_t misalign, const void* hint,
                        size_t* start, size_t* index) {
-  const size_t guard = caps.alloc_granularity;
+  /* A huge page asked for right after the previous one may adjoin it (arenas of several 1 GiB
+   * pages are made so); everything else keeps a guard gap to its neighbours. */
+  const size_t guard = placing_huge_at_hint && hint != NULL ? 0 : caps.alloc_granularity;
   for (int pass = (hint != NULL ? 0 : 1); pass < 2; pass++) {
     for (size_t i = 0; i <= res_count; i++) {
       size_t lo = i == 0 ? 0 : res[i - 1].start + res[i - 1].size + guard;
@@ -490,12 +494,15 @@ static int fake_reserve_huge(void* hint, size_t size, int numa_node, void** addr
     violation("reserve_huge(%p, %zu): size must be a non-zero multiple of 1 GiB", hint, size);
   }
   int err = ENOMEM;
+  atomic_fetch_add(&clock_now, huge_page_ms); /* the kernel zeroes each page: it takes time */
   if (!inject_failure(FAKE_OP_RESERVE_HUGE) && huge_pages) {
     bool ignored;
     bool saved_zero = reserve_zero, saved_unaligned = unaligned;
     reserve_zero = true; /* huge pages come zeroed and aligned */
     unaligned = false;
-    err = place(NULL, size, LM_GiB, true, addr, &ignored);
+    placing_huge_at_hint = true;
+    err = place(hint, size, LM_GiB, true, addr, &ignored);
+    placing_huge_at_hint = false;
     reserve_zero = saved_zero;
     unaligned = saved_unaligned;
     if (err == 0) *is_zero = true;
@@ -739,6 +746,7 @@ void fake_backend_reset(void) {
   caps = imitate_windows() ? windows_caps : default_caps;
   needs_recommit = unaligned = huge_pages = random_fails = false;
   needs_recommit = imitate_windows();
+  huge_page_ms = 0;
   large_pages = 0;
   numa_bound = -1;
   numa_binds = 0;
@@ -881,6 +889,12 @@ bool fake_backend_is_reserved(const void* p, size_t size) {
   bool found = find_reservation(p, size) != SIZE_MAX;
   leave();
   return found;
+}
+
+void fake_backend_set_huge_page_ms(int64_t ms) {
+  enter();
+  huge_page_ms = ms;
+  leave();
 }
 
 void fake_backend_set_clock(int64_t ms) { atomic_store(&clock_now, ms); }

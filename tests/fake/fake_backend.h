@@ -75,9 +75,11 @@ void fake_backend_set_unaligned(bool on);
 /* false: reserve reports is_zero=false and scribbles committed reservations (an OS that gives
  * no zero guarantee). Default true. */
 void fake_backend_set_reserve_zero(bool on);
-/* reserve_huge serves 1 GiB-aligned committed memory from the buffer (default: it fails with
- * ENOMEM, as on a machine with no huge page pool). */
+/* reserve_huge serves 1 GiB-aligned committed memory from the buffer, at the hint when that is
+ * free (default: it fails with ENOMEM, as on a machine with no huge page pool). */
 void fake_backend_set_huge_pages(bool available);
+/* Each reserve_huge call advances the clock by `ms` (default 0), as zeroing a page takes. */
+void fake_backend_set_huge_page_ms(int64_t ms);
 /* reserve_large serves committed memory aligned to caps.large_page_size: explicit large pages
  * (`pinned`) or transparent ones (default: none, ENOMEM). Failures count as FAKE_OP_RESERVE. */
 void fake_backend_set_large_pages(bool available, bool pinned);

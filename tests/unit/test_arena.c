@@ -1023,6 +1023,11 @@ static void test_arena_large_pages_only_when_allowed(void** state) {
 
   c.allow_large = true;
   p = restart_with_large_pages(&c, true, true, &m);
+  if (!LM_HUGE_PAGES) { /* -Dhuge_pages=disabled: never large */
+    assert_false(lm_arena_is_large(&arenas, (int)m.arena_index + 1, &pinned));
+    lm_arena_free(&arenas, p, SEG, &m);
+    return;
+  }
   assert_true(lm_arena_is_large(&arenas, (int)m.arena_index + 1, &pinned));
   assert_true(pinned);
   assert_true(m.is_pinned);
@@ -1041,6 +1046,128 @@ static void test_arena_large_pages_only_when_allowed(void** state) {
   /* No large pages to be had: an ordinary arena all the same. */
   p = restart_with_large_pages(&c, false, false, &m);
   assert_false(lm_arena_is_large(&arenas, (int)m.arena_index + 1, NULL));
+  lm_arena_free(&arenas, p, SEG, &m);
+}
+
+/* ---- huge (1 GiB) pages and the large-page notice ----------------------------------------- */
+
+/* Pages are reserved one at a time at consecutive addresses: one arena, counted as explicit
+ * large pages, released page by page (the fake aborts on a release spanning reservations). */
+static void test_arena_huge_pages_make_one_contiguous_arena(void** state) {
+  (void)state;
+  fake_backend_set_huge_pages(true);
+  lm_mem_config_t c = base_config();
+  start(&c);
+  size_t got = 99;
+  int id = 0;
+  int err = lm_arena_reserve_huge(&arenas, 3, -1, false, 0, &got, &id);
+  if (!LM_HUGE_PAGES) { /* -Dhuge_pages=disabled */
+    assert_int_equal(err, ENOMEM);
+    assert_int_equal(got, 0);
+    assert_int_equal(fake_backend_calls(FAKE_OP_RESERVE_HUGE), 0);
+    return;
+  }
+  assert_int_equal(err, 0);
+  assert_int_equal(got, 3);
+  assert_int_equal(fake_backend_calls(FAKE_OP_RESERVE_HUGE), 3);
+  size_t size = 0;
+  assert_non_null(lm_arena_area(&arenas, id, &size));
+  assert_int_equal(size, 3 * LM_GiB);
+  assert_int_equal(lm_load_relaxed(&arenas.stats.large_explicit.current), (int64_t)(3 * LM_GiB));
+  bool pinned = false;
+  assert_true(lm_arena_is_large(&arenas, id, &pinned));
+  assert_true(pinned);
+  size_t releases = fake_backend_calls(FAKE_OP_RELEASE);
+  lm_arenas_destroy(&arenas);
+  arenas_ready = false;
+  assert_true(fake_backend_calls(FAKE_OP_RELEASE) >= releases + 3);
+  assert_int_equal(lm_load_relaxed(&arenas.stats.large_explicit.current), 0);
+}
+
+/* The time limit is kept between pages: with 10 ms a page and 15 ms allowed, two pages are
+ * had; the arena keeps them and the call says ENOMEM (fewer than asked). */
+static void test_arena_huge_pages_stop_at_the_time_limit(void** state) {
+  (void)state;
+  if (!LM_HUGE_PAGES) skip();
+  fake_backend_set_huge_pages(true);
+  fake_backend_set_huge_page_ms(10);
+  lm_mem_config_t c = base_config();
+  start(&c);
+  size_t got = 0;
+  int id = 0;
+  assert_int_equal(lm_arena_reserve_huge(&arenas, 4, -1, false, 15, &got, &id), ENOMEM);
+  assert_int_equal(got, 2);
+  size_t size = 0;
+  assert_non_null(lm_arena_area(&arenas, id, &size));
+  assert_int_equal(size, 2 * LM_GiB);
+  /* no limit: all of them */
+  assert_int_equal(lm_arena_reserve_huge(&arenas, 3, -1, false, 0, &got, &id), 0);
+  assert_int_equal(got, 3);
+}
+
+/* A refusal part way keeps the pages had; a refusal of the first page makes no arena. */
+static void test_arena_huge_pages_stop_at_the_first_refusal(void** state) {
+  (void)state;
+  if (!LM_HUGE_PAGES) skip();
+  fake_backend_set_huge_pages(true);
+  lm_mem_config_t c = base_config();
+  start(&c);
+  size_t got = 0;
+  int id = 0;
+  fake_backend_fail_nth(FAKE_OP_RESERVE_HUGE, 2);
+  assert_int_equal(lm_arena_reserve_huge(&arenas, 3, -1, false, 0, &got, &id), ENOMEM);
+  assert_int_equal(got, 1);
+  assert_true(id > 0);
+  size_t arenas_before = lm_arena_count(&arenas);
+  fake_backend_fail_always(FAKE_OP_RESERVE_HUGE, true);
+  assert_int_equal(lm_arena_reserve_huge(&arenas, 1, -1, false, 0, &got, &id), ENOMEM);
+  assert_int_equal(got, 0);
+  assert_int_equal(id, 0);
+  assert_int_equal(lm_arena_count(&arenas), arenas_before);
+  fake_backend_fail_always(FAKE_OP_RESERVE_HUGE, false);
+}
+
+static char notices[1024];
+static int notice_count;
+static void record_notice(const char* msg) {
+  notice_count++;
+  snprintf(notices, sizeof(notices), "%s", msg);
+}
+
+/* allow_large without explicit pages to be had: one notice saying what arenas got instead, and
+ * the memory counted as transparent; with explicit pages, no notice. */
+static void test_arena_large_pages_missed_are_noticed_once(void** state) {
+  (void)state;
+  lm_mem_config_t c = base_config();
+  c.allow_large = true;
+  c.notice = record_notice;
+  notice_count = 0;
+  lm_memid_t m;
+  void* p = restart_with_large_pages(&c, true, false, &m); /* transparent only */
+  if (!LM_HUGE_PAGES) {
+    assert_int_equal(notice_count, 0); /* nothing is asked for in such a build */
+    lm_arena_free(&arenas, p, SEG, &m);
+    return;
+  }
+  assert_int_equal(notice_count, 1);
+  assert_non_null(strstr(notices, "transparent"));
+  assert_int_equal(lm_load_relaxed(&arenas.stats.large_transparent.current),
+                   (int64_t)c.arena_reserve);
+  assert_int_equal(lm_load_relaxed(&arenas.stats.large_explicit.current), 0);
+  assert_int_equal(lm_arena_reserve_ex(&arenas, 4 * SEG, true, true, false, -1, NULL), 0);
+  assert_int_equal(notice_count, 1); /* once */
+  lm_arena_free(&arenas, p, SEG, &m);
+
+  notice_count = 0;
+  p = restart_with_large_pages(&c, false, false, &m); /* none at all */
+  assert_int_equal(notice_count, 1);
+  assert_non_null(strstr(notices, "ordinary pages"));
+  lm_arena_free(&arenas, p, SEG, &m);
+
+  notice_count = 0;
+  p = restart_with_large_pages(&c, true, true, &m); /* explicit ones */
+  assert_int_equal(notice_count, 0);
+  assert_int_equal(lm_load_relaxed(&arenas.stats.large_explicit.current), (int64_t)c.arena_reserve);
   lm_arena_free(&arenas, p, SEG, &m);
 }
 
@@ -1075,6 +1202,10 @@ int main(void) {
       T(test_arena_numa_nodes_get_their_own_arenas),
       T(test_arena_numa_nodes_can_be_pretended),
       T(test_arena_large_pages_only_when_allowed),
+      T(test_arena_huge_pages_make_one_contiguous_arena),
+      T(test_arena_huge_pages_stop_at_the_time_limit),
+      T(test_arena_huge_pages_stop_at_the_first_refusal),
+      T(test_arena_large_pages_missed_are_noticed_once),
 #undef T
   };
   return cmocka_run_group_tests_name("arena", tests, NULL, NULL);

@@ -64,6 +64,7 @@ static int first_huge_arena;
 
 static void test_numa_interleave_gives_each_node_a_bound_arena(void** state) {
   (void)state;
+  if (!LM_HUGE_PAGES) skip(); /* -Dhuge_pages=disabled: no 1 GiB pages to bind */
   size_t before = lm_arena_count(&lm_process.arenas);
   size_t binds_before = 0;
   fake_backend_numa_bound(&binds_before);
@@ -88,6 +89,7 @@ static void test_numa_interleave_gives_each_node_a_bound_arena(void** state) {
 /* A thread takes memory of its own node's arena, whichever node it runs on. */
 static void test_numa_allocation_comes_from_the_calling_threads_node(void** state) {
   (void)state;
+  if (!LM_HUGE_PAGES) skip(); /* -Dhuge_pages=disabled: no 1 GiB pages to bind */
   assert_true(first_huge_arena > 0);
   for (int node = nodes - 1; node >= 0; node--) {
     fake_backend_set_numa(nodes, node);
@@ -104,6 +106,7 @@ static void test_numa_allocation_comes_from_the_calling_threads_node(void** stat
 /* One node asked for by number: its arena is bound to that node. */
 static void test_numa_reserve_at_a_node_binds_that_node(void** state) {
   (void)state;
+  if (!LM_HUGE_PAGES) skip(); /* -Dhuge_pages=disabled: no 1 GiB pages to bind */
   mi_arena_id_t id = 0;
   assert_int_equal(mi_reserve_huge_os_pages_at_ex(1, nodes - 1, 0, true, &id), 0);
   assert_true(id > 0);

@@ -53,7 +53,6 @@ extern char** environ;
 static size_t page_size = 4096;
 static bool overcommit = true;
 static _Atomic(bool) reset_uses_dontneed; /* MADV_FREE gave EINVAL (kernel < 4.5) */
-static _Atomic(bool) huge_1gib_failed;    /* stop asking for 1 GiB pages once refused */
 static _Atomic(bool) naming_unsupported;  /* kernel without CONFIG_ANON_VMA_NAME */
 static _Atomic(int) numa_count_cache;     /* 0: not counted yet */
 
@@ -168,6 +167,9 @@ static int linux_numa_bind(void* addr, size_t size, int node) {
 #endif
 }
 
+#if LM_HUGE_PAGES /* -Dhuge_pages=disabled compiles explicit huge pages out */
+static _Atomic(bool) huge_1gib_failed; /* stop asking for 1 GiB pages once refused */
+
 static int linux_reserve_huge(void* hint, size_t size, int numa_node, void** addr,
                               bool* is_zero) {
   /* No NORESERVE: a hugetlb mapping without a pool reservation can SIGBUS on first touch. */
@@ -206,6 +208,7 @@ static int linux_reserve_large(void* hint, size_t size, size_t try_align, void**
   *is_pinned = false;
   return 0;
 }
+#endif
 
 static int linux_large_pages_advise(void* addr, size_t size, bool on) {
   return madvise(addr, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 ? 0 : errno;
@@ -219,6 +222,35 @@ static bool thp_on_advice(void) {
   long n = read_file("/sys/kernel/mm/transparent_hugepage/enabled", mode, sizeof(mode) - 1);
   if (n <= 0) return false;
   return strstr(mode, "[madvise]") != NULL;
+}
+
+/* The sum of the "<name>: <n> kB" lines named in `names` of /proc/self/smaps_rollup. */
+static size_t rollup_kib(const char* const* names, size_t count) {
+  char buf[2048];
+  long n = read_file("/proc/self/smaps_rollup", buf, sizeof(buf) - 1);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  size_t total = 0;
+  for (const char* line = buf; *line != 0;) {
+    for (size_t i = 0; i < count; i++) {
+      size_t len = lm_strlen(names[i]);
+      if (strncmp(line, names[i], len) != 0 || line[len] != ':') continue;
+      const char* q = line + len + 1;
+      while (*q == ' ') q++;
+      size_t kib = 0;
+      while (*q >= '0' && *q <= '9') kib = kib * 10 + (size_t)(*q++ - '0');
+      total += kib;
+    }
+    while (*line != 0 && *line != '\n') line++;
+    if (*line == '\n') line++;
+  }
+  return total;
+}
+
+static size_t linux_large_pages_resident(void) {
+  /* Transparent huge pages, and hugetlb pages (MAP_HUGETLB) private or shared. */
+  static const char* const names[] = {"AnonHugePages", "Private_Hugetlb", "Shared_Hugetlb"};
+  return rollup_kib(names, sizeof(names) / sizeof(names[0])) * 1024;
 }
 
 static int linux_large_pages_allow(bool allow) {
@@ -536,8 +568,11 @@ static const lm_backend_t linux_backend = {
     .decommit = linux_decommit,
     .reset = linux_reset,
     .protect = linux_protect,
+#if LM_HUGE_PAGES /* else no explicit huge pages; THP advice stays (MIMALLOC_ALLOW_THP) */
     .reserve_huge = linux_reserve_huge,
     .reserve_large = linux_reserve_large,
+#endif
+    .large_pages_resident = linux_large_pages_resident,
     .numa_bind = linux_numa_bind,
     .large_pages_allow = linux_large_pages_allow,
     .large_pages_advise = linux_large_pages_advise,
