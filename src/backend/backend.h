@@ -51,6 +51,14 @@ typedef struct lm_backend_caps_s {
   const char* large_pages_absent;
 } lm_backend_caps_t;
 
+/* The limits of the container (on Linux: the cgroup) the process runs in. */
+typedef struct lm_container_s {
+  size_t memory_max;      /* hard limit in bytes, the tightest of the process's groups; 0: none */
+  size_t memory_high;     /* the mark above which the OS throttles and reclaims; 0: none */
+  size_t cpu_quota_milli; /* CPU time the group may use, in thousandths of a CPU; 0: no quota */
+  size_t cpus;            /* CPUs the process may run on (its affinity), at least 1 */
+} lm_container_t;
+
 /* A function run at thread exit with the value given to `thread_exit_arm`. */
 typedef void lm_thread_exit_fun(void* arg);
 /* The body of a background thread. */
@@ -114,6 +122,15 @@ typedef struct lm_backend_s {
   bool (*getenv)(const char* name, char* buf, size_t size);
   /* Write a NUL-terminated message to the default output (stderr), without allocating. */
   void (*output)(const char* msg);
+
+  /* Optional: fill the container's limits; false when the process is in none the backend can
+   * read (then `*out` holds no limit and the affinity's CPU count). Reads a few small files:
+   * at start and every second or so, never on an allocation path. Not thread-safe with
+   * itself or container_usage: the caller serialises them. */
+  bool (*container_limits)(lm_container_t* out);
+  /* Optional: the memory the group with the tightest limit uses now, in bytes (0 if unknown);
+   * one small file read, after container_limits found that group. */
+  size_t (*container_usage)(void);
 
   /* Optional: process figures for mi_process_info, each in the unit named (0 if unknown). */
   void (*process_info)(size_t* user_ms, size_t* system_ms, size_t* current_rss,

@@ -2,6 +2,7 @@
  * folder that asks which OS this is. The Meson build compiles the chosen folder directly. */
 #if defined(__linux__)
 #include "linux/backend_linux.c"
+#include "linux/cgroup.c"
 #elif defined(_WIN32)
 #include "windows/backend_windows.c"
 /* windows.h defines these as empty macros (16-bit pointer qualifiers); the engine's files that

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "../backend.h"
 #include "../../common/common.h"
+#include "cgroup.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -526,6 +527,15 @@ static void linux_process_info(size_t* user_ms, size_t* system_ms, size_t* curre
   *current_rss = pages * page_size;
 }
 
+/* ---- the container (cgroup.c) -------------------------------------------------------------- */
+
+static bool linux_container_limits(lm_container_t* out) {
+  /* MIMALLOC_CGROUP_ROOT: a folder standing for "/" (tests point it at a tree they write) */
+  char root[512];
+  if (!linux_getenv("MIMALLOC_CGROUP_ROOT", root, sizeof(root))) root[0] = 0;
+  return lm_linux_container_limits(root, out);
+}
+
 /* ---- pointers from another allocator ----------------------------------------------------------- */
 /* The allocator a preload displaced is the next definition of `free` after this object in the
  * lookup order (glibc's, normally). Looked up once; if it is our own `free`, there is none. */
@@ -583,6 +593,8 @@ static const lm_backend_t linux_backend = {
     .getenv = linux_getenv,
     .output = linux_output,
     .process_info = linux_process_info,
+    .container_limits = linux_container_limits,
+    .container_usage = lm_linux_container_usage,
     .foreign_free = linux_foreign_free,
     .foreign_usable_size = linux_foreign_usable_size,
     .thread_exit_register = linux_thread_exit_register,
