@@ -34,6 +34,7 @@
 #include "core/guarded.c"
 #include "core/check.c"
 #include "core/arena_api.c"
+#include "core/container.c"
 #include "core/alloc.c"
 #include "core/free.c"
 #include "core/aligned.c"

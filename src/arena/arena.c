@@ -445,7 +445,7 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
   /* The purger's BUSY flag is its own to clear (the owner waited for it before freeing). */
   lm_bitmap_clear(arena->flags[LM_BLOCK_ABANDONED], idx, n);
   lm_bitmap_clear(arena->flags[LM_BLOCK_PURGE_PENDING], idx, n);
-  int64_t delay = arenas->config.purge_delay_ms;
+  int64_t delay = lm_arenas_purge_delay(arenas, arenas->config.purge_delay_ms);
   if (!arena->is_pinned && delay >= 0 && arenas->caps.has_decommit) {
     if (delay == 0) {
       arena_purge_blocks(arenas, arena, idx, n);

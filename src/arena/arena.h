@@ -116,6 +116,8 @@ typedef struct lm_arenas_s {
   _Atomic(uintptr_t) hint_next;
   int numa_count; /* NUMA nodes arenas are told apart by (1: none) */
   _Atomic(bool) large_missed_said; /* the notice that large pages could not be had was given */
+  /* Memory is short (the container nears its limit; set by the core): purges do not wait. */
+  _Atomic(bool) pressure;
 } lm_arenas_t;
 
 /* Validate `backend` (required functions present, capabilities consistent), read its
@@ -126,6 +128,11 @@ int lm_arenas_init(lm_arenas_t* arenas, const lm_backend_t* backend,
 /* Release every arena (tests; destroy at exit). Memory still in use becomes invalid. */
 void lm_arenas_destroy(lm_arenas_t* arenas);
 void lm_mem_config_default(lm_mem_config_t* config);
+
+/* The purge delay to apply now: none while memory is short (see `pressure`). */
+static inline int64_t lm_arenas_purge_delay(lm_arenas_t* arenas, int64_t delay) {
+  return delay > 0 && atomic_load_explicit(&arenas->pressure, memory_order_relaxed) ? 0 : delay;
+}
 
 /* Set the start of the hinted region (0: no hints, e.g. under sanitizers or on 32-bit). */
 void lm_arenas_set_region(lm_arenas_t* arenas, uintptr_t region_start);

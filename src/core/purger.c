@@ -39,8 +39,10 @@ static void purger_pass(int64_t now, int64_t* next) {
   } else {
     *next = earliest(*next, due);
   }
-  *next = earliest(*next, lm_segments_purge_flagged(&lm_process.segments, now, false));
-  lm_arenas_try_purge(arenas, false);
+  /* Near the container's limit: what waits for its delay is purged now. */
+  bool urgent = lm_container_poll(now);
+  *next = earliest(*next, lm_segments_purge_flagged(&lm_process.segments, now, urgent));
+  lm_arenas_try_purge(arenas, urgent);
   *next = earliest(*next, lm_arenas_purge_deadline(arenas));
 }
 
@@ -57,6 +59,12 @@ static void purger_main(void* arg) {
     if (atomic_load(&arenas->purger_idle) == 0) continue; /* woken during the pass */
     int64_t now = backend->clock_ms();
     int64_t timeout = next == 0 ? -1 : (next > now ? next - now : 1);
+    /* Under a memory limit, look at usage while memory waits for its purge, and while the
+     * pressure lasts (to notice its end). */
+    bool pressure = atomic_load_explicit(&arenas->pressure, memory_order_relaxed);
+    if (lm_container_watching() && (next != 0 || pressure) && (timeout < 0 || timeout > 50)) {
+      timeout = 50;
+    }
     backend->wait_on(&arenas->purger_idle, 1, timeout);
   }
 }
@@ -135,14 +143,18 @@ void lm_purger_tick(void) {
    * no sooner than the purge delay from now; a pass runs when the earliest deadline passed. */
   int64_t next = atomic_load_explicit(&inline_next, memory_order_relaxed);
   bool scheduled = atomic_load_explicit(&arenas->purger_idle, memory_order_relaxed) == 0;
-  if (next == 0 && !scheduled) return;
+  bool pressure = atomic_load_explicit(&arenas->pressure, memory_order_relaxed);
+  if (next == 0 && !scheduled && !pressure) return;
   int64_t now = backend->clock_ms();
   if (scheduled) {
     atomic_store_explicit(&arenas->purger_idle, 1, memory_order_relaxed);
     next = earliest(next, now + delay);
     atomic_store_explicit(&inline_next, next, memory_order_relaxed);
   }
-  if (now < next || !lm_spin_try_lock(&purger_pass_lock)) return;
+  /* Under a memory limit a pass also runs when usage is due for a look (it may purge at once,
+   * or end the pressure). */
+  bool due = next != 0 && now >= next;
+  if ((!due && !lm_container_poll_due(now)) || !lm_spin_try_lock(&purger_pass_lock)) return;
   int64_t pass_next = 0;
   purger_pass(now, &pass_next);
   atomic_store_explicit(&inline_next, pass_next, memory_order_relaxed);

@@ -144,6 +144,7 @@ static void segment_schedule_purge(lm_segments_tld_t* tld, lm_segment_t* segment
   int64_t delay = segs->config.purge_delay_ms;
   int64_t mult = segs->arenas->config.arena_purge_mult;
   if (large_block && delay > 0 && mult > 1) delay *= mult;
+  delay = lm_arenas_purge_delay(segs->arenas, delay); /* none while memory is short */
   if (delay < 0 || !segs->arenas->caps.has_decommit || segment->memid.is_pinned) return;
   lm_spin_lock(&segment->lock);
   for (size_t i = idx; i < idx + n; i++) {
