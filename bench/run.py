@@ -13,6 +13,9 @@ Two groups of workloads (--workloads takes names and group names; the list is WO
              server, threads-16, threads-64, grow (64 buffers grown by realloc to 2 MiB),
              burst-alternating (1M objects of 32..96 bytes, freed forward and in reverse by
              turns) and larson (threads that hand their live objects to a fresh thread);
+  container  cgroupswing: a live set that swings between size classes under a simulated
+             cgroup memory limit (a tree the runner writes; the program writes its RSS into
+             the simulated memory.current, and reports the share of samples over the limit);
   real       real programs: gcc (gcc -O2 -c of a generated C file of 1,200 functions), perl
              (a 200k-key hash of arrays), python3 (bench/pydict.py, the dict/list workload of
              scripts/main-job.sh, with PYTHONMALLOC=malloc), sqlite3 (main-job's in-memory
@@ -79,7 +82,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # every C program bench/meson.build builds (memtime: the measuring helper)
 WORKLOAD_PROGRAMS = ("fastpath", "churn", "prodcons", "threadchurn", "falseshare", "reallocgrow",
                      "large", "burst", "tree", "traverse", "server", "manythreads", "latency",
-                     "grow", "larson", "memtime")
+                     "grow", "larson", "cgroupswing", "memtime")
 # the C++ programs: built only where Meson finds a C++ compiler (their workloads are skipped
 # with a note elsewhere)
 OPTIONAL_PROGRAMS = ("cxxthreads",)
@@ -173,6 +176,20 @@ class RealProgram(Workload):
             shown.append("'...'" if len(a) > 40 else f"'{a}'" if " " in a else a)
         env = " ".join(f"{k}={v}" for k, v in self.env.items())
         return (env + " " if env else "") + " ".join(shown)
+
+
+class CgroupWorkload(Workload):
+    """A workload run over a simulated cgroup tree in its input folder (MIMALLOC_CGROUP_ROOT):
+    the program writes the tree's files itself, the runner only names the folder."""
+
+    def __init__(self, name, prog, full, quick, what):
+        super().__init__(name, prog, full, quick, what, group="container")
+
+    def prepare(self, folder, quick):
+        (Path(folder) / "cgroup").mkdir(exist_ok=True)
+
+    def environment(self, folder):
+        return {"MIMALLOC_CGROUP_ROOT": str(Path(folder) / "cgroup")}
 
 
 # ---- inputs of the real programs (generated before the runs, the same text every time) ------
@@ -350,6 +367,9 @@ WORKLOADS = [
     Workload("larson", "larson", ["320", "4", "1000", "20000"], ["100", "4", "1000", "20000"],
              "4 threads replace objects of 16..1024 bytes; each thread hands its array to a "
              "fresh thread after 20k operations (objects freed by a later thread)"),
+    CgroupWorkload("cgroupswing", "cgroupswing", ["60", "64", "112"], ["30", "64", "112"],
+                   "64 MiB live, one size class after another (24 B..300 KiB), under a "
+                   "simulated 112 MiB cgroup limit"),
     # real programs (group "real")
     RealProgram("gcc", ("/usr/bin/gcc", "gcc"),
                 ["-O2", "-c", "{in}/gcc-input.c", "-o", "{in}/gcc-input.o"],
@@ -382,7 +402,7 @@ WORKLOADS = [
              "C++: 4 std::threads pass std::shared_ptr records (std::string, std::vector) "
              "through mutex-protected queues into std::unordered_maps", group="real"),
 ]
-WORKLOAD_GROUPS = ("synthetic", "real")
+WORKLOAD_GROUPS = ("synthetic", "container", "real")
 LATENCY_FULL = ["2000000", "2", "20000"]
 LATENCY_QUICK = ["400000", "2", "20000"]
 LATENCY_FIELDS = ["malloc_p50_ns", "malloc_p99_ns", "malloc_p9999_ns", "malloc_max_ns",
