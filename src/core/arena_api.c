@@ -49,13 +49,15 @@ void* mi_arena_area(mi_arena_id_t arena_id, size_t* size) {
 }
 
 int lm_huge_reserve_at(size_t pages, int numa_node, size_t timeout_ms, bool exclusive,
-                       int* arena_id) {
+                       int* arena_id, size_t* reserved) {
   if (arena_id != NULL) *arena_id = 0;
+  if (reserved != NULL) *reserved = 0;
   if (!node_ok(numa_node)) return ENOMEM;
   size_t got = 0;
   int64_t timeout = timeout_ms > INT64_MAX ? INT64_MAX : (int64_t)timeout_ms;
   int err = lm_arena_reserve_huge(&lm_process.arenas, pages, numa_node, exclusive, timeout, &got,
                                   arena_id);
+  if (reserved != NULL) *reserved = got;
   if (err == 0) {
     if (pages > 0) lm_verbose("reserved %zu huge (1 GiB) OS pages (numa node %d)", pages, numa_node);
   } else if (!LM_HUGE_PAGES) {
@@ -72,14 +74,18 @@ int lm_huge_reserve_at(size_t pages, int numa_node, size_t timeout_ms, bool excl
   return err == 0 ? 0 : ENOMEM;
 }
 
-int lm_huge_reserve_interleave(size_t pages, size_t numa_nodes, size_t timeout_ms) {
+int lm_huge_reserve_interleave(size_t pages, size_t numa_nodes, size_t timeout_ms,
+                               size_t* reserved) {
+  if (reserved != NULL) *reserved = 0;
   size_t known = (size_t)lm_process.arenas.numa_count;
   size_t nodes = numa_nodes == 0 || numa_nodes > known ? known : numa_nodes;
   for (size_t node = 0; node < nodes && pages > 0; node++) {
     size_t n = pages / nodes + (node < pages % nodes ? 1 : 0);
     if (n == 0) continue;
+    size_t got = 0;
     int err = lm_huge_reserve_at(n, nodes > 1 ? (int)node : -1, timeout_ms / nodes + 50, false,
-                                 NULL);
+                                 NULL, &got);
+    if (reserved != NULL) *reserved += got;
     if (err != 0) return err;
   }
   return 0;
@@ -89,7 +95,7 @@ int mi_reserve_huge_os_pages_at_ex(size_t pages, int numa_node, size_t timeout_m
                                    bool exclusive, mi_arena_id_t* arena_id) mi_attr_noexcept {
   if (arena_id != NULL) *arena_id = 0;
   if (!ready()) return ENOMEM;
-  return lm_huge_reserve_at(pages, numa_node, timeout_msecs, exclusive, arena_id);
+  return lm_huge_reserve_at(pages, numa_node, timeout_msecs, exclusive, arena_id, NULL);
 }
 
 int mi_reserve_huge_os_pages_at(size_t pages, int numa_node, size_t timeout_msecs)
@@ -102,14 +108,19 @@ int mi_reserve_huge_os_pages_at(size_t pages, int numa_node, size_t timeout_msec
 int mi_reserve_huge_os_pages_interleave(size_t pages, size_t numa_nodes, size_t timeout_msecs)
     mi_attr_noexcept {
   if (!ready()) return ENOMEM;
-  return lm_huge_reserve_interleave(pages, numa_nodes, timeout_msecs);
+  return lm_huge_reserve_interleave(pages, numa_nodes, timeout_msecs, NULL);
 }
 
+/* Deprecated: the pages had are counted even when fewer than asked (ENOMEM then). A time
+ * limit that is not a positive number of seconds means none. */
 int mi_reserve_huge_os_pages(size_t pages, double max_secs, size_t* pages_reserved)
     mi_attr_noexcept {
+  size_t got = 0;
   if (pages_reserved != NULL) *pages_reserved = 0;
-  int err = mi_reserve_huge_os_pages_interleave(pages, 0, (size_t)(max_secs * 1000.0));
-  if (err == 0 && pages_reserved != NULL) *pages_reserved = pages;
+  if (!ready()) return ENOMEM;
+  size_t timeout = max_secs > 0 && max_secs < 1e9 ? (size_t)(max_secs * 1000.0) : 0;
+  int err = lm_huge_reserve_interleave(pages, 0, timeout, &got);
+  if (pages_reserved != NULL) *pages_reserved = got;
   return err;
 }
 

@@ -573,11 +573,13 @@ long lm_option_get(int option);
 
 /* ---- huge OS pages (arena_api.c) ---------------------------------------------------------- */
 /* Reserve `pages` 1 GiB pages spread over the first `nodes` NUMA nodes (0: all told apart),
- * each node's share within its part of `timeout_ms`; reports what could not be had. For
+ * each node's share within its part of `timeout_ms` (0: no limit); `*reserved` (may be NULL)
+ * gets how many pages were had; reports what could not be had. For
  * process start (no init check) and the mi_reserve_huge_os_pages_* calls. */
-int lm_huge_reserve_interleave(size_t pages, size_t nodes, size_t timeout_ms);
+int lm_huge_reserve_interleave(size_t pages, size_t nodes, size_t timeout_ms,
+                               size_t* reserved);
 int lm_huge_reserve_at(size_t pages, int numa_node, size_t timeout_ms, bool exclusive,
-                       int* arena_id);
+                       int* arena_id, size_t* reserved);
 
 /* ---- messages (output.c) ---------------------------------------------------------------------- */
 /* Write a message as it is (no prefix) to the registered output or stderr. */

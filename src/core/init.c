@@ -176,8 +176,8 @@ static void process_setup(void) {
   if (huge_pages > 0) {
     long node = lm_option_get(mi_option_reserve_huge_os_pages_at);
     size_t timeout = (size_t)huge_pages * 500;
-    if (node >= 0) lm_huge_reserve_at((size_t)huge_pages, (int)node, timeout, false, NULL);
-    else lm_huge_reserve_interleave((size_t)huge_pages, 0, timeout);
+    if (node >= 0) lm_huge_reserve_at((size_t)huge_pages, (int)node, timeout, false, NULL, NULL);
+    else lm_huge_reserve_interleave((size_t)huge_pages, 0, timeout, NULL);
   }
 }
 

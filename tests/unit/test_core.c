@@ -993,6 +993,22 @@ static void test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed(void** s
   assert_int_equal(used, 1); /* the segment header was initialised */
 }
 
+/* The deprecated mi_reserve_huge_os_pages counts the 1 GiB pages it had, also when a refusal
+ * part way stops it (ENOMEM then). Last: the pinned arena it leaves serves later allocations. */
+static void test_core_deprecated_huge_reserve_counts_the_pages_had(void** state) {
+  (void)state;
+  if (!LM_HUGE_PAGES) skip(); /* -Dhuge_pages=disabled */
+  fake_backend_set_huge_pages(true);
+  size_t got = 99;
+  assert_int_equal(mi_reserve_huge_os_pages(2, 10.0, &got), 0);
+  assert_int_equal(got, 2);
+  fake_backend_fail_nth(FAKE_OP_RESERVE_HUGE, 2); /* the second page asked for is refused */
+  assert_int_equal(mi_reserve_huge_os_pages(2, -1.0, &got), ENOMEM);
+  assert_int_equal(got, 1);
+  fake_backend_fail_nth(FAKE_OP_RESERVE_HUGE, 0);
+  fake_backend_set_huge_pages(false);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_core_size_class_of_every_size_fits_and_bounds_waste),
@@ -1017,6 +1033,7 @@ int main(void) {
       cmocka_unit_test(test_core_fresh_blocks_come_in_random_order_in_secure_builds),
       cmocka_unit_test(test_core_slow_path_varies_reuse_and_page_in_secure_builds),
       cmocka_unit_test(test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed),
+      cmocka_unit_test(test_core_deprecated_huge_reserve_counts_the_pages_had),
   };
   return cmocka_run_group_tests_name("core", tests, group_setup, group_teardown);
 }
