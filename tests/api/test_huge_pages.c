@@ -1,6 +1,6 @@
 /* Huge OS pages on the real backend, through the public API only.
  *
- *   test_huge_pages compiled|disabled
+ *   test_huge_pages compiled|disabled [start]
  *
  * Run with MIMALLOC_VERBOSE=1 and MIMALLOC_ALLOW_LARGE_OS_PAGES=1. What to expect depends on
  * the machine, which is read and never changed: the pools of free 1 GiB and 2 MiB pages
@@ -8,6 +8,8 @@
  * machine without pools (the usual case) every request for explicit pages must fail with
  * ENOMEM and a message saying why; with pools, they must succeed and be counted. "disabled"
  * is a build with -Dhuge_pages=disabled: nothing explicit is ever had, and it says so.
+ * "start": run with MIMALLOC_RESERVE_HUGE_OS_PAGES=1 instead; only checks what process start
+ * made of that request (a 1 GiB arena, or a message saying why there is none).
  */
 #include <errno.h>
 #include <mimalloc-stats.h>
@@ -74,6 +76,21 @@ int main(int argc, char** argv) {
   bool compiled = argc > 1 && strcmp(argv[1], "compiled") == 0;
   mi_register_output(capture, NULL); /* replays what was said at start */
   char json[64 * 1024];
+
+  if (argc > 2 && strcmp(argv[2], "start") == 0) {
+    bool pool = free_pages(1024 * 1024) >= 1 || free_pages(2048) >= 512;
+    check(mi_stats_get_json(sizeof(json), json) != NULL, "statistics as JSON", 0);
+    long long had = json_number(json, "explicit_current");
+    if (compiled && pool) {
+      check(had >= (long long)(1024 * MiB), "1 GiB reserved at start", had);
+    } else {
+      check(had == 0, "nothing reserved at start", had);
+      check(strstr(out, compiled ? "none could be had" : "compiled out") != NULL,
+            "start says why", 0);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+  }
 
   /* 1. allow_large_os_pages (from the environment): arenas asked for large pages at start. */
   check(mi_option_is_enabled(mi_option_allow_large_os_pages), "allow_large_os_pages is set", 0);
