@@ -1138,6 +1138,7 @@ static void record_notice(const char* msg) {
  * the memory counted as transparent; with explicit pages, no notice. */
 static void test_arena_large_pages_missed_are_noticed_once(void** state) {
   (void)state;
+  if (fake_backend_imitates_windows()) skip(); /* no large pages without the privilege */
   lm_mem_config_t c = base_config();
   c.allow_large = true;
   c.notice = record_notice;
