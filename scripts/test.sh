@@ -3,16 +3,16 @@
 #
 #   scripts/test.sh
 #
-#   1. build/       the default (release) build with libnuma: everything is built, then every
-#      suite runs
+#   1. build/       the default (release) build (NUMA through raw syscalls): everything is
+#      built, then every suite runs
 #   1b. consumers   build/ installed into a scratch folder and used by small projects the ways
 #      others take it in: Meson subproject and pkg-config, CMake find_package, a Makefile with
 #      -lmimalloc, mimalloc.o in a static link (tests/consumers/run.sh)
 #   1c. first contact  the main job's command with cmocka hidden from pkg-config (it builds
 #      and runs without the tests), then again with it (build/ reconfigures by itself, the unit
 #      tests pass): tests/first-contact.sh, in a scratch copy
-#   1d. build-nonuma/  -Dnuma=disabled -Dhuge_pages=disabled (raw NUMA syscalls, no explicit
-#      huge pages): suites unit, override, hugepages
+#   1d. build-numa/  -Dnuma=enabled -Dhuge_pages=disabled (libnuma, no explicit huge pages):
+#      suites unit, override, hugepages
 #   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
 #   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench;
@@ -236,9 +236,8 @@ if ! install_missing; then
   fail "install: packages missing"
 fi
 
-# 1. default build: every target first (meson test builds only what tests need), every suite;
-#    NUMA through libnuma (enabled, so a missing libnuma fails here instead of going unnoticed)
-run_pass "build" build 1800 "-Dnuma=enabled"
+# 1. default build: every target first (meson test builds only what tests need), every suite
+run_pass "build" build 1800 ""
 
 # 1b. build/ as other projects use it: installed (into a scratch folder), then found and linked
 run_consumers 600
@@ -261,11 +260,11 @@ run_first_contact() {
 }
 run_first_contact 900
 
-# 1d. Without libnuma and without explicit huge pages (-Dnuma=disabled -Dhuge_pages=disabled):
-#     the backend's raw getcpu/mbind path and the build with the huge-page paths compiled out;
-#     the layer tests (the real backend's binding test among them), the API's huge-page test
-#     and the preloaded programs
-run_pass "nonuma" build-nonuma 900 "-Dnuma=disabled -Dhuge_pages=disabled" \
+# 1d. With libnuma (enabled, so a missing libnuma fails here instead of going unnoticed) and
+#     without explicit huge pages (-Dhuge_pages=disabled): the backend's libnuma path and the
+#     build with the huge-page paths compiled out; the layer tests (the real backend's binding
+#     test among them), the API's huge-page test and the preloaded programs
+run_pass "numa" build-numa 900 "-Dnuma=enabled -Dhuge_pages=disabled" \
   --suite unit --suite override --suite hugepages
 
 # 2. AddressSanitizer + UndefinedBehaviorSanitizer (meson sets no UBSAN_OPTIONS: without
