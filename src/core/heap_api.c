@@ -105,7 +105,7 @@ static bool block_dies(const mi_heap_t* heap, const mi_heap_area_t* area, void* 
   const lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
   const lm_block_t* base = lm_page_block_of(page, block); /* (a guarded block: its start) */
   if (LM_GUARDED) lm_guarded_unguard(page, block); /* open before the page is reused */
-  if (LM_PADDING) {
+  if (LM_DEBUG_FILL) {
     lm_stat_decrease(&lm_process.stats.malloc_requested,
                      (int64_t)lm_padding_requested(page, base));
   }
@@ -122,7 +122,7 @@ void mi_heap_destroy(mi_heap_t* heap) {
   }
   if (heap == heap->tld->heap_backing) return;
   heap_quiesce(heap);
-  if (LM_TRACK_VALGRIND || LM_PADDING || LM_GUARDED) {
+  if (LM_TRACK_VALGRIND || LM_DEBUG_FILL || LM_GUARDED) {
     mi_heap_visit_blocks(heap, true, block_dies, NULL);
   }
   /* Give every page back whole: its blocks die with it, no walk over them. */
