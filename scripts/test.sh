@@ -341,6 +341,17 @@ for pair in build:release build-secure:secure build-debug:debug; do
     attack_outputs+=("$dir/attacks.txt")
   fi
 done
+# upstream mimalloc 2.4.1's secure build beside ours, when a copy is kept beside the checkout
+# (or ATTACK_MIMALLOC_241_SECURE=PATH): the shared-library catalogue with it in LD_PRELOAD. Its
+# column only reports; nothing is expected of it.
+peer=${ATTACK_MIMALLOC_241_SECURE:-../shared/peers/mimalloc-2.4.1/libmimalloc-secure.so.2}
+if [ -f "$peer" ] && [ -x build/tests/attacks/attacks-shared ]; then
+  LD_PRELOAD=$(realpath "$peer") build/tests/attacks/attacks-shared mimalloc-2.4.1-secure \
+    > build/attacks-mimalloc-2.4.1-secure.txt 2>/dev/null
+  attack_outputs+=(build/attacks-mimalloc-2.4.1-secure.txt)
+else
+  echo "note: no mimalloc 2.4.1 secure build at $peer: its column is left out"
+fi
 python3 scripts/attack-table.py "${attack_outputs[@]}" || true
 
 # ---- the closing line -------------------------------------------------------------------------
