@@ -223,7 +223,10 @@ int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool
   void* start = NULL;
   bool is_zero = false;
   size_t size = pages * LM_GiB;
-  if (arenas->backend->reserve_huge(NULL, size, numa_node, &start, &is_zero) != 0) return ENOMEM;
+  if (lm_arenas_fault_due(arenas, LM_FAULT_RESERVE) ||
+      arenas->backend->reserve_huge(NULL, size, numa_node, &start, &is_zero) != 0) {
+    return ENOMEM;
+  }
   lm_stat_increase(&arenas->stats.reserved, (int64_t)size);
   lm_stat_increase(&arenas->stats.committed, (int64_t)size);
   lm_memid_t memid = {.kind = LM_MEM_OS, .os_base = start, .os_size = size, .is_pinned = true,

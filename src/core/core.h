@@ -498,6 +498,8 @@ void lm_heap_collect_retired(lm_heap_t* heap, bool force);
 /* Process the remote frees handed to this heap (into its full pages). Blocks still in flight
  * arrive later; callers that must see them all first stop new ones (NEVER_DELAYED). */
 void lm_heap_delayed_free(lm_heap_t* heap);
+/* The fault-injection test hook (arena_api.c): see lm_fault_plan_t. */
+int64_t lm_fault_os(int64_t nth, unsigned kinds);
 typedef enum lm_collect_e { LM_COLLECT_NORMAL, LM_COLLECT_FORCE, LM_COLLECT_ABANDON } lm_collect_t;
 void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode);
 /* Try to take over abandoned segments until one has room for `block_size`. */
