@@ -225,6 +225,17 @@ void* lm_heap_realloc(lm_heap_t* heap, void* p, size_t newsize, bool zero) {
   size_t size = lm_usable_size(p);
   /* Keep the block when the new size still fits and does not waste more than half of it. */
   if (newsize <= size && newsize >= size / 2 && newsize > 0) return p;
+  if (LM_PADDING) {
+    /* Padded blocks report their request as their size: measure against what the block can
+     * hold (its room), and record the new request, so growing a little at a time does not copy
+     * every time (bench reallocgrow: 76x the time of an unpadded build without this). */
+    size_t room = lm_padding_room_at(p);
+    if (newsize <= room && newsize >= room / 2 && newsize > 0) {
+      lm_padding_resize(p, newsize);
+      if (zero && newsize > size) memset((uint8_t*)p + size, 0, newsize - size);
+      return p;
+    }
+  }
   if (realloc_in_place(heap, p, size, newsize, zero)) return p;
   void* newp = lm_heap_malloc(heap, newsize, false);
   if (lm_unlikely(newp == NULL)) return NULL; /* p is untouched */

@@ -464,6 +464,8 @@ bool lm_padding_ok(const lm_page_t* page, const lm_block_t* block);
 bool lm_padding_below_ok(const lm_page_t* page, const lm_block_t* block);
 size_t lm_padding_requested(const lm_page_t* page, const lm_block_t* block);
 bool lm_padding_ok_at(const void* p); /* free.c: realloc's check of a pointer */
+size_t lm_padding_room_at(const void* p);         /* free.c: realloc in place */
+void lm_padding_resize(void* p, size_t newsize); /* free.c */
 void lm_debug_fill_freed(const lm_page_t* page, lm_block_t* block);
 void lm_debug_check_reused(const lm_page_t* page, const lm_block_t* block);
 

@@ -310,6 +310,29 @@ bool lm_padding_ok_at(const void* p) {
   return lm_padding_ok(page, lm_page_block_of(page, p));
 }
 
+/* Padded builds: how many bytes the block holding p could hold from p on (its room), and a
+ * new request within it, recorded in place (realloc's resize without a move). A pointer that
+ * is not ours, or one in a page of aligned or guarded blocks, has no room past its size. */
+size_t lm_padding_room_at(const void* p) {
+  if (!lm_arenas_region_contains(&lm_process.arenas, p) && !lm_is_in_heap_region(p)) return 0;
+  const lm_page_t* page = lm_segment_page_of(lm_segment_of(p), p);
+  if (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED) return 0;
+  const lm_block_t* block = lm_page_block_of(page, p);
+  return page->block_size - LM_PADDING_SIZE - (size_t)((const uint8_t*)p - (const uint8_t*)block);
+}
+
+void lm_padding_resize(void* p, size_t newsize) {
+  const lm_page_t* page = lm_segment_page_of(lm_segment_of(p), p);
+  lm_block_t* block = lm_page_block_of(page, p);
+  size_t offset = (size_t)((uint8_t*)p - (uint8_t*)block);
+  if (LM_DEBUG_FILL) {
+    lm_stat_decrease(&lm_process.stats.malloc_requested,
+                     (int64_t)lm_padding_requested(page, block));
+    lm_stat_increase(&lm_process.stats.malloc_requested, (int64_t)(offset + newsize));
+  }
+  lm_padding_init(page, block, offset + newsize);
+}
+
 size_t lm_usable_size(const void* p) {
   size_t size = usable_size_of(p);
   if (LM_TRACK_ASAN && size > 0 && lm_is_in_heap_region(p)) lm_track_usable((void*)p, size);
