@@ -855,8 +855,8 @@ static void test_core_failing_each_memory_call_in_turn_leaks_nothing(void** stat
       if (fake_backend_failures(ops[o]) == failures) break; /* fewer than n calls: done */
       swept++;
     }
-    print_message("fake backend, %s: %zu calls failed in turn\n",
-                  ops[o] == FAKE_OP_RESERVE ? "reserve" : "commit", swept);
+    print_message("fake backend, %s: %lu calls failed in turn\n", /* (no %zu in mingw's C library) */
+                  ops[o] == FAKE_OP_RESERVE ? "reserve" : "commit", (unsigned long)swept);
     assert_true(swept > 0);
   }
 }
