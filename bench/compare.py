@@ -11,13 +11,15 @@ import math
 import os
 import statistics
 import sys
+import tempfile
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as bench  # the workload table and the measuring helper live there
 
 
-def measure(lib, argv):
-    code, wall, rss_kib, _ = bench.measure(argv, os.path.abspath(lib), "/tmp/lm-compare.out")
+def measure(lib, argv, env):
+    code, wall, rss_kib, _ = bench.measure(argv, os.path.abspath(lib), "/tmp/lm-compare.out", env)
     if code != 0:
         raise RuntimeError(f"{argv[0]} exited {code} under {lib}")
     return wall, rss_kib / 1024.0
@@ -33,17 +35,24 @@ def main():
     args = ap.parse_args()
     bin_dir = os.path.join(args.build_dir, "bench")
     bench.MEMTIME = os.path.join(bin_dir, "memtime")
+    folder = tempfile.mkdtemp(prefix="lm-compare-")  # the real programs' input files
     rows, tr, mr = [], [], []
     for w in bench.WORKLOADS:
         if not w.timed:
             continue
-        argv = [os.path.join(bin_dir, w.prog)] + (w.quick if args.quick else w.full)
+        why = w.missing(Path(bin_dir))
+        if why:
+            print(f"\n{w.name}: skipped ({why})", file=sys.stderr)
+            continue
+        w.prepare(folder, args.quick)
+        argv = w.argv(Path(bin_dir), folder, args.quick)
+        env = w.environment(folder)
         ta, tb, ma, mb = [], [], [], []
         for i in range(args.runs):
             print(f"\r{w.name}: run {i + 1}/{args.runs}   ", end="", file=sys.stderr, flush=True)
-            t, m = measure(args.lib_a, argv)
+            t, m = measure(args.lib_a, argv, env)
             ta.append(t); ma.append(m)
-            t, m = measure(args.lib_b, argv)
+            t, m = measure(args.lib_b, argv, env)
             tb.append(t); mb.append(m)
         a, b = statistics.median(ta), statistics.median(tb)
         ra, rb = statistics.median(ma), statistics.median(mb)

@@ -25,6 +25,8 @@
 #      build-win/wineprefix; installs gcc-mingw-w64-x86-64, wine and wine64 when it can (as root
 #      with apt-get), else says so and skips; the layer tests need cmocka built for mingw, from
 #      Debian's source package (fetched into subprojects/cmocka)
+#   8b. build-fuzz/  the API fuzzer (tests/fuzz/run.sh, clang libFuzzer + ASan + UBSan): 20000
+#      inputs from the seed corpus
 #   9. debian packages  built, checked with lintian, a program built against Debian's
 #      libmimalloc-dev run on them, the consumers built against them (scripts/deb.sh; with
 #      CI=true installed in place of Debian's packages)
@@ -319,6 +321,25 @@ fi
 # 8. Windows: mingw-w64 cross build, the tests/windows suites under wine
 run_windows 900
 
+# 8b. The API fuzzer (tests/fuzz): a short fixed run, 20000 inputs from the seed corpus, with
+#    clang's libFuzzer, ASan and UBSan (clang is installed when missing; without it the stage is
+#    skipped with a note). The long form is manual: tests/fuzz/run.sh --time 3600.
+if ! command -v clang >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing clang (for the fuzzer)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y clang >/dev/null || true
+fi
+say "fuzz: tests/fuzz/run.sh --runs 20000"
+fuzz_rc=0
+timeout --kill-after=30 900 bash tests/fuzz/run.sh --runs 20000 \
+  --log build-fuzz/meson-logs/testlog.json || fuzz_rc=$?
+if [ "$fuzz_rc" = 77 ]; then
+  echo "note: fuzz: clang with libFuzzer is missing: skipped"
+elif [ -f build-fuzz/meson-logs/testlog.json ]; then
+  logs+=("build-fuzz/meson-logs/testlog.json")
+else
+  fail "fuzz: tests/fuzz/run.sh exited $fuzz_rc without a log"
+fi
+
 # 9. The Debian packages (scripts/deb.sh): built from debian/, lintian clean, a program built
 #    against Debian's own libmimalloc-dev runs on them, the consumers build against their files.
 #    Last, because with CI=true they are installed in place of Debian's packages (a CI machine
@@ -351,6 +372,17 @@ for pair in build:release build-secure:secure build-debug:debug; do
     attack_outputs+=("$dir/attacks.txt")
   fi
 done
+# upstream mimalloc 2.4.1's secure build beside ours, when a copy is kept beside the checkout
+# (or ATTACK_MIMALLOC_241_SECURE=PATH): the shared-library catalogue with it in LD_PRELOAD. Its
+# column only reports; nothing is expected of it.
+peer=${ATTACK_MIMALLOC_241_SECURE:-../shared/peers/mimalloc-2.4.1/libmimalloc-secure.so.2}
+if [ -f "$peer" ] && [ -x build/tests/attacks/attacks-shared ]; then
+  LD_PRELOAD=$(realpath "$peer") build/tests/attacks/attacks-shared mimalloc-2.4.1-secure \
+    > build/attacks-mimalloc-2.4.1-secure.txt 2>/dev/null
+  attack_outputs+=(build/attacks-mimalloc-2.4.1-secure.txt)
+else
+  echo "note: no mimalloc 2.4.1 secure build at $peer: its column is left out"
+fi
 python3 scripts/attack-table.py "${attack_outputs[@]}" || true
 
 # ---- the closing line -------------------------------------------------------------------------

@@ -253,7 +253,10 @@ int lm_arena_reserve_huge(lm_arenas_t* arenas, size_t pages, int numa_node, bool
     void* p = NULL;
     bool is_zero = false;
     atomic_fetch_add_explicit(&arenas->stats.reserve_calls, 1, memory_order_relaxed);
-    if (arenas->backend->reserve_huge(want, LM_GiB, bind, &p, &is_zero) != 0 || p == NULL) break;
+    if (lm_arenas_fault_due(arenas, LM_FAULT_RESERVE) ||
+        arenas->backend->reserve_huge(want, LM_GiB, bind, &p, &is_zero) != 0 || p == NULL) {
+      break;
+    }
     if (start != NULL && p != want) { /* not contiguous: the arena ends before it */
       arenas->backend->release(p, LM_GiB);
       break;

@@ -92,6 +92,22 @@ typedef struct lm_os_stats_s {
 void lm_stat_increase(lm_stat_count_t* s, int64_t amount);
 void lm_stat_decrease(lm_stat_count_t* s, int64_t amount);
 
+/* ---- fault injection (tests; MIMALLOC_FAULT_OS) -------------------------------------------- */
+/* The OS calls that get memory (reservations, large and huge page reservations, commits) can be
+ * made to fail with ENOMEM, so that every path that handles a failed one can be tested against
+ * the real backend: the Nth such call from when the plan is set (counting from 1), and every
+ * call of the kinds in `kinds`. Releases, purges and protection never fail this way. */
+enum { LM_FAULT_RESERVE = 1u, LM_FAULT_COMMIT = 2u };
+typedef struct lm_fault_plan_s {
+  _Atomic(int64_t) countdown; /* the call that takes it from 1 to 0 fails; <= 0: none */
+  _Atomic(unsigned) kinds;    /* LM_FAULT_* bits: every such call fails */
+  _Atomic(int64_t) injected;  /* calls failed so far */
+} lm_fault_plan_t;
+
+/* Parse "N", "reserve", "commit" or "all", comma-separated (MIMALLOC_FAULT_OS): false, with
+ * nothing set, on anything else. */
+bool lm_fault_parse(const char* spec, int64_t* nth, unsigned* kinds);
+
 struct lm_arena_s;
 
 /* The arena context: the backend, its capabilities, the policy, and the arenas. */
@@ -118,7 +134,14 @@ typedef struct lm_arenas_s {
   _Atomic(bool) large_missed_said; /* the notice that large pages could not be had was given */
   /* Memory is short (the container nears its limit; set by the core): purges do not wait. */
   _Atomic(bool) pressure;
+  lm_fault_plan_t fault;
 } lm_arenas_t;
+
+/* Set the fault plan (see lm_fault_plan_t): nth > 0 fails the nth memory call from now, 0
+ * none; `kinds` replaces the kinds that always fail. */
+void lm_arenas_fault_set(lm_arenas_t* arenas, int64_t nth, unsigned kinds);
+/* True when this memory call of `kind` (LM_FAULT_*) is to fail; counts it. */
+bool lm_arenas_fault_due(lm_arenas_t* arenas, unsigned kind);
 
 /* Validate `backend` (required functions present, capabilities consistent), read its
  * capabilities and set up an empty context. Returns 0 or EINVAL with a message written to the

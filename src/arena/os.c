@@ -19,6 +19,64 @@ void lm_stat_decrease(lm_stat_count_t* s, int64_t amount) {
   atomic_fetch_sub_explicit(&s->current, amount, memory_order_relaxed);
 }
 
+/* ---- fault injection ------------------------------------------------------------------------ */
+
+void lm_arenas_fault_set(lm_arenas_t* arenas, int64_t nth, unsigned kinds) {
+  atomic_store(&arenas->fault.countdown, nth > 0 ? nth : 0);
+  atomic_store(&arenas->fault.kinds, kinds);
+}
+
+bool lm_arenas_fault_due(lm_arenas_t* arenas, unsigned kind) {
+  lm_fault_plan_t* f = &arenas->fault;
+  bool fail = (atomic_load_explicit(&f->kinds, memory_order_relaxed) & kind) != 0;
+  /* (one decrement per call while a count is set; racing callers may take it below zero) */
+  if (atomic_load_explicit(&f->countdown, memory_order_relaxed) > 0 &&
+      atomic_fetch_sub_explicit(&f->countdown, 1, memory_order_relaxed) == 1) {
+    fail = true;
+  }
+  if (fail) atomic_fetch_add_explicit(&f->injected, 1, memory_order_relaxed);
+  return fail;
+}
+
+static bool word_is(const char* s, size_t n, const char* word) {
+  size_t i = 0;
+  for (; i < n && word[i] != 0; i++) {
+    if ((s[i] | 0x20) != word[i]) return false;
+  }
+  return i == n && word[i] == 0;
+}
+
+bool lm_fault_parse(const char* spec, int64_t* nth, unsigned* kinds) {
+  int64_t n = 0;
+  unsigned k = 0;
+  const char* s = spec;
+  while (*s != 0) {
+    size_t len = 0;
+    while (s[len] != 0 && s[len] != ',') len++;
+    if (len > 0 && s[0] >= '0' && s[0] <= '9') {
+      int64_t v = 0;
+      for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > INT64_MAX / 10 - 9) return false;
+        v = v * 10 + (s[i] - '0');
+      }
+      n = v;
+    } else if (word_is(s, len, "reserve")) {
+      k |= LM_FAULT_RESERVE;
+    } else if (word_is(s, len, "commit")) {
+      k |= LM_FAULT_COMMIT;
+    } else if (word_is(s, len, "all")) {
+      k |= LM_FAULT_RESERVE | LM_FAULT_COMMIT;
+    } else {
+      return false;
+    }
+    s += len;
+    if (*s == ',') s++;
+  }
+  *nth = n;
+  *kinds = k;
+  return true;
+}
+
 size_t lm_os_page_size(const lm_arenas_t* arenas) { return arenas->caps.page_size; }
 int64_t lm_os_clock(lm_arenas_t* arenas) { return arenas->backend->clock_ms(); }
 
@@ -60,6 +118,7 @@ static void* os_reserve(lm_arenas_t* arenas, size_t size, size_t try_align, bool
   bool zero = false;
   uintptr_t hint = region_hint(arenas, size, try_align);
   atomic_fetch_add_explicit(&arenas->stats.reserve_calls, 1, memory_order_relaxed);
+  if (lm_arenas_fault_due(arenas, LM_FAULT_RESERVE)) return NULL;
   int err = arenas->backend->reserve((void*)hint, size, try_align, commit, &p, &zero);
   if (err != 0 || p == NULL) return NULL;
   if (hint != 0 && (uintptr_t)p == hint) region_extend(arenas, hint + size);
@@ -130,6 +189,7 @@ void* lm_os_alloc_large(lm_arenas_t* arenas, size_t size, size_t align, lm_memid
   void* p = NULL;
   bool zero = false, pinned = false;
   atomic_fetch_add_explicit(&arenas->stats.reserve_calls, 1, memory_order_relaxed);
+  if (lm_arenas_fault_due(arenas, LM_FAULT_RESERVE)) return NULL;
   if (arenas->backend->reserve_large((void*)hint, size, align, &p, &zero, &pinned) != 0 ||
       p == NULL) {
     return NULL;
@@ -179,6 +239,7 @@ bool lm_os_commit(lm_arenas_t* arenas, void* p, size_t size, bool* is_zero) {
   uintptr_t end = lm_align_up((uintptr_t)p + size, page);
   bool zero = false;
   atomic_fetch_add_explicit(&arenas->stats.commit_calls, 1, memory_order_relaxed);
+  if (lm_arenas_fault_due(arenas, LM_FAULT_COMMIT)) return false;
   if (arenas->backend->commit((void*)start, end - start, &zero) != 0) return false;
   lm_stat_increase(&arenas->stats.committed, (int64_t)(end - start));
   if (is_zero != NULL) *is_zero = zero;

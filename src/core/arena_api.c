@@ -205,3 +205,12 @@ bool mi_abandoned_visit_blocks(mi_subproc_id_t subproc_id, int heap_tag, bool vi
 }
 
 void mi_thread_set_in_threadpool(void) mi_attr_noexcept {}
+
+/* ---- fault injection: the test hook -------------------------------------------------------- */
+/* Tests linked with the static library set the fault plan at run time (MIMALLOC_FAULT_OS sets
+ * it at start): nth > 0 fails the nth OS memory call from now, `kinds` (LM_FAULT_RESERVE |
+ * LM_FAULT_COMMIT) every call of a kind; returns the faults injected so far. */
+int64_t lm_fault_os(int64_t nth, unsigned kinds) {
+  lm_arenas_fault_set(&lm_process.arenas, nth, kinds);
+  return atomic_load(&lm_process.arenas.fault.injected);
+}

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <string.h>
 
 #include "mimalloc.h"
 #include "../segment/segment.h"
@@ -379,18 +380,92 @@ static inline void lm_block_set_next(const lm_page_t* page, lm_block_t* block,
   lm_track_close(block, sizeof(lm_block_t));
 }
 
-/* ---- debug builds: padding, canaries and fill patterns (page.c) ------------------------------- */
-/* Debug builds put 8 bytes of padding at the end of every block: a keyed canary and the slack
- * between the requested size and the block. Up to 16 bytes of slack are filled with 0xDE. A
- * free checks both (a write past the requested size is EFAULT), and mi_usable_size reports the
- * requested size exactly. Fresh blocks read 0xD0; freed blocks are filled with 0xDF, checked
- * when handed out again (a write after free is EFAULT). */
-#define LM_PADDING (LM_DEBUG > 0)
+/* ---- padding and canaries (secure and debug builds), fill patterns (debug) (page.c) ---------- */
+/* Secure and debug builds put 8 bytes of padding at the end of every block: a keyed canary and
+ * the slack between the requested size and the block. Up to 8 bytes of slack are filled with
+ * 0xDE. A free or realloc checks both and reports a write past the requested size (EFAULT,
+ * with the first damaged byte); a free by the page's owner also checks the canary of the block
+ * just below, so a write through a block into a live neighbour is caught when either is freed.
+ * Every block of a page carries a canary from the moment the page grows to it (fresh blocks
+ * with no request), and frees leave it in place. mi_usable_size reports the requested size
+ * exactly. Debug builds also fill fresh blocks with 0xD0 and freed ones with 0xDF (up to the
+ * padding), checked when handed out again (a write after free is EFAULT), and count the bytes
+ * requested. */
+#define LM_PADDING (LM_SECURE || LM_DEBUG > 0)
 #define LM_PADDING_SIZE ((size_t)(LM_PADDING ? 8 : 0))
+#define LM_DEBUG_FILL (LM_DEBUG > 0)
 #define LM_DEBUG_FILL_CHECK 64 /* bytes of a freed block checked on reuse */
-void lm_padding_init(const lm_page_t* page, lm_block_t* block, size_t requested);
+typedef struct lm_padding_s {
+  uint32_t canary;
+  uint32_t delta; /* block size - padding - requested size */
+} lm_padding_t;
+
+static inline lm_padding_t* lm_padding_of(const lm_page_t* page, const void* block) {
+  return (lm_padding_t*)((uint8_t*)block + page->block_size - LM_PADDING_SIZE);
+}
+/* Keyed by the page and the block's address; the low byte is zero, so a string that runs on
+ * past its block stops at the canary instead of reading on. */
+static inline uint32_t lm_padding_canary(const lm_page_t* page, const void* block) {
+  return (uint32_t)(((uintptr_t)block ^ page->keys[1]) >> 3) & ~(uint32_t)0xFF;
+}
+/* The canary and a plausible slack, without the fill: what every block of a page keeps. */
+static inline bool lm_padding_canary_ok(const lm_page_t* page, const void* block) {
+  const lm_padding_t* pad = lm_padding_of(page, block);
+  return pad->canary == lm_padding_canary(page, block) &&
+         pad->delta <= page->block_size - LM_PADDING_SIZE;
+}
+/* A free block's link leaves its canary alone, except in blocks of 8 bytes (a request of 0):
+ * those are all padding, and only their own canary is checked. */
+static inline bool lm_padding_kept_when_free(const lm_page_t* page) {
+  return page->block_size >= LM_PADDING_SIZE + sizeof(void*);
+}
+/* The slack after a request is filled with 0xDE up to 8 bytes: one word store and one word
+ * compare when the slack holds a word (the usual case), a few bytes otherwise. */
+#define LM_PADDING_FILL_WORD ((uint64_t)0xDEDEDEDEDEDEDEDEull)
+static inline void lm_padding_fill(uint8_t* fill, uint32_t delta) {
+  if (lm_likely(delta >= sizeof(uint64_t))) {
+    uint64_t word = LM_PADDING_FILL_WORD;
+    memcpy(fill, &word, sizeof(word));
+  } else {
+    for (uint32_t i = 0; i < delta; i++) fill[i] = 0xDE;
+  }
+}
+static inline bool lm_padding_fill_ok(const uint8_t* fill, uint32_t delta) {
+  if (lm_likely(delta >= sizeof(uint64_t))) {
+    uint64_t word;
+    memcpy(&word, fill, sizeof(word));
+    return word == LM_PADDING_FILL_WORD;
+  }
+  for (uint32_t i = 0; i < delta; i++) {
+    if (fill[i] != 0xDE) return false;
+  }
+  return true;
+}
+/* The whole padding of a live block, filled slack included; no report. */
+static inline bool lm_padding_intact(const lm_page_t* page, const void* block) {
+  if (!lm_padding_canary_ok(page, block)) return false;
+  const lm_padding_t* pad = lm_padding_of(page, block);
+  return lm_padding_fill_ok((const uint8_t*)pad - pad->delta, pad->delta);
+}
+/* Set up the padding of a block handed out for `requested` bytes. */
+static inline void lm_padding_init(const lm_page_t* page, lm_block_t* block, size_t requested) {
+  size_t room = page->block_size - LM_PADDING_SIZE;
+  if (requested > room) requested = room;
+  lm_padding_t* pad = lm_padding_of(page, block);
+  pad->canary = lm_padding_canary(page, block);
+  pad->delta = (uint32_t)(room - requested);
+  lm_padding_fill((uint8_t*)block + requested, pad->delta);
+}
+void lm_padding_fresh(const lm_page_t* page, lm_block_t* block);
+/* Check a live block's padding; a damaged one is reported (EFAULT) and false returned. */
 bool lm_padding_ok(const lm_page_t* page, const lm_block_t* block);
+/* Check the canary of the block below `block` (a block of a page with several); a damaged one
+ * is reported (EFAULT) and false returned. */
+bool lm_padding_below_ok(const lm_page_t* page, const lm_block_t* block);
 size_t lm_padding_requested(const lm_page_t* page, const lm_block_t* block);
+bool lm_padding_ok_at(const void* p); /* free.c: realloc's check of a pointer */
+size_t lm_padding_room_at(const void* p);         /* free.c: realloc in place */
+void lm_padding_resize(void* p, size_t newsize); /* free.c */
 void lm_debug_fill_freed(const lm_page_t* page, lm_block_t* block);
 void lm_debug_check_reused(const lm_page_t* page, const lm_block_t* block);
 
@@ -425,6 +500,8 @@ void lm_heap_collect_retired(lm_heap_t* heap, bool force);
 /* Process the remote frees handed to this heap (into its full pages). Blocks still in flight
  * arrive later; callers that must see them all first stop new ones (NEVER_DELAYED). */
 void lm_heap_delayed_free(lm_heap_t* heap);
+/* The fault-injection test hook (arena_api.c): see lm_fault_plan_t. */
+int64_t lm_fault_os(int64_t nth, unsigned kinds);
 typedef enum lm_collect_e { LM_COLLECT_NORMAL, LM_COLLECT_FORCE, LM_COLLECT_ABANDON } lm_collect_t;
 void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode);
 /* Try to take over abandoned segments until one has room for `block_size`. */

@@ -175,8 +175,14 @@ static inline bool free_is_invalid(const lm_segment_t* segment, const lm_page_t*
       return true;
     }
   }
-  /* (after the double-free test: a freed block's padding is overwritten by the free fill) */
-  if (LM_PADDING && !lm_padding_ok(page, (const lm_block_t*)p)) return true;
+  /* (after the double-free test: the slack fill of a freed block is not kept) */
+  if (LM_PADDING) {
+    if (!lm_padding_ok(page, (const lm_block_t*)p)) return true;
+    /* the block below, on the owner's thread only (others may be handing it out) */
+    if (page->reserved > 1 && lm_thread_id() == lm_segment_owner(segment)) {
+      (void)lm_padding_below_ok(page, (const lm_block_t*)p); /* p itself is sound: free it */
+    }
+  }
   return false;
 }
 
@@ -191,7 +197,12 @@ static inline bool free_checked_fast(const lm_segment_t* segment, const lm_page_
     return false;
   }
   uintptr_t x = lm_block_decode(page, *(const uintptr_t*)p);
-  return x != (uintptr_t)page && !lm_page_holds(page, (const void*)x);
+  if (x == (uintptr_t)page || lm_page_holds(page, (const void*)x)) return false;
+  /* its padding, and the canary of the block below (a page of several: block_size_inv) */
+  return !LM_PADDING ||
+         (lm_padding_intact(page, p) &&
+          ((const uint8_t*)p == page->page_start || !lm_padding_kept_when_free(page) ||
+           lm_padding_canary_ok(page, (const uint8_t*)p - page->block_size)));
 }
 
 /* Push a block onto its page's local free list (the owner, a page without flags). */
@@ -207,11 +218,11 @@ static inline void free_ours_any(lm_segment_t* segment, lm_page_t* page, void* p
   if (LM_GUARDED && lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) {
     lm_guarded_unguard(page, p); /* (before any write to the block) */
   }
-  if (LM_PADDING) {
+  if (LM_DEBUG_FILL) {
     lm_block_t* block = lm_page_block_of(page, p);
     lm_stat_decrease(&lm_process.stats.malloc_requested,
                      (int64_t)lm_padding_requested(page, block));
-    lm_debug_fill_freed(page, block); /* (overwrites the padding) */
+    lm_debug_fill_freed(page, block);
   }
   lm_track_free(LM_TRACK ? lm_page_block_of(page, p) : p, page->block_size);
   bool is_local = lm_thread_id() == lm_segment_owner(segment);
@@ -232,7 +243,7 @@ static lm_noinline void free_ours_checked(void* p) {
 static inline void free_ours(void* p) {
   lm_segment_t* segment = lm_segment_of(p);
   lm_page_t* page = lm_segment_page_of(segment, p);
-  if (LM_SECURE && !LM_PADDING && !LM_TRACK) {
+  if (LM_SECURE && !LM_DEBUG_FILL && !LM_TRACK) {
     if (lm_likely(free_checked_fast(segment, page, p))) page_push_local(page, (lm_block_t*)p);
     else free_ours_checked(p);
     return;
@@ -286,6 +297,40 @@ static size_t usable_size_of(const void* p) {
   }
   if (lm_unlikely(lm_page_flags(page) & LM_PAGE_HAS_ALIGNED)) return lm_page_usable_size_of(page, p);
   return page->block_size;
+}
+
+/* Realloc's check of a block's padding (LM_PADDING builds): false when it was reported. A
+ * pointer that is not ours has none. */
+bool lm_padding_ok_at(const void* p) {
+  if (!lm_arenas_region_contains(&lm_process.arenas, p) && !lm_is_in_heap_region(p)) return true;
+  const lm_segment_t* segment = lm_segment_of(p);
+  if (!lm_segment_is_valid(&lm_process.segments, segment)) return true; /* free reports it */
+  const lm_page_t* page = lm_segment_page_of(segment, p);
+  if (page->block_size == 0 || !lm_page_holds(page, p)) return true;
+  return lm_padding_ok(page, lm_page_block_of(page, p));
+}
+
+/* Padded builds: how many bytes the block holding p could hold from p on (its room), and a
+ * new request within it, recorded in place (realloc's resize without a move). A pointer that
+ * is not ours, or one in a page of aligned or guarded blocks, has no room past its size. */
+size_t lm_padding_room_at(const void* p) {
+  if (!lm_arenas_region_contains(&lm_process.arenas, p) && !lm_is_in_heap_region(p)) return 0;
+  const lm_page_t* page = lm_segment_page_of(lm_segment_of(p), p);
+  if (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED) return 0;
+  const lm_block_t* block = lm_page_block_of(page, p);
+  return page->block_size - LM_PADDING_SIZE - (size_t)((const uint8_t*)p - (const uint8_t*)block);
+}
+
+void lm_padding_resize(void* p, size_t newsize) {
+  const lm_page_t* page = lm_segment_page_of(lm_segment_of(p), p);
+  lm_block_t* block = lm_page_block_of(page, p);
+  size_t offset = (size_t)((uint8_t*)p - (uint8_t*)block);
+  if (LM_DEBUG_FILL) {
+    lm_stat_decrease(&lm_process.stats.malloc_requested,
+                     (int64_t)lm_padding_requested(page, block));
+    lm_stat_increase(&lm_process.stats.malloc_requested, (int64_t)(offset + newsize));
+  }
+  lm_padding_init(page, block, offset + newsize);
 }
 
 size_t lm_usable_size(const void* p) {

@@ -67,14 +67,16 @@ static void* guarded_alloc(lm_heap_t* heap, size_t size, bool zero) {
   header[1] = (uintptr_t)guard;
   header[2] = (uintptr_t)p;
   if (LM_PADDING) {
-    /* Debug padding: the base block's own request is its header (its canary stays after the
+    /* Padding: the base block's own request is its header (its canary stays after the
      * guard page, readable); the bytes counted are those. */
     const size_t own = GUARDED_WORDS * sizeof(uintptr_t);
     lm_padding_init(page, (lm_block_t*)base, own);
-    atomic_fetch_sub_explicit(&lm_process.stats.malloc_requested.current,
-                              (int64_t)(request - own), memory_order_relaxed);
-    atomic_fetch_sub_explicit(&lm_process.stats.malloc_requested.total, (int64_t)(request - own),
-                              memory_order_relaxed);
+    if (LM_DEBUG_FILL) {
+      atomic_fetch_sub_explicit(&lm_process.stats.malloc_requested.current,
+                                (int64_t)(request - own), memory_order_relaxed);
+      atomic_fetch_sub_explicit(&lm_process.stats.malloc_requested.total,
+                                (int64_t)(request - own), memory_order_relaxed);
+    }
   }
   lm_page_flags_update(page, LM_PAGE_HAS_ALIGNED, 0);
   if (zero) memset(p, 0, gsize);

@@ -105,7 +105,7 @@ static bool block_dies(const mi_heap_t* heap, const mi_heap_area_t* area, void* 
   const lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
   const lm_block_t* base = lm_page_block_of(page, block); /* (a guarded block: its start) */
   if (LM_GUARDED) lm_guarded_unguard(page, block); /* open before the page is reused */
-  if (LM_PADDING) {
+  if (LM_DEBUG_FILL) {
     lm_stat_decrease(&lm_process.stats.malloc_requested,
                      (int64_t)lm_padding_requested(page, base));
   }
@@ -122,7 +122,7 @@ void mi_heap_destroy(mi_heap_t* heap) {
   }
   if (heap == heap->tld->heap_backing) return;
   heap_quiesce(heap);
-  if (LM_TRACK_VALGRIND || LM_PADDING || LM_GUARDED) {
+  if (LM_TRACK_VALGRIND || LM_DEBUG_FILL || LM_GUARDED) {
     mi_heap_visit_blocks(heap, true, block_dies, NULL);
   }
   /* Give every page back whole: its blocks die with it, no walk over them. */
@@ -323,10 +323,11 @@ bool lm_page_visit(const lm_heap_t* heap, lm_page_t* page, bool visit_blocks,
   if (!visitor(heap, &area, NULL, bsize, arg)) return false;
   if (!visit_blocks || page->used == 0) return true;
   if (page->reserved == 1) return visit_block(heap, page, &area, page->page_start, visitor, arg);
-  /* Mark the free blocks in a bitmap, then visit the others. */
-  uint64_t free_map[LM_SMALL_PAGE_SIZE / 8 / 64];
+  /* Mark the free blocks in a bitmap, then visit the others. The map covers the most blocks
+   * a page can count (`reserved` is 16 bits: 8 KiB of stack), so no page is ever too big. */
+  uint64_t free_map[((size_t)UINT16_MAX + 1) / 64];
+  _Static_assert(sizeof(page->reserved) == sizeof(uint16_t), "free_map holds UINT16_MAX blocks");
   size_t words = lm_divide_up(page->capacity, 64);
-  if (words > sizeof(free_map) / sizeof(free_map[0])) return true;
   memset(free_map, 0, words * sizeof(uint64_t));
   for (lm_block_t* b = page->free; b != NULL; b = lm_block_next(page, b)) {
     size_t i = (size_t)((uint8_t*)b - page->page_start) / bsize;
@@ -343,6 +344,10 @@ bool mi_heap_visit_blocks(const mi_heap_t* heap, bool visit_all_blocks,
                           mi_block_visit_fun* visitor, void* arg) {
   if (heap == NULL || visitor == NULL || !lm_heap_is_initialized(heap)) return false;
   lm_heap_t* h = (lm_heap_t*)heap;
+  /* Frees other threads made into full pages wait on the heap's delayed list (a collect of
+   * another heap never takes them): free them now, so `used` and the walk are exact. Each
+   * page's own thread-free list is taken by lm_page_visit. */
+  lm_heap_delayed_free(h);
   for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
     lm_page_t* page = h->pages[bin].first;
     while (page != NULL) {

@@ -101,6 +101,22 @@ static void thread_exit_hook(void* arg);
 /* The arena layer's verbose messages, through our output. */
 static void arena_notice(const char* msg) { lm_verbose("%s", msg); }
 
+/* MIMALLOC_FAULT_OS: OS memory calls that fail on purpose (see lm_fault_plan_t), to test how
+ * a program, or this library, copes with running out: "N" fails the Nth, "reserve", "commit"
+ * or "all" every call of that kind, comma-separated. */
+static void fault_plan_from_env(const lm_backend_t* backend) {
+  char spec[64];
+  if (backend->getenv == NULL || !backend->getenv("MIMALLOC_FAULT_OS", spec, sizeof(spec))) return;
+  int64_t nth = 0;
+  unsigned kinds = 0;
+  if (!lm_fault_parse(spec, &nth, &kinds)) {
+    lm_warning("MIMALLOC_FAULT_OS=%s is not understood (N, reserve, commit or all, "
+               "comma-separated): no faults injected", spec);
+    return;
+  }
+  lm_arenas_fault_set(&lm_process.arenas, nth, kinds);
+}
+
 static void process_setup(void) {
   const lm_backend_t* backend = lm_backend_default();
   lm_process.backend = backend;
@@ -128,6 +144,7 @@ static void process_setup(void) {
    * few in flight, whatever the host's core count. */
   size_t cpus = lm_container_cpus();
   if (cpus != 0) td_cache_len = lm_min(lm_max(2 * cpus, 2), TD_CACHE_SIZE);
+  fault_plan_from_env(backend);
 
   uintptr_t key = 0;
   if (backend->random_bytes == NULL || !backend->random_bytes(&key, sizeof(key))) {

@@ -96,13 +96,16 @@ void lm_page_extend(lm_page_t* page) {
   lm_heap_t* heap = lm_page_heap(page);
   if (heap != NULL) lm_counter_add(&heap->tld->stats.pages_extended, 1);
   uint8_t* start = page->page_start + (size_t)page->capacity * bsize;
-  if (LM_PADDING) { /* fresh blocks look freed, so reuse checks hold for every block */
+  if (LM_PADDING) {
+    /* Every block gets its canary now; debug builds make fresh blocks look freed too, so the
+     * reuse check holds for every block. */
     for (size_t i = 0; i < extend; i++) {
       lm_track_open(start + i * bsize, bsize);
-      lm_debug_fill_freed(page, (lm_block_t*)(start + i * bsize));
+      lm_padding_fresh(page, (lm_block_t*)(start + i * bsize));
+      if (LM_DEBUG_FILL) lm_debug_fill_freed(page, (lm_block_t*)(start + i * bsize));
       lm_track_close(start + i * bsize, bsize);
     }
-    page->free_is_zero = false;
+    if (LM_DEBUG_FILL) page->free_is_zero = false;
   }
   if (LM_SECURE_SHUFFLE && extend > 2 && heap != NULL) {
     /* Secure builds hand new blocks out in an order an overflow cannot count on: the new
@@ -153,57 +156,81 @@ void lm_free_list_corrupt(const lm_page_t* page, const lm_block_t* block) {
            (const void*)block, (const void*)page, page->block_size);
 }
 
-/* ---- debug builds ---------------------------------------------------------------------------- */
-typedef struct padding_s {
-  uint32_t canary;
-  uint32_t delta; /* block size - padding - requested size */
-} padding_t;
+/* ---- padding (secure and debug builds), fill patterns (debug builds) ------------------------- */
+static size_t padding_room(const lm_page_t* page) { return page->block_size - LM_PADDING_SIZE; }
 
-static padding_t* padding_of(const lm_page_t* page, const lm_block_t* block) {
-  return (padding_t*)((uint8_t*)block + page->block_size - LM_PADDING_SIZE);
-}
-static uint32_t canary_of(const lm_page_t* page, const lm_block_t* block) {
-  return (uint32_t)(((uintptr_t)block ^ page->keys[1]) >> 3) & ~(uint32_t)0xFF;
-}
-
-void lm_padding_init(const lm_page_t* page, lm_block_t* block, size_t requested) {
-  size_t room = page->block_size - LM_PADDING_SIZE;
-  if (requested > room) requested = room;
-  padding_t* pad = padding_of(page, block);
-  pad->canary = canary_of(page, block);
-  pad->delta = (uint32_t)(room - requested);
-  memset((uint8_t*)block + requested, 0xDE, lm_min(pad->delta, 16));
+/* A block the page just grew to: a canary and no request, so the check of the block above
+ * it holds before it is ever handed out. The rest is left alone (fresh memory stays zero). */
+void lm_padding_fresh(const lm_page_t* page, lm_block_t* block) {
+  lm_padding_t* pad = lm_padding_of(page, block);
+  pad->canary = lm_padding_canary(page, block);
+  pad->delta = (uint32_t)padding_room(page);
 }
 
 size_t lm_padding_requested(const lm_page_t* page, const lm_block_t* block) {
-  const padding_t* pad = padding_of(page, block);
-  size_t room = page->block_size - LM_PADDING_SIZE;
+  const lm_padding_t* pad = lm_padding_of(page, block);
+  size_t room = padding_room(page);
   return pad->delta <= room ? room - pad->delta : room;
 }
 
-bool lm_padding_ok(const lm_page_t* page, const lm_block_t* block) {
-  const padding_t* pad = padding_of(page, block);
-  size_t room = page->block_size - LM_PADDING_SIZE;
-  bool ok = pad->canary == canary_of(page, block) && pad->delta <= room;
-  const uint8_t* fill = (const uint8_t*)block + (ok ? room - pad->delta : room);
-  for (size_t i = 0; ok && i < lm_min(pad->delta, 16); i++) ok = fill[i] == 0xDE;
-  if (!ok) {
-    lm_error(EFAULT, "buffer overflow in heap block %p of size %zu: write after %zu bytes",
-             (const void*)block, page->block_size - LM_PADDING_SIZE,
-             lm_padding_requested(page, block));
+/* The offset in the block of the first byte after the request that differs from what
+ * lm_padding_init wrote (the slack fill, then the canary). */
+static size_t padding_damage_at(const lm_page_t* page, const lm_block_t* block) {
+  const lm_padding_t* pad = lm_padding_of(page, block);
+  size_t room = padding_room(page);
+  const uint8_t* fill = (const uint8_t*)block + room - pad->delta;
+  for (size_t i = 0; i < lm_min(pad->delta, sizeof(uint64_t)); i++) {
+    if (fill[i] != 0xDE) return room - pad->delta + i;
   }
-  return ok;
+  uint32_t canary = lm_padding_canary(page, block);
+  for (size_t i = 0; i < sizeof(canary); i++) {
+    if (((const uint8_t*)&pad->canary)[i] != ((const uint8_t*)&canary)[i]) return room + i;
+  }
+  return room + offsetof(lm_padding_t, delta);
+}
+
+static lm_noinline void report_overflow(const lm_page_t* page, const lm_block_t* block,
+                                        bool by_neighbour) {
+  const char* found = by_neighbour ? " (found when the block above it was freed)" : "";
+  size_t room = padding_room(page);
+  if (lm_padding_of(page, block)->delta > room) {
+    /* The write ran over the whole padding, the record of the request with it: what is left
+     * to say is the most the block could have been asked for. */
+    lm_error(EFAULT,
+             "buffer overflow in heap block %p of size %zu or less: written past its end from "
+             "byte %zu or before, over its padding%s",
+             (const void*)block, room, room, found);
+    return;
+  }
+  lm_error(EFAULT,
+           "buffer overflow in heap block %p of size %zu: written past its end from byte %zu%s",
+           (const void*)block, lm_padding_requested(page, block),
+           padding_damage_at(page, block), found);
+}
+
+bool lm_padding_ok(const lm_page_t* page, const lm_block_t* block) {
+  if (lm_likely(lm_padding_intact(page, block))) return true;
+  report_overflow(page, block, false);
+  return false;
+}
+
+bool lm_padding_below_ok(const lm_page_t* page, const lm_block_t* block) {
+  if (!lm_padding_kept_when_free(page)) return true;
+  if ((const uint8_t*)block < page->page_start + page->block_size) return true; /* the first */
+  const lm_block_t* below = (const lm_block_t*)((const uint8_t*)block - page->block_size);
+  if (lm_likely(lm_padding_canary_ok(page, below))) return true;
+  report_overflow(page, below, true);
+  return false;
 }
 
 void lm_debug_fill_freed(const lm_page_t* page, lm_block_t* block) {
-  if (page->block_size > sizeof(void*)) {
-    memset((uint8_t*)block + sizeof(void*), 0xDF,
-           lm_min(page->block_size, LM_DEBUG_FILL_CHECK + sizeof(void*)) - sizeof(void*));
-  }
+  /* (up to the padding: the canary stays, for the check of the block above) */
+  size_t end = lm_min(padding_room(page), LM_DEBUG_FILL_CHECK + sizeof(void*));
+  if (end > sizeof(void*)) memset((uint8_t*)block + sizeof(void*), 0xDF, end - sizeof(void*));
 }
 
 void lm_debug_check_reused(const lm_page_t* page, const lm_block_t* block) {
-  size_t end = lm_min(page->block_size, LM_DEBUG_FILL_CHECK + sizeof(void*));
+  size_t end = lm_min(padding_room(page), LM_DEBUG_FILL_CHECK + sizeof(void*));
   for (size_t i = sizeof(void*); i < end; i++) {
     if (((const uint8_t*)block)[i] != 0xDF) {
       lm_error(EFAULT, "write after free in heap block %p of size %zu (at offset %zu)",

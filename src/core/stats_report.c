@@ -242,7 +242,7 @@ static void print_heap_rows(printer_t* pr, const mi_stats_t* st) {
   mi_stat_count_t all = {st->malloc_normal.total + st->malloc_huge.total, -1,
                          st->malloc_normal.current + st->malloc_huge.current};
   print_blocks(pr, "total", &all, 0, st->malloc_normal_count.total + st->malloc_huge_count.total);
-  if (LM_PADDING) print_count(pr, "requested", &st->malloc_requested, 1, true);
+  if (LM_DEBUG_FILL) print_count(pr, "requested", &st->malloc_requested, 1, true);
   print_count(pr, "pages", &st->pages, 1, false);
   print_counter(pr, "-extended", st->pages_extended.total, false);
   print_counter(pr, "-retire", st->pages_retire.total, false);

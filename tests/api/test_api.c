@@ -919,6 +919,27 @@ static void test_random_allocations_keep_their_contents(void** state) {
   mi_collect(true);
 }
 
+/* mi_realloc_aligned to a small alignment of a block that is not aligned to it (one from
+ * mi_malloc_aligned_at, its start at an odd address): the result is aligned, whether or not the
+ * size changes, and keeps the contents. (The API fuzzer found it coming back misaligned.) */
+static void test_realloc_aligned_aligns_a_block_that_was_not(void** state) {
+  (void)state;
+  static const size_t aligns[] = {2, 8, 16};
+  for (size_t a = 0; a < 3; a++) {
+    for (size_t newsize = 30; newsize <= 50; newsize += 20) {
+      uint8_t* p = mi_malloc_aligned_at(40, 64, 1); /* p + 1 is 64-aligned: p is odd */
+      assert_non_null(p);
+      assert_int_equal((uintptr_t)p % 2, 1);
+      for (int i = 0; i < 30; i++) p[i] = (uint8_t)(i + 1);
+      uint8_t* q = mi_realloc_aligned(p, newsize, aligns[a]);
+      assert_non_null(q);
+      assert_int_equal((uintptr_t)q % aligns[a], 0);
+      for (int i = 0; i < 30; i++) assert_int_equal(q[i], i + 1);
+      mi_free(q);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_malloc_zero_returns_unique_non_null_blocks),
@@ -950,6 +971,7 @@ int main(void) {
       cmocka_unit_test(test_zalloc_small_returns_zeroed_memory_even_when_reused),
       cmocka_unit_test(test_zalloc_returns_zeroed_memory),
       cmocka_unit_test(test_aligned_allocations_are_aligned_for_every_power_of_two),
+      cmocka_unit_test(test_realloc_aligned_aligns_a_block_that_was_not),
       cmocka_unit_test(test_many_live_aligned_blocks_are_distinct_and_aligned),
       cmocka_unit_test(test_aligned_at_offsets_align_the_offset_pointer),
       cmocka_unit_test(test_aligned_allocation_rejects_non_power_of_two_alignment),

@@ -722,6 +722,39 @@ static void test_heap_remote_frees_then_collect_leave_exactly_the_live_blocks(vo
 
 /* ---- visiting ----------------------------------------------------------------------------- */
 
+/* The issue-14 case: remote frees into full pages sit on the owner heap's delayed list, and a
+ * collect of another heap (mi_collect collects the default heap) does not take them in; the
+ * walk itself must, or it counts them as live. */
+static void test_heap_visit_takes_in_remote_frees_into_full_pages(void** state) {
+  (void)state;
+  mi_heap_t* h = mi_heap_new();
+  assert_non_null(h);
+  enum { N = 3000 };
+  void** ptrs = mi_malloc(N * sizeof(void*));
+  void** to_free = mi_malloc(N / 2 * sizeof(void*));
+  void** live = mi_malloc(N / 2 * sizeof(void*));
+  assert_non_null(ptrs);
+  assert_non_null(to_free);
+  assert_non_null(live);
+  for (size_t i = 0; i < N; i++) {
+    ptrs[i] = mi_heap_malloc(h, 64);
+    assert_non_null(ptrs[i]);
+  }
+  size_t nf = 0, nl = 0;
+  for (size_t i = 0; i < N; i++) {
+    if (i % 2 == 1) to_free[nf++] = ptrs[i];
+    else live[nl++] = ptrs[i];
+  }
+  free_on_another_thread(to_free, nf); /* joins the thread */
+  mi_collect(true);
+  assert_heap_holds_exactly(h, live, nl);
+  assert_int_equal(nl, N / 2);
+  mi_heap_destroy(h);
+  mi_free(ptrs);
+  mi_free(to_free);
+  mi_free(live);
+}
+
 static void test_heap_visit_blocks_visits_each_live_block_exactly_once(void** state) {
   (void)state;
   static const size_t sizes[] = {1,    8,     16,    40,    100,    512,    1000,    3000,
@@ -762,8 +795,8 @@ static void test_heap_visit_blocks_visits_each_live_block_exactly_once(void** st
     }
   }
   free_on_another_thread(remote, nr);
-  /* remote frees into full pages reach the owner heap's delayed list: a collect on the owner
-   * settles them (as in v2, the walk itself only settles each page's own lists) */
+  /* remote frees into full pages reach the owner heap's delayed list; the collect settles
+   * them before the holes are allocated again (the walk would take them in too) */
   mi_heap_collect(h, true);
   for (size_t s = 0; s < NS && nl < cap; s++) {
     ptrs[nl] = mi_heap_malloc(h, sizes[s]);
@@ -1554,6 +1587,7 @@ int main(void) {
       cmocka_unit_test(test_heap_destroy_frees_blocks_of_every_size_at_once),
       cmocka_unit_test(test_heap_destroy_without_allow_destroy_falls_back_to_delete),
       cmocka_unit_test(test_heap_remote_frees_then_collect_leave_exactly_the_live_blocks),
+      cmocka_unit_test(test_heap_visit_takes_in_remote_frees_into_full_pages),
       cmocka_unit_test(test_heap_visit_blocks_visits_each_live_block_exactly_once),
       cmocka_unit_test(test_heap_visit_area_block_size_covers_the_request),
       cmocka_unit_test(test_heap_visit_blocks_stops_when_the_visitor_returns_false),

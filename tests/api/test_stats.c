@@ -671,8 +671,9 @@ static void load_bin_block_sizes(void) {
   mi_free(text);
 }
 
-/* Debug builds put 8 bytes of padding after each block: a request takes that much more. */
-#if defined(LM_DEBUG) && LM_DEBUG > 0
+/* Secure and debug builds put 8 bytes of padding after each block: a request takes that much
+ * more. */
+#if (defined(LM_DEBUG) && LM_DEBUG > 0) || (defined(LM_SECURE) && LM_SECURE)
 #define PADDING 8
 #else
 #define PADDING 0

@@ -84,6 +84,30 @@ static void attack_overflow_one_byte(void) {
   allocate_some(48, 4000);
 }
 
+/* One byte past the request of a block that is then freed, with no free neighbour in play
+ * (issue 14's program): only a check at the block's own end can see it. */
+static void attack_overflow_one_byte_then_free(void) {
+  char* volatile p = mi_malloc(40);
+  p[40] = 1;
+  escape(p);
+  mi_free(p);
+}
+
+/* Write through a block into its live neighbour, then free only the neighbour: the damaged
+ * block itself is never freed. */
+static void attack_overflow_into_live_neighbour(void) {
+  char* blocks[256];
+  for (int i = 0; i < 256; i++) blocks[i] = mi_malloc(64);
+  char *a = blocks[0], *b = NULL;
+  for (int j = 0; j < 256; j++) {
+    if (blocks[j] > a && (b == NULL || blocks[j] < b)) b = blocks[j];
+  }
+  if (b == NULL || b - a > 128) _exit(77); /* no neighbour: the attack does not apply */
+  memset(a + 64, 0x41, (size_t)(b - a) - 64 + 8); /* a's slack and end, b's first word */
+  escape(a);
+  mi_free(b);
+}
+
 /* A linear overflow that runs off the end of a page. */
 static void attack_linear_overflow(void) {
   char* volatile p = mi_malloc(1024); /* volatile: the compiler sees no bounds to warn about */
@@ -139,6 +163,8 @@ static const attack_t attacks[] = {
     {"stack-pointer-free", attack_stack_free, "EINVAL", "EINVAL"},
     {"foreign-pointer-free", attack_foreign_free, "EINVAL", "EINVAL"},
     {"overflow-one-byte", attack_overflow_one_byte, "EFAULT", "EFAULT"},
+    {"overflow-one-byte-then-free", attack_overflow_one_byte_then_free, "EFAULT", "EFAULT"},
+    {"overflow-into-live-neighbour", attack_overflow_into_live_neighbour, "EFAULT", "EFAULT"},
     {"linear-overflow-across-page", attack_linear_overflow, "SIGSEGV", ""},
     {"write-after-free-then-reuse", attack_write_after_free, "EFAULT", "EFAULT"},
     {"corrupt-free-list-pointer", attack_corrupt_free_list, "EFAULT", "EFAULT"},

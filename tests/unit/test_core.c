@@ -804,6 +804,63 @@ static void test_core_allocation_fails_cleanly_when_commit_fails(void** state) {
                    reservations + live_reservations_expected_delta(arenas_before));
 }
 
+/* Arena blocks (segments) in use, over every arena. */
+static size_t arena_blocks_in_use(void) {
+  size_t used = 0;
+  for (size_t id = 1; id <= lm_arena_count(&lm_process.arenas); id++) {
+    size_t size = 0;
+    if (lm_arena_area(&lm_process.arenas, (int)id, &size) == NULL) continue;
+    for (size_t b = 0; b < size / LM_ARENA_BLOCK_SIZE; b++) {
+      used += lm_arena_block_in_use(&lm_process.arenas, (int)id, b) ? 1 : 0;
+    }
+  }
+  return used;
+}
+
+/* Each memory call of a run of allocations failed in turn (the Nth reservation, then the Nth
+ * commit, for N = 1, 2, ... until the run makes fewer): every allocation succeeds or returns
+ * NULL with ENOMEM, and once its blocks are freed and collected nothing partial stays
+ * reserved, in the backend or in an arena. */
+static void test_core_failing_each_memory_call_in_turn_leaks_nothing(void** state) {
+  (void)state;
+  static const size_t sizes[] = {64, 3000, 40 * LM_KiB, 300 * LM_KiB, 5 * LM_MiB, 40 * LM_MiB};
+  enum { NS = sizeof(sizes) / sizeof(sizes[0]), PER = 3 };
+  const fake_op_t ops[] = {FAKE_OP_RESERVE, FAKE_OP_COMMIT};
+  for (size_t o = 0; o < 2; o++) {
+    size_t swept = 0;
+    for (size_t n = 1; n <= 200; n++) {
+      mi_collect(true);
+      size_t reservations = fake_backend_live_reservations();
+      size_t arenas_before = atomic_load(&lm_process.arenas.arena_count);
+      size_t blocks_used = arena_blocks_in_use();
+      size_t failures = fake_backend_failures(ops[o]);
+      fake_backend_fail_nth(ops[o], n);
+      void* blocks[NS * PER];
+      for (size_t s = 0; s < NS; s++) {
+        for (size_t k = 0; k < PER; k++) {
+          errno = 0;
+          void* p = k == 0   ? mi_malloc(sizes[s])
+                    : k == 1 ? mi_calloc(1, sizes[s])
+                             : mi_malloc_aligned(sizes[s], 4096);
+          if (p == NULL) assert_int_equal(errno, ENOMEM);
+          blocks[s * PER + k] = p;
+        }
+      }
+      fake_backend_fail_nth(ops[o], 0);
+      for (size_t i = 0; i < NS * PER; i++) mi_free(blocks[i]);
+      mi_collect(true);
+      assert_int_equal(fake_backend_live_reservations(),
+                       reservations + live_reservations_expected_delta(arenas_before));
+      assert_int_equal(arena_blocks_in_use(), blocks_used); /* no segment left behind */
+      if (fake_backend_failures(ops[o]) == failures) break; /* fewer than n calls: done */
+      swept++;
+    }
+    print_message("fake backend, %s: %lu calls failed in turn\n", /* (no %zu in mingw's C library) */
+                  ops[o] == FAKE_OP_RESERVE ? "reserve" : "commit", (unsigned long)swept);
+    assert_true(swept > 0);
+  }
+}
+
 /* ---- threads --------------------------------------------------------------------------------- */
 
 typedef struct thread_result_s {
@@ -1026,6 +1083,7 @@ int main(void) {
       cmocka_unit_test(test_core_calloc_overflow_returns_null_with_enomem),
       cmocka_unit_test(test_core_allocation_fails_cleanly_when_reserve_fails),
       cmocka_unit_test(test_core_allocation_fails_cleanly_when_commit_fails),
+      cmocka_unit_test(test_core_failing_each_memory_call_in_turn_leaks_nothing),
       cmocka_unit_test(test_core_thread_start_fails_cleanly_when_reserve_fails),
       cmocka_unit_test(test_core_page_allocation_fails_cleanly_when_page_commit_fails),
       cmocka_unit_test(test_core_thread_exit_abandons_live_pages_and_collect_reclaims_them),
