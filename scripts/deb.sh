@@ -38,36 +38,13 @@ case $LOG in '' | /*) ;; *) LOG=$ROOT/$LOG ;; esac
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lm-deb.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
-passed=0 failed=0 skipped=0
-json_lines=()
-
-json_string() {
-  local s=${1//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\t'/ }
-  printf '"%s"' "$s"
-}
-
-# record RESULT NAME DETAIL [LOGFILE]: RESULT is OK, FAIL or SKIP
-record() {
-  local result=$1 name=$2 detail=$3 log=${4:-}
-  case $result in
-    OK) passed=$((passed + 1)); printf 'ok    %-10s %s\n' "$name" "$detail" ;;
-    SKIP) skipped=$((skipped + 1)); printf 'skip  %-10s %s\n' "$name" "$detail" ;;
-    *) failed=$((failed + 1)); printf 'FAIL  %-10s %s\n' "$name" "$detail"
-       [ -n "$log" ] && [ -f "$log" ] && tail -n 30 "$log" | sed 's/^/      | /' ;;
-  esac
-  json_lines+=("{\"name\": $(json_string "deb/$name"), \"result\": \"$result\", \"stdout\": $(json_string "$detail")}")
-}
+RESULTS_PREFIX=deb RESULTS_WIDTH=10
+# shellcheck source=lib/results.sh
+. "$ROOT/scripts/lib/results.sh"
 
 finish() {
-  if [ -n "$LOG" ]; then
-    mkdir -p "$(dirname "$LOG")" && printf '%s\n' "${json_lines[@]}" >"$LOG"
-  fi
-  local line="$passed passed, $failed failed"
-  ((skipped)) && line+=", $skipped skipped"
-  echo "$line"
+  results_write "$LOG"
+  results_line
   ((failed == 0))
   exit
 }

@@ -56,28 +56,9 @@ cleanup() {
 trap cleanup EXIT
 STAGE=$WORK/stage
 
-passed=0 failed=0 skipped=0
-json_lines=()
-
-json_string() {
-  local s=${1//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\t'/ }
-  printf '"%s"' "$s"
-}
-
-# record RESULT NAME DETAIL [LOGFILE]: RESULT is OK, FAIL or SKIP
-record() {
-  local result=$1 name=$2 detail=$3 log=${4:-}
-  case $result in
-    OK) passed=$((passed + 1)); printf 'ok    %-17s %s\n' "$name" "$detail" ;;
-    SKIP) skipped=$((skipped + 1)); printf 'skip  %-17s %s\n' "$name" "$detail" ;;
-    *) failed=$((failed + 1)); printf 'FAIL  %-17s %s\n' "$name" "$detail"
-       [ -n "$log" ] && [ -f "$log" ] && tail -n 25 "$log" | sed 's/^/      | /' ;;
-  esac
-  json_lines+=("{\"name\": $(json_string "consumers/$name"), \"result\": \"$result\", \"stdout\": $(json_string "$detail")}")
-}
+RESULTS_PREFIX=consumers RESULTS_WIDTH=17 RESULTS_TAIL=25
+# shellcheck source=../../scripts/lib/results.sh
+. "$ROOT/scripts/lib/results.sh"
 
 # step DESCRIPTION COMMAND...: runs COMMAND (time-limited) with its output in $CLOG; on failure
 # REASON says which step
@@ -325,10 +306,6 @@ for entry in "${CONSUMERS[@]}"; do
   fi
 done
 
-if [ -n "$LOG" ]; then
-  mkdir -p "$(dirname "$LOG")" && printf '%s\n' "${json_lines[@]}" >"$LOG"
-fi
-line="$passed passed, $failed failed"
-((skipped)) && line+=", $skipped skipped"
-echo "$line"
+results_write "$LOG"
+results_line
 ((failed == 0))
