@@ -317,6 +317,13 @@ static void segment_unguard(lm_segments_t* segs, lm_segment_t* segment) {
 
 /* ---- segment allocation -------------------------------------------------------------------- */
 
+/* Large pages may be asked for in this segment at all: they are on (large_pages_from), its
+ * memory is not on large pages already, and it has no guard pages (each would split one). */
+static bool segment_may_advise_large(const lm_segments_t* segs, const lm_segment_t* segment) {
+  return segs->config.large_pages_from != 0 && !segment->memid.is_large &&
+         segment->guard_size == 0;
+}
+
 static size_t segment_info_slices(void) {
   return lm_divide_up(sizeof(lm_segment_t), LM_SLICE_SIZE);
 }
@@ -406,7 +413,7 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
    * core says how the block will be used (lm_segment_huge_advise_large); never memory already
    * on large pages, or segments with guard pages (each guard would split a large page). */
   size_t from = segs->config.large_pages_from;
-  if (huge || from == 0 || memid.is_large || segment->guard_size > 0) from = size;
+  if (huge || !segment_may_advise_large(segs, segment)) from = size;
   else if (outgrown) from = 0;
   segment->large_from = segment->large_end = from;
   atomic_fetch_add_explicit(&segs->count, 1, memory_order_relaxed);
@@ -488,9 +495,7 @@ static void segment_advise_large(lm_segments_t* segs, lm_segment_t* segment, siz
 void lm_segment_huge_advise_large(lm_segments_t* segs, lm_page_t* page) {
   lm_segment_t* segment = lm_segment_of(page);
   size_t chunk = segs->arenas->caps.large_page_size;
-  /* The same conditions as in segment_alloc, which left huge segments unadvised. */
-  if (!page->is_huge || chunk == 0 || segs->config.large_pages_from == 0 ||
-      segment->memid.is_large || segment->guard_size > 0 ||
+  if (!page->is_huge || chunk == 0 || !segment_may_advise_large(segs, segment) ||
       segment->large_end > segment->large_from) {
     return;
   }

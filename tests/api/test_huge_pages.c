@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../support/check.h"
+#include "../support/proc_self.h"
 
 #define MiB ((size_t)1 << 20)
 
@@ -37,21 +38,6 @@ static size_t occurrences(const char* hay, const char* needle) {
   size_t n = 0;
   for (const char* p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
   return n;
-}
-
-static long read_long(const char* path) {
-  FILE* f = fopen(path, "r");
-  long n = 0;
-  if (f == NULL) return 0;
-  if (fscanf(f, "%ld", &n) != 1) n = 0;
-  fclose(f);
-  return n;
-}
-
-static long free_pages(long kib) {
-  char path[96];
-  snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%ldkB/free_hugepages", kib);
-  return read_long(path);
 }
 
 static bool thp_possible(void) {
@@ -78,7 +64,7 @@ int main(int argc, char** argv) {
   char json[64 * 1024];
 
   if (argc > 2 && strcmp(argv[2], "start") == 0) {
-    bool pool = free_pages(1024 * 1024) >= 1 || free_pages(2048) >= 512;
+    bool pool = sys_free_huge_pages(1024 * 1024) >= 1 || sys_free_huge_pages(2048) >= 512;
     check(mi_stats_get_json(sizeof(json), json) != NULL, "statistics as JSON", 0);
     long long had = json_number(json, "explicit_current");
     if (compiled && pool) {
@@ -94,7 +80,7 @@ int main(int argc, char** argv) {
 
   /* 1. allow_large_os_pages (from the environment): arenas asked for large pages at start. */
   check(mi_option_is_enabled(mi_option_allow_large_os_pages), "allow_large_os_pages is set", 0);
-  bool pool_2m = free_pages(2048) >= 64; /* covers a 64 MiB arena with room to spare */
+  bool pool_2m = sys_free_huge_pages(2048) >= 64; /* covers a 64 MiB arena with room to spare */
   mi_arena_id_t id = 0;
   check(mi_reserve_os_memory_ex(64 * MiB, true, true, true, &id) == 0, "64 MiB arena", 0);
   mi_heap_t* heap = mi_heap_new_in_arena(id);
@@ -127,7 +113,7 @@ int main(int argc, char** argv) {
   mi_heap_delete(heap);
 
   /* 2. One 1 GiB page on node 0, within a second. */
-  bool pool_1g = free_pages(1024 * 1024) >= 1 || free_pages(2048) >= 512;
+  bool pool_1g = sys_free_huge_pages(1024 * 1024) >= 1 || sys_free_huge_pages(2048) >= 512;
   out_len = 0;
   out[0] = 0;
   int err = mi_reserve_huge_os_pages_at(1, 0, 1000);

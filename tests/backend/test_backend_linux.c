@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "backend/backend.h"
+#include "../support/proc_self.h"
 
 #ifndef LM_HUGE_PAGES
 #define LM_HUGE_PAGES 1 /* meson passes the build's -Dhuge_pages */
@@ -204,19 +205,6 @@ static void test_reserve_fails_cleanly_with_enomem(void** state) {
   assert_false(is_zero);
 }
 
-/* Free pages in the kernel's pool of huge pages of `kib` KiB (0 without the file). Read, never
- * written: the pool is the administrator's (vm.nr_hugepages). */
-static long free_huge_pages(long kib) {
-  char path[96];
-  snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%ldkB/free_hugepages", kib);
-  FILE* f = fopen(path, "r");
-  long n = 0;
-  if (f == NULL) return 0;
-  if (fscanf(f, "%ld", &n) != 1) n = 0;
-  fclose(f);
-  return n;
-}
-
 /* -Dhuge_pages=disabled leaves the explicit huge-page functions out of the backend. */
 static void test_huge_page_functions_follow_the_build(void** state) {
   (void)state;
@@ -229,7 +217,7 @@ static void test_huge_page_functions_follow_the_build(void** state) {
 static void test_reserve_huge_follows_the_pool(void** state) {
   (void)state;
   if (!LM_HUGE_PAGES) skip();
-  bool expect = free_huge_pages(1024 * 1024) >= 1 || free_huge_pages(2048) >= 512;
+  bool expect = sys_free_huge_pages(1024 * 1024) >= 1 || sys_free_huge_pages(2048) >= 512;
   void* p = (void*)0x1234;
   bool is_zero = false;
   int err = os->reserve_huge(NULL, 1u << 30, os->numa_node(), &p, &is_zero);
@@ -344,7 +332,7 @@ static void test_reserve_large_is_explicit_only_with_a_pool(void** state) {
   (void)state;
   if (!LM_HUGE_PAGES) skip();
   size_t size = 2 * caps.large_page_size;
-  bool pool = free_huge_pages(2048) >= 2;
+  bool pool = sys_free_huge_pages(2048) >= 2;
   void* p = NULL;
   bool is_zero = false, pinned = !pool;
   assert_int_equal(os->reserve_large(NULL, size, caps.large_page_size, &p, &is_zero, &pinned), 0);

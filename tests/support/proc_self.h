@@ -1,5 +1,6 @@
 /* What the OS says about this process (Linux /proc), for tests that observe the allocator from
- * outside: resident memory and thread count. Header-only; include it from any test folder.
+ * outside: resident memory and thread count; and of the machine: the free explicit huge pages
+ * (read only: the pool is the administrator's). Header-only; include it from any test folder.
  *
  * proc_self_rss_bytes() allocates nothing (plain syscalls into a stack buffer), so it can be
  * called while measuring; proc_self_threads() uses opendir, which allocates. */
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +50,18 @@ static inline void proc_sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
+}
+
+/* Free pages in the huge-page pool of pages of `kib` KiB (2048, 1048576), 0 without one. */
+static inline long sys_free_huge_pages(long kib) {
+  char path[96];
+  snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%ldkB/free_hugepages", kib);
+  FILE* f = fopen(path, "r");
+  long n = 0;
+  if (f == NULL) return 0;
+  if (fscanf(f, "%ld", &n) != 1) n = 0;
+  fclose(f);
+  return n;
 }
 
 #endif
