@@ -28,6 +28,7 @@
 #include "core/output.c"
 #include "core/random.c"
 #include "core/purger.c"
+#include "core/drain.c"
 #include "core/region.c"
 #include "core/stats.c"
 #include "core/stats_report.c"

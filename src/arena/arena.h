@@ -184,6 +184,10 @@ bool lm_os_commit(lm_arenas_t* arenas, void* p, size_t size, bool* is_zero);
 /* Purge per the policy (conservative rounding: inward). Returns whether the range must be
  * committed again before use. */
 bool lm_os_purge(lm_arenas_t* arenas, void* p, size_t size);
+/* The contents of a range in use are no longer needed: give its physical memory back where
+ * the OS can do so while the range stays accessible (conservative rounding), else nothing. False only when
+ * the OS took the range and then refused it back (it is inaccessible). */
+bool lm_os_discard(lm_arenas_t* arenas, void* p, size_t size);
 /* Decommit regardless of policy; returns whether a recommit is needed. */
 bool lm_os_decommit(lm_arenas_t* arenas, void* p, size_t size);
 bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect);

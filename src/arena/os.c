@@ -268,19 +268,36 @@ bool lm_os_decommit(lm_arenas_t* arenas, void* p, size_t size) {
   return needs_recommit;
 }
 
-bool lm_os_purge(lm_arenas_t* arenas, void* p, size_t size) {
-  if (!arenas->caps.has_decommit) return false;
-  if (arenas->config.purge_decommits || arenas->backend->reset == NULL) {
-    return lm_os_decommit(arenas, p, size);
-  }
+/* Let the OS take the pages of a range lazily; it stays accessible and committed. */
+static void os_reset(lm_arenas_t* arenas, void* p, size_t size) {
   uintptr_t start, end;
-  if (!inner_range(arenas, p, size, &start, &end)) return false;
+  if (!inner_range(arenas, p, size, &start, &end)) return;
   atomic_fetch_add_explicit(&arenas->stats.purge_calls, 1, memory_order_relaxed);
   if (arenas->backend->reset((void*)start, end - start) == 0) {
     atomic_fetch_add_explicit(&arenas->stats.purged, (int64_t)(end - start),
                               memory_order_relaxed);
   }
+}
+
+bool lm_os_purge(lm_arenas_t* arenas, void* p, size_t size) {
+  if (!arenas->caps.has_decommit) return false;
+  if (arenas->config.purge_decommits || arenas->backend->reset == NULL) {
+    return lm_os_decommit(arenas, p, size);
+  }
+  os_reset(arenas, p, size);
   return false; /* a reset range stays committed */
+}
+
+bool lm_os_discard(lm_arenas_t* arenas, void* p, size_t size) {
+  if (!arenas->caps.has_decommit) return true;
+  /* Where memory is overcommitted (Linux), a decommit frees the pages at once and the range
+   * refaults as zero; elsewhere a decommit would make it inaccessible, so only a reset (lazy,
+   * where the OS takes the pages under pressure) keeps it usable. */
+  if (arenas->caps.has_overcommit && arenas->config.purge_decommits) {
+    return !lm_os_decommit(arenas, p, size) || lm_os_commit(arenas, p, size, NULL);
+  }
+  if (arenas->backend->reset != NULL) os_reset(arenas, p, size);
+  return true;
 }
 
 bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect) {

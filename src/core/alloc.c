@@ -102,6 +102,8 @@ void* lm_malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_ali
   return malloc_generic(heap, size, zero, huge_alignment);
 }
 
+static void* heap_malloc_slow(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment);
+
 static void* malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment) {
   if (lm_unlikely(!lm_heap_is_initialized(heap))) {
     heap = lm_heap_default_init();
@@ -115,6 +117,15 @@ static void* malloc_generic(lm_heap_t* heap, size_t size, bool zero, size_t huge
     errno = ENOMEM;
     return NULL;
   }
+  lm_tld_t* tld = heap->tld;
+  lm_tld_enter(tld); /* full pages may move: not while the drainer looks at them */
+  void* p = heap_malloc_slow(heap, size, zero, huge_alignment);
+  lm_tld_leave(tld);
+  return p;
+}
+
+static void* heap_malloc_slow(lm_heap_t* heap, size_t size, bool zero, size_t huge_alignment) {
+  lm_heap_check_drained(heap);
   /* Housekeeping, amortised over slow-path calls. */
   if (lm_unlikely(++heap->generic_count >= 100)) {
     if (LM_DEBUG >= 3) lm_heap_check_all(heap->tld);

@@ -147,6 +147,14 @@ typedef struct lm_heap_stats_s {
 typedef struct lm_tld_s {
   uint64_t heartbeat;
   bool recurse;              /* inside the deferred-free hook */
+  /* The handshake with the drainer of idle heaps (drain.c): the thread raises `busy` while it
+   * may touch its full pages or its list of heaps (slow paths, nested `busy_depth` deep), the
+   * drainer raises `draining` while it does. */
+  unsigned busy_depth;
+  _Atomic(bool) busy;
+  _Atomic(bool) draining;
+  struct lm_tld_s* live_next; /* the threads the drainer may visit (lm_process.tlds) */
+  struct lm_tld_s* live_prev;
   lm_heap_t* heap_backing;   /* the thread's own heap */
   lm_heap_t* heaps;          /* all heaps of the thread */
   lm_segments_tld_t segments;
@@ -171,6 +179,7 @@ struct mi_heap_s {
   size_t generic_count;          /* slow-path calls since the last housekeeping */
   size_t generic_collect_count;  /* slow-path calls since the last collect (generic_collect) */
   lm_heap_t* next;
+  _Atomic(bool) drained; /* the drainer emptied full pages or moved frees: see lm_heap_undrain */
   bool no_reclaim;    /* never takes over abandoned memory (heaps that may be destroyed) */
   bool allow_destroy; /* mi_heap_destroy frees its blocks at once */
   uint8_t tag;
@@ -211,6 +220,9 @@ typedef struct lm_process_s {
   _Atomic(int) purger_state;          /* 0 not started, 1 running, -1 unavailable */
   _Atomic(bool) multi_threaded;       /* a thread besides the first allocated (since fork) */
   _Atomic(int64_t) abandoned_due;     /* when to visit abandoned segments (0: no need) */
+  _Atomic(int64_t) drain_due;         /* when to look at idle heaps (0: no need) */
+  lm_spinlock_t tlds_lock;            /* the live threads' data, for the drainer */
+  lm_tld_t* tlds;
   lm_stat_count_t threads;            /* threads that allocated (current: still running) */
   lm_heap_stats_t stats;              /* the merged figures of every thread */
 } lm_process_t;
@@ -500,6 +512,13 @@ void lm_heap_collect_retired(lm_heap_t* heap, bool force);
 /* Process the remote frees handed to this heap (into its full pages). Blocks still in flight
  * arrive later; callers that must see them all first stop new ones (NEVER_DELAYED). */
 void lm_heap_delayed_free(lm_heap_t* heap);
+/* The next block of a delayed list (a plain link: only the list's taker reads it). */
+static inline lm_block_t* lm_delayed_next(lm_block_t* block) {
+  lm_track_open(block, sizeof(lm_block_t));
+  lm_block_t* next = block->next;
+  lm_track_close(block, sizeof(lm_block_t));
+  return next;
+}
 /* The fault-injection test hook (arena_api.c): see lm_fault_plan_t. */
 int64_t lm_fault_os(int64_t nth, unsigned kinds);
 typedef enum lm_collect_e { LM_COLLECT_NORMAL, LM_COLLECT_FORCE, LM_COLLECT_ABANDON } lm_collect_t;
@@ -602,6 +621,34 @@ static inline void lm_page_stats_sample(lm_page_t* page, lm_thread_stats_t* ts) 
 /* ---- thread start and end (init.c) --------------------------------------------------------- */
 void lm_thread_done_heap(lm_heap_t* heap);
 
+/* ---- idle heaps (drain.c) ------------------------------------------------------------------- */
+/* The owner's side of the handshake with the drainer, around every slow path that may touch
+ * a full page or the thread's list of heaps (they nest). Entering waits while the drainer
+ * works on this thread; the fast paths never enter. */
+void lm_tld_wait_drainer(lm_tld_t* tld);
+static inline void lm_tld_enter(lm_tld_t* tld) {
+  if (tld->busy_depth++ != 0) return;
+  atomic_store_explicit(&tld->busy, true, memory_order_seq_cst);
+  if (lm_unlikely(atomic_load_explicit(&tld->draining, memory_order_seq_cst))) {
+    lm_tld_wait_drainer(tld);
+  }
+}
+static inline void lm_tld_leave(lm_tld_t* tld) {
+  if (--tld->busy_depth == 0) atomic_store_explicit(&tld->busy, false, memory_order_release);
+}
+/* A thread's data joins (thread start) or leaves (thread end) the drainer's list. */
+void lm_tld_register(lm_tld_t* tld);
+void lm_tld_unregister(lm_tld_t* tld);
+/* Purger pass: reset the full pages of idle heaps that other threads freed completely. */
+void lm_drain_idle_heaps(void);
+/* Owner, in a slow path: free the pages the drainer emptied, take over the frees it moved. */
+void lm_heap_undrain(lm_heap_t* heap);
+static inline void lm_heap_check_drained(lm_heap_t* heap) {
+  if (lm_unlikely(atomic_load_explicit(&heap->drained, memory_order_relaxed))) {
+    lm_heap_undrain(heap);
+  }
+}
+
 /* ---- background purger (purger.c) ---------------------------------------------------------- */
 /* On slow paths (a fresh page, a page freed, a collect): start the purger thread once the
  * program has threads of its own, else purge inline what is due. One relaxed load when the
@@ -611,6 +658,8 @@ void lm_purger_tick(void);
 void lm_purger_thread_seen(void);
 /* A remote free hit an abandoned page: schedule a visit of abandoned segments. */
 void lm_purger_notify_abandoned(void);
+/* A remote free went to a heap's delayed list: schedule a look at idle heaps. */
+void lm_purger_notify_delayed(void);
 /* Do a purger pass on the calling thread (mi_collect(true), malloc_trim); `force` purges
  * everything pending regardless of delays. Serialised with the background purger. */
 void lm_purge_now(bool force);

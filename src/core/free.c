@@ -52,6 +52,7 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
   /* The page is full: hand the block to its owner heap so the page is noticed. The heap is
    * stable while we hold DELAYED_FREEING (abandoning waits for it to end). */
   lm_heap_t* heap = lm_page_heap(page);
+  bool first = false; /* the first block on the heap's delayed list since the owner looked */
   if (heap != NULL) {
     lm_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
     lm_track_open(block, sizeof(lm_block_t));
@@ -60,6 +61,7 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
     } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
                                                     memory_order_release, memory_order_relaxed));
     lm_track_close(block, sizeof(lm_block_t));
+    first = head == NULL;
   }
   tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   do {
@@ -70,6 +72,8 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree, tfreex,
                                                   memory_order_release, memory_order_relaxed));
+  /* An owner that does not allocate never reads the list: then the drainer will. */
+  if (first) lm_purger_notify_delayed();
 }
 
 /* abandoned_reclaim_on_free: a free into a segment of an exited thread makes the freeing
@@ -78,12 +82,14 @@ static bool reclaim_on_free(lm_segment_t* segment) {
   if (lm_option_get(mi_option_abandoned_reclaim_on_free) == 0) return false;
   lm_heap_t* heap = lm_heap_get_default();
   if (!lm_heap_is_initialized(heap) || heap->no_reclaim || heap != heap->tld->heap_backing ||
-      lm_segment_owner(segment) != 0 || !lm_memid_suits(&segment->memid, heap->arena_id) ||
-      !lm_segment_reclaim_this(&heap->tld->segments, segment)) {
+      lm_segment_owner(segment) != 0 || !lm_memid_suits(&segment->memid, heap->arena_id)) {
     return false;
   }
-  lm_heap_adopt_segment(heap, segment); /* the page of the block stays: the block is live */
-  return true;
+  lm_tld_enter(heap->tld);
+  bool reclaimed = lm_segment_reclaim_this(&heap->tld->segments, segment);
+  if (reclaimed) lm_heap_adopt_segment(heap, segment); /* the block's page stays: it is live */
+  lm_tld_leave(heap->tld);
+  return reclaimed;
 }
 
 /* Local free into a full page or one with interior pointers, and every remote free. */
@@ -101,8 +107,14 @@ static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, boo
   lm_block_t* block = !is_local || (flags & LM_PAGE_HAS_ALIGNED) ? lm_page_block_of(page, p)
                                                                  : (lm_block_t*)p;
   (void)segment;
-  if (is_local) lm_free_block_local(page, block);
-  else lm_free_block_remote(page, block);
+  if (!is_local) {
+    lm_free_block_remote(page, block);
+    return;
+  }
+  lm_tld_t* tld = lm_page_heap(page)->tld;
+  lm_tld_enter(tld); /* the page may be full: not while the drainer looks at it */
+  lm_free_block_local(page, block);
+  lm_tld_leave(tld);
 }
 
 /* ---- checks of secure and debug builds ---------------------------------------------------- */

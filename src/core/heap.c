@@ -1,6 +1,8 @@
 /* Heap slow paths: finding a page with room, fresh pages, retiring empty pages, the delayed
  * list of remote frees into full pages, collection, abandonment at thread exit, and reclaiming
- * abandoned segments. All of it runs on the heap's own thread. */
+ * abandoned segments. All of it runs on the heap's own thread; what may touch a full page runs
+ * between lm_tld_enter and lm_tld_leave (drain.c), which the callers of malloc_generic,
+ * free_generic and the heap API take. */
 #include "core.h"
 
 /* ---- fresh pages -------------------------------------------------------------------------- */
@@ -166,9 +168,7 @@ void lm_heap_delayed_free(lm_heap_t* heap) {
   lm_block_t* block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL,
                                                memory_order_acquire);
   while (block != NULL) {
-    lm_track_open(block, sizeof(lm_block_t));
-    lm_block_t* next = block->next;
-    lm_track_close(block, sizeof(lm_block_t));
+    lm_block_t* next = lm_delayed_next(block);
     lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
     /* Keep notifications coming for this (full) page, then free the block locally; that free
      * moves the page out of the full queue. */
@@ -221,8 +221,18 @@ static void heap_visit_pages(lm_heap_t* heap, lm_collect_t mode) {
   }
 }
 
+static void heap_collect(lm_heap_t* heap, lm_collect_t mode);
+
 void lm_heap_collect(lm_heap_t* heap, lm_collect_t mode) {
   if (!lm_heap_is_initialized(heap)) return;
+  lm_tld_t* tld = heap->tld;
+  lm_tld_enter(tld);
+  heap_collect(heap, mode);
+  lm_tld_leave(tld);
+}
+
+static void heap_collect(lm_heap_t* heap, lm_collect_t mode) {
+  lm_heap_check_drained(heap);
   if (LM_DEBUG >= 3) lm_heap_check_all(heap->tld);
   lm_deferred_free(heap, mode >= LM_COLLECT_FORCE);
   if (mode == LM_COLLECT_ABANDON) {

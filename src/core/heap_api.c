@@ -13,7 +13,9 @@ mi_heap_t* mi_heap_new_ex(int heap_tag, bool allow_destroy, mi_arena_id_t arena_
   if (backing == NULL || !lm_heap_is_initialized(backing)) return NULL;
   lm_heap_t* heap = lm_heap_malloc(backing, sizeof(lm_heap_t), false);
   if (heap == NULL) return NULL;
+  lm_tld_enter(backing->tld); /* (the drainer walks the thread's heaps) */
   lm_heap_init(heap, backing->tld, arena_id, allow_destroy, (uint8_t)heap_tag);
+  lm_tld_leave(backing->tld);
   return heap;
 }
 
@@ -86,14 +88,18 @@ static void heap_absorb(lm_heap_t* into, lm_heap_t* from) {
 
 void mi_heap_delete(mi_heap_t* heap) {
   if (heap == NULL || !lm_heap_is_initialized(heap)) return;
-  lm_heap_t* backing = heap->tld->heap_backing;
+  lm_tld_t* tld = heap->tld;
+  lm_heap_t* backing = tld->heap_backing;
   if (heap == backing) return; /* the backing heap lives as long as its thread */
+  lm_tld_enter(tld);
+  lm_heap_check_drained(heap);
   if (heap->tag == backing->tag && heap->arena_id == backing->arena_id) {
     heap_absorb(backing, heap);
   } else {
     lm_heap_collect(heap, LM_COLLECT_ABANDON); /* live blocks stay valid, owned by nobody */
   }
   heap_unlink(heap);
+  lm_tld_leave(tld);
   mi_free(heap);
 }
 
@@ -120,7 +126,9 @@ void mi_heap_destroy(mi_heap_t* heap) {
     mi_heap_delete(heap);
     return;
   }
-  if (heap == heap->tld->heap_backing) return;
+  lm_tld_t* tld = heap->tld;
+  if (heap == tld->heap_backing) return;
+  lm_tld_enter(tld);
   heap_quiesce(heap);
   if (LM_TRACK_VALGRIND || LM_DEBUG_FILL || LM_GUARDED) {
     mi_heap_visit_blocks(heap, true, block_dies, NULL);
@@ -131,6 +139,7 @@ void mi_heap_destroy(mi_heap_t* heap) {
     while (pq->first != NULL) lm_heap_page_free(heap, pq->first);
   }
   heap_unlink(heap);
+  lm_tld_leave(tld);
   mi_free(heap);
 }
 
@@ -344,17 +353,24 @@ bool mi_heap_visit_blocks(const mi_heap_t* heap, bool visit_all_blocks,
                           mi_block_visit_fun* visitor, void* arg) {
   if (heap == NULL || visitor == NULL || !lm_heap_is_initialized(heap)) return false;
   lm_heap_t* h = (lm_heap_t*)heap;
+  lm_tld_enter(h->tld); /* (the visitor may allocate: the enter nests) */
+  lm_heap_check_drained(h);
   /* Frees other threads made into full pages wait on the heap's delayed list (a collect of
    * another heap never takes them): free them now, so `used` and the walk are exact. Each
    * page's own thread-free list is taken by lm_page_visit. */
   lm_heap_delayed_free(h);
-  for (size_t bin = 0; bin < LM_BIN_COUNT; bin++) {
+  bool complete = true;
+  for (size_t bin = 0; bin < LM_BIN_COUNT && complete; bin++) {
     lm_page_t* page = h->pages[bin].first;
     while (page != NULL) {
       lm_page_t* next = page->next;
-      if (!lm_page_visit(heap, page, visit_all_blocks, visitor, arg)) return false;
+      if (!lm_page_visit(heap, page, visit_all_blocks, visitor, arg)) {
+        complete = false;
+        break;
+      }
       page = next;
     }
   }
-  return true;
+  lm_tld_leave(h->tld);
+  return complete;
 }

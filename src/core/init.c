@@ -178,6 +178,7 @@ static void process_setup(void) {
   lm_stats_process_start();
   tld_init(&tld_main, &heap_main);
   lm_heap_init(&heap_main, &tld_main, 0, false, 0);
+  lm_tld_register(&tld_main);
   lm_process.heap_main = &heap_main;
   lm_stat_increase(&lm_process.threads, 1); /* the main thread */
   atomic_store(&lm_process.main_thread, lm_thread_id());
@@ -239,6 +240,7 @@ lm_heap_t* lm_heap_default_init(void) {
   td->tld.segments.eager_delay = delay > 0 ? (size_t)delay : 0;
   td->tld.memid = td->memid;
   lm_heap_init(&td->heap, &td->tld, 0, false, 0);
+  lm_tld_register(&td->tld);
   lm_heap_set_default(&td->heap);
   lm_stat_increase(&lm_process.threads, 1);
   lm_purger_thread_seen();
@@ -252,9 +254,12 @@ void lm_thread_done_heap(lm_heap_t* heap) {
   lm_heap_t* current = lm_heap_get_default();
   if (current == backing || current == heap) lm_heap_slot_set((lm_heap_t*)&lm_heap_empty);
   /* Abandon every heap of the thread (only the backing heap exists for now). */
+  lm_tld_enter(tld);
   for (lm_heap_t* h = tld->heaps; h != NULL; h = h->next) lm_heap_collect(h, LM_COLLECT_ABANDON);
   lm_stats_merge_thread(tld); /* what is left: counters of the last collection */
+  lm_tld_leave(tld);
   if (backing == &heap_main) return; /* the main thread's data is static */
+  lm_tld_unregister(tld);
   lm_stat_decrease(&lm_process.threads, 1);
   lm_thread_data_t* td = (lm_thread_data_t*)((uint8_t*)backing - offsetof(lm_thread_data_t, heap));
   thread_data_free(td);

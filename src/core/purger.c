@@ -39,6 +39,13 @@ static void purger_pass(int64_t now, int64_t* next) {
   } else {
     *next = earliest(*next, due);
   }
+  int64_t drain = atomic_load(&lm_process.drain_due);
+  if (drain != 0 && drain <= now) {
+    atomic_store(&lm_process.drain_due, 0);
+    lm_drain_idle_heaps();
+  } else {
+    *next = earliest(*next, drain);
+  }
   /* Near the container's limit: what waits for its delay is purged now. */
   bool urgent = lm_container_poll(now);
   *next = earliest(*next, lm_segments_purge_flagged(&lm_process.segments, now, urgent));
@@ -74,6 +81,7 @@ void lm_purge_now(bool force) {
   int64_t now = lm_process.backend->clock_ms();
   if (purger_tld.shared == NULL) lm_segments_tld_init(&purger_tld, &lm_process.segments);
   lm_abandoned_collect(&purger_tld, SIZE_MAX);
+  if (force) lm_drain_idle_heaps();
   lm_segments_purge_flagged(&lm_process.segments, now, force);
   lm_arenas_try_purge(&lm_process.arenas, force);
   lm_spin_unlock(&purger_pass_lock);
@@ -84,6 +92,7 @@ void lm_purge_now(bool force) {
  * then starts its own purger on demand. */
 static void fork_prepare(void) {
   lm_spin_lock(&purger_pass_lock);
+  lm_spin_lock(&lm_process.tlds_lock);
   lm_spin_lock(&lm_process.arenas.reserve_lock);
   lm_spin_lock(&lm_process.arenas.purge_guard);
   lm_spin_lock(&lm_process.segments.abandoned_os_lock);
@@ -94,6 +103,7 @@ static void fork_release(void) {
   lm_spin_unlock(&lm_process.segments.abandoned_os_lock);
   lm_spin_unlock(&lm_process.arenas.purge_guard);
   lm_spin_unlock(&lm_process.arenas.reserve_lock);
+  lm_spin_unlock(&lm_process.tlds_lock);
   lm_spin_unlock(&purger_pass_lock);
 }
 static void fork_child(void) {
@@ -167,12 +177,22 @@ void lm_purger_thread_seen(void) {
   }
 }
 
-void lm_purger_notify_abandoned(void) {
-  if (atomic_load_explicit(&lm_process.abandoned_due, memory_order_relaxed) != 0) return;
-  int64_t delay = lm_process.arenas.config.purge_delay_ms;
+/* Schedule a visit one purge delay from now, unless one is scheduled already. */
+static void notify(_Atomic(int64_t)* due_at, int64_t delay) {
+  if (atomic_load_explicit(due_at, memory_order_relaxed) != 0) return;
   int64_t due = lm_process.backend->clock_ms() + (delay > 0 ? delay : 1);
   int64_t expected = 0;
-  if (atomic_compare_exchange_strong(&lm_process.abandoned_due, &expected, due)) {
+  if (atomic_compare_exchange_strong(due_at, &expected, due)) {
     lm_arenas_wake_purger(&lm_process.arenas);
   }
+}
+
+void lm_purger_notify_abandoned(void) {
+  notify(&lm_process.abandoned_due, lm_process.arenas.config.purge_delay_ms);
+}
+
+/* (With purging off, memory an idle owner holds stays with it, as all freed memory does.) */
+void lm_purger_notify_delayed(void) {
+  int64_t delay = lm_process.arenas.config.purge_delay_ms;
+  if (delay >= 0) notify(&lm_process.drain_due, delay);
 }

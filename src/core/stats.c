@@ -156,7 +156,9 @@ static void fold_heap_pages(lm_heap_t* heap, lm_thread_stats_t* ts) {
 void lm_stats_merge_thread(lm_tld_t* tld) {
   if (tld == NULL) return;
   lm_thread_stats_t* ts = &tld->stats;
+  lm_tld_enter(tld); /* (the drainer may be resetting a full page's count) */
   for (lm_heap_t* heap = tld->heaps; heap != NULL; heap = heap->next) fold_heap_pages(heap, ts);
+  lm_tld_leave(tld);
   lm_heap_stats_t* g = &lm_process.stats;
   for (size_t bin = 0; bin < LM_STAT_BINS; bin++) {
     merge_count(&g->malloc_bins[bin], &ts->malloc_bins[bin]);

@@ -507,6 +507,12 @@ void lm_segment_huge_advise_large(lm_segments_t* segs, lm_page_t* page) {
   segment->large_end = end;
 }
 
+bool lm_segment_page_discard(lm_segments_t* segs, lm_page_t* page, size_t size) {
+  lm_segment_t* segment = lm_segment_of(page);
+  if (segment->memid.is_pinned) return true; /* large OS pages cannot be given back */
+  return lm_os_discard(segs->arenas, page->page_start, size);
+}
+
 static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* page,
                                    size_t block_size) {
   size_t idx = (size_t)(page - segment->slices);

@@ -7,12 +7,16 @@
  *   mi_collect -- while it polls resident memory (/proc/self/statm) for up to 1.5 s.
  * Phase 2 (idle owner): one thread allocates about TOTAL MiB, frees it all locally and then
  *   blocks on a condition variable; the main thread polls likewise.
+ * Phase 3 (idle owner, remote frees): one thread allocates about TOTAL MiB and blocks; the main
+ *   thread frees every block (into the full pages of a live thread that does not allocate) and
+ *   polls likewise. Then the thread wakes, allocates as much again and checks every block: the
+ *   pages given back while it slept are used again.
  * Each phase runs in a child process of its own and passes when RSS falls below baseline + 10%
  * of the peak growth within 1 s of the last free. The RSS timeline is printed afterwards (collected
  * first, so that printing does not disturb the measurement). Bookkeeping arrays are mmapped, not
  * allocated from the allocator.
  *
- * usage: rss_drop [total-MiB=256] [threads=4] [phase: 1 or 2; default both]
+ * usage: rss_drop [total-MiB=256] [threads=4] [phase: 1, 2 or 3; default all]
  * Prints "N passed, N failed" (one check per phase); exit status 0 only when all passed. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -259,11 +263,63 @@ static bool phase_idle_owner(size_t total, struct phase_result* r) {
   return job.ok;
 }
 
+/* ---- phase 3: one thread allocates and idles; main frees; the thread allocates again ------- */
+
+/* Fill a fresh set, then check that every block still holds its pattern. */
+static bool fill_and_check(size_t target) {
+  struct block_set s;
+  if (!set_init(&s, set_capacity(target))) return false;
+  bool ok = fill_set(&s, target, 0x5151ull);
+  for (size_t i = 0; ok && i < s.count; i++) {
+    size_t size = mi_usable_size(s.ptrs[i]);
+    const unsigned char* b = s.ptrs[i];
+    ok = size > 0 && b[0] != 0 && b[0] == b[size / 2 > 0 ? size / 4 : 0];
+  }
+  free_set(&s);
+  set_unmap(&s);
+  return ok;
+}
+
+static void* alloc_idle_reuse(void* arg) {
+  struct idle_job* job = arg;
+  job->ok = fill_set(&job->set, job->target, 0xFEEDull);
+  set_stage(job, 1);
+  wait_stage(job, 4); /* idle while main frees what it allocated */
+  job->ok = job->ok && fill_and_check(job->target);
+  return NULL;
+}
+
+static bool phase_idle_remote(size_t total, struct phase_result* r) {
+  struct idle_job job;
+  memset(&job, 0, sizeof(job));
+  pthread_mutex_init(&job.lock, NULL);
+  pthread_cond_init(&job.cond, NULL);
+  job.target = total;
+  r->name = "phase 3: blocks of an idle thread freed by main";
+  if (!set_init(&job.set, set_capacity(total))) return false;
+  r->baseline = proc_self_rss_bytes();
+  pthread_t tid;
+  if (pthread_create(&tid, NULL, alloc_idle_reuse, &job) != 0) return false;
+  wait_stage(&job, 1);
+  r->peak = proc_self_rss_bytes();
+  r->threshold = threshold_of(r->baseline, r->peak);
+  free_set(&job.set);
+  double t_last_free = now_ms();
+  set_unmap(&job.set);
+  poll_rss(r, t_last_free);
+  set_stage(&job, 4);
+  pthread_join(tid, NULL);
+  if (!job.ok) printf("FAIL: %s: the blocks allocated after the wake-up were wrong\n", r->name);
+  return job.ok;
+}
+
 /* Each phase runs in its own child process, forked before the allocator is used, so that one
  * phase's leftovers cannot blur the other's baseline. */
 static int run_phase(int phase, size_t total, int n_threads) {
   static struct phase_result r;
-  bool allocated = phase == 1 ? phase_abandoned(total, n_threads, &r) : phase_idle_owner(total, &r);
+  bool allocated = phase == 1   ? phase_abandoned(total, n_threads, &r)
+                   : phase == 2 ? phase_idle_owner(total, &r)
+                                : phase_idle_remote(total, &r);
   bool ok = report(&r);
   if (!allocated) printf("FAIL: %s: an allocation failed\n", r.name);
   fflush(stdout);
@@ -274,8 +330,8 @@ int main(int argc, char** argv) {
   size_t total_mib = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 256;
   int n_threads = argc > 2 ? atoi(argv[2]) : 4;
   int only = argc > 3 ? atoi(argv[3]) : 0;
-  if (total_mib < 16 || n_threads < 1 || n_threads > MAX_THREADS || only < 0 || only > 2) {
-    fprintf(stderr, "usage: %s [total-MiB >= 16] [threads 1..%d] [phase 1|2, default both]\n",
+  if (total_mib < 16 || n_threads < 1 || n_threads > MAX_THREADS || only < 0 || only > 3) {
+    fprintf(stderr, "usage: %s [total-MiB >= 16] [threads 1..%d] [phase 1|2|3, default all]\n",
             argv[0], MAX_THREADS);
     return 2;
   }
@@ -283,12 +339,12 @@ int main(int argc, char** argv) {
     printf("cannot read /proc/self/statm; skipping\n");
     return 77;
   }
-  printf("rss_drop: phase 1: %zu MiB in %d threads; phase 2: %zu MiB in one idle thread\n",
+  printf("rss_drop: phase 1: %zu MiB in %d threads; phases 2 and 3: %zu MiB in one idle thread\n",
          total_mib, n_threads, total_mib);
   fflush(stdout); /* nothing buffered may be duplicated into the children */
 
   int passed = 0, failed = 0;
-  for (int phase = 1; phase <= 2; phase++) {
+  for (int phase = 1; phase <= 3; phase++) {
     if (only != 0 && phase != only) continue;
     pid_t pid = fork();
     if (pid < 0) {

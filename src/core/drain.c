@@ -1,0 +1,157 @@
+/* Idle heaps: full pages that other threads freed completely while their owner does not
+ * allocate.
+ *
+ * A remote free into a full page reaches the owner through its heap's delayed list, which the
+ * owner reads on its next malloc. An owner that stops allocating (a main thread waiting in
+ * pthread_join, a worker parked on a queue) never reads it, and pages that other threads free
+ * completely stay resident for good: bench threadchurn peaked at twice tcmalloc's memory.
+ *
+ * The first remote free onto a delayed list schedules a look a purge delay later. Then the
+ * purger (the "drainer" here) visits each heap whose delayed list is still unread: it moves
+ * the delayed blocks onto their pages' thread-free lists, and resets in place each full page
+ * whose thread-free count reached its used count (every block freed): lists empty, `used`
+ * and `capacity` zero, its memory given back to the OS while it stays accessible. A full page
+ * with blocks still live gets USE_DELAYED again, so the next remote free into it notifies the
+ * owner and schedules another look. The pages keep their places in the full queue; the owner
+ * frees the reset ones, and takes over the moved frees, on its next slow path (`drained`).
+ *
+ * The owner touches full pages, and its list of heaps, only between lm_tld_enter and
+ * lm_tld_leave; the drainer only while it holds the thread's `draining` flag, raised only
+ * when the thread is not busy: each side raises its flag, then looks at the other's (both
+ * sequentially consistent, so at most one sees the other's flag down). The owner waits for a
+ * drainer that got there first; the drainer never waits: it skips a busy thread. */
+#include "core.h"
+
+/* ---- the owner's side ------------------------------------------------------------------------- */
+
+void lm_tld_wait_drainer(lm_tld_t* tld) {
+  while (atomic_load_explicit(&tld->draining, memory_order_acquire)) lm_cpu_relax();
+}
+
+void lm_tld_register(lm_tld_t* tld) {
+  lm_spin_lock(&lm_process.tlds_lock);
+  tld->live_prev = NULL;
+  tld->live_next = lm_process.tlds;
+  if (tld->live_next != NULL) tld->live_next->live_prev = tld;
+  lm_process.tlds = tld;
+  lm_spin_unlock(&lm_process.tlds_lock);
+}
+
+/* Waits for a drainer pass that is visiting the list: then none looks at this thread again. */
+void lm_tld_unregister(lm_tld_t* tld) {
+  lm_spin_lock(&lm_process.tlds_lock);
+  if (tld->live_prev != NULL) tld->live_prev->live_next = tld->live_next;
+  else if (lm_process.tlds == tld) lm_process.tlds = tld->live_next;
+  if (tld->live_next != NULL) tld->live_next->live_prev = tld->live_prev;
+  tld->live_next = tld->live_prev = NULL;
+  lm_spin_unlock(&lm_process.tlds_lock);
+}
+
+void lm_heap_undrain(lm_heap_t* heap) {
+  atomic_store_explicit(&heap->drained, false, memory_order_relaxed);
+  lm_page_t* page = heap->pages[LM_BIN_FULL].first;
+  while (page != NULL) {
+    lm_page_t* next = page->next;
+    if (page->used == 0) {
+      lm_heap_page_free(heap, page);
+    } else if (lm_tf_block(atomic_load_explicit(&page->xthread_free, memory_order_relaxed)) != NULL) {
+      lm_page_collect(page, false);
+      if (page->free != NULL) lm_page_unfull(heap, page);
+    }
+    page = next;
+  }
+}
+
+/* ---- the drainer's side ----------------------------------------------------------------------- */
+
+static bool drain_claim(lm_tld_t* tld) {
+  atomic_store_explicit(&tld->draining, true, memory_order_seq_cst);
+  if (!atomic_load_explicit(&tld->busy, memory_order_seq_cst)) return true;
+  atomic_store_explicit(&tld->draining, false, memory_order_release);
+  return false;
+}
+
+/* A block freed into one of the heap's pages, onto that page's thread-free list (the state
+ * bits stay: a remote free may be finishing its own delayed hand-over). */
+static void push_thread_free(lm_page_t* page, lm_block_t* block) {
+  uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  do {
+    lm_block_set_next(page, block, lm_tf_block(tfree));
+  } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree,
+                                                  lm_tf_push(tfree, block),
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+/* The length of a thread-free list (its count when it carries one); SIZE_MAX when it is
+ * longer than the page could hold (a corrupted list is not followed further). */
+static size_t thread_free_length(const lm_page_t* page, uintptr_t tfree) {
+  size_t count = lm_tf_count(tfree);
+  if (count != 0) return count;
+  for (lm_block_t* b = lm_tf_block(tfree); b != NULL; b = lm_block_next(page, b)) {
+    if (++count > page->reserved) return SIZE_MAX;
+  }
+  return count;
+}
+
+/* Every block of a full page was freed by other threads: reset it in place. */
+static bool page_drain(lm_page_t* page, uintptr_t tfree) {
+  uintptr_t emptied = tfree & LM_TF_STATE_MASK;
+  if (!atomic_compare_exchange_strong_explicit(&page->xthread_free, &tfree, emptied,
+                                               memory_order_acquire, memory_order_relaxed)) {
+    return false; /* another free came: a double free; the owner will report it */
+  }
+  size_t used_bytes = (size_t)page->capacity * page->block_size;
+  page->free = NULL;
+  page->local_free = NULL;
+  page->used = 0;
+  page->capacity = 0;
+  page->free_is_zero = false;
+  if (!lm_segment_page_discard(&lm_process.segments, page, used_bytes)) {
+    lm_error(ENOMEM, "the memory of page %p could not be made accessible again", (void*)page);
+  }
+  return true;
+}
+
+/* Returns whether the owner has something to take over (lm_heap_undrain). */
+static bool heap_drain(lm_heap_t* heap) {
+  bool moved = false;
+  lm_block_t* block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL,
+                                               memory_order_acquire);
+  while (block != NULL) {
+    lm_block_t* next = lm_delayed_next(block);
+    push_thread_free(lm_segment_page_of(lm_segment_of(block), block), block);
+    moved = true;
+    block = next;
+  }
+  for (lm_page_t* page = heap->pages[LM_BIN_FULL].first; page != NULL; page = page->next) {
+    uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
+    /* Pages freed into (the state does not tell: a page's delayed block may have come after
+     * the last look set USE_DELAYED again), and no delayed hand-over under way. */
+    if (lm_tf_block(tfree) == NULL || lm_tf_state(tfree) == LM_TF_DELAYED_FREEING) continue;
+    if (page->free == NULL && page->local_free == NULL &&
+        thread_free_length(page, tfree) == page->used && page_drain(page, tfree)) {
+      moved = true;
+      continue;
+    }
+    /* Blocks still live: the next remote free notifies the owner (and this drainer) again. */
+    lm_page_set_delayed(page, LM_TF_USE_DELAYED, false);
+    moved = true;
+  }
+  return moved;
+}
+
+void lm_drain_idle_heaps(void) {
+  lm_spin_lock(&lm_process.tlds_lock);
+  for (lm_tld_t* tld = lm_process.tlds; tld != NULL; tld = tld->live_next) {
+    if (!drain_claim(tld)) continue;
+    for (lm_heap_t* heap = tld->heaps; heap != NULL; heap = heap->next) {
+      /* A delayed list nobody read: the owner did not allocate since that free. */
+      if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL &&
+          heap_drain(heap)) {
+        atomic_store_explicit(&heap->drained, true, memory_order_relaxed);
+      }
+    }
+    atomic_store_explicit(&tld->draining, false, memory_order_release);
+  }
+  lm_spin_unlock(&lm_process.tlds_lock);
+}
