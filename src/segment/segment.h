@@ -108,6 +108,7 @@ typedef struct lm_segment_s {
   lm_spinlock_t lock;
   bool purge_flagged;    /* LM_BLOCK_PURGE_PENDING is set for this segment */
   int64_t purge_expire;  /* 0: nothing scheduled */
+  int64_t purge_latest;  /* further frees extend purge_expire up to here, no further */
   lm_commit_mask_t commit_mask;
   lm_commit_mask_t purge_mask;
   lm_commit_mask_t dirty_mask; /* slices that may hold non-zero bytes */
