@@ -4,7 +4,8 @@
 #   scripts/test.sh
 #
 #   1. build/       the default (release) build (NUMA through raw syscalls): everything is
-#      built, then every suite runs
+#      built, then every suite runs (torture included: 256 threads in waves, 1,000 forks,
+#      signals, a 30-second soak)
 #   1b. consumers   build/ installed into a scratch folder and used by small projects the ways
 #      others take it in: Meson subproject and pkg-config, CMake find_package, a Makefile with
 #      -lmimalloc, mimalloc.o in a static link (tests/consumers/run.sh)
@@ -15,7 +16,8 @@
 #      suites unit, override, hugepages
 #   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites stress and api
 #   3. build-tsan/  TSan (debugoptimized, override=false): suite stress
-#   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench;
+#   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench
+#      (and but torture in the debug build, whose heap checks make it slow);
 #      then the attack catalogue's table (which build stops which attack)
 #   5. build-valgrind/  -Dvalgrind=true: the API tests under valgrind, and suite valgrind
 #   6. build-guarded/  -Dguarded=true (guarded sampling on by default): suites unit and api
@@ -286,7 +288,7 @@ unset TSAN_OPTIONS
 # 4. The hardened and the checking builds pass the whole suite (benchmarks' smoke runs aside:
 #    they are the release build's), the attack catalogue included.
 run_pass "secure" build-secure 1800 "-Dsecure=true" --no-suite bench
-run_pass "debug" build-debug 1800 "-Ddebug_level=3" --no-suite bench
+run_pass "debug" build-debug 1800 "-Ddebug_level=3" --no-suite bench --no-suite torture
 
 # 4b. The secure build with fresh blocks in address order (-Dsecure_shuffle=false): every other
 #     hardening stays, so the attack catalogue's secure column must hold for it too.
