@@ -80,11 +80,20 @@ static inline uintptr_t lm_tf_push(uintptr_t tf, const lm_block_t* block) {
   n = (tf & LM_TF_PTR_MASK) == 0 ? 1 : (n == 0 || n == LM_TF_COUNT_MAX) ? 0 : n + 1;
   return (uintptr_t)block | (tf & LM_TF_STATE_MASK) | (n << LM_TF_COUNT_SHIFT);
 }
+/* The word after taking the first block off the list of `tf`, whose successor is `next`. */
+static inline uintptr_t lm_tf_pop(uintptr_t tf, const lm_block_t* next) {
+  uintptr_t n = tf >> LM_TF_COUNT_SHIFT;
+  if (next == NULL) return tf & LM_TF_STATE_MASK;
+  return (uintptr_t)next | (tf & LM_TF_STATE_MASK) | ((n > 1 ? n - 1 : 0) << LM_TF_COUNT_SHIFT);
+}
 #else
 #define LM_TF_PTR_MASK (~(uintptr_t)LM_TF_BITS)
 static inline size_t lm_tf_count(uintptr_t tf) { (void)tf; return 0; }
 static inline uintptr_t lm_tf_push(uintptr_t tf, const lm_block_t* block) {
   return (uintptr_t)block | (tf & LM_TF_STATE_MASK);
+}
+static inline uintptr_t lm_tf_pop(uintptr_t tf, const lm_block_t* next) {
+  return (uintptr_t)next | (tf & LM_TF_STATE_MASK);
 }
 #endif
 static inline lm_block_t* lm_tf_block(uintptr_t tf) { return (lm_block_t*)(tf & LM_TF_PTR_MASK); }
@@ -153,6 +162,8 @@ typedef struct lm_tld_s {
   unsigned busy_depth;
   _Atomic(bool) busy;
   _Atomic(bool) draining;
+  _Atomic(uint32_t) slow_epoch; /* slow paths entered (the owner's count) */
+  uint32_t drain_epoch;         /* slow_epoch at the drainer's last look (the drainer's) */
   struct lm_tld_s* live_next; /* the threads the drainer may visit (lm_process.tlds) */
   struct lm_tld_s* live_prev;
   lm_heap_t* heap_backing;   /* the thread's own heap */
@@ -180,6 +191,7 @@ struct mi_heap_s {
   size_t generic_collect_count;  /* slow-path calls since the last collect (generic_collect) */
   lm_heap_t* next;
   _Atomic(bool) drained; /* the drainer emptied full pages or moved frees: see lm_heap_undrain */
+  _Atomic(lm_block_t*) drain_kept; /* the block the drainer left on the delayed list */
   bool no_reclaim;    /* never takes over abandoned memory (heaps that may be destroyed) */
   bool allow_destroy; /* mi_heap_destroy frees its blocks at once */
   uint8_t tag;
@@ -628,6 +640,8 @@ void lm_thread_done_heap(lm_heap_t* heap);
 void lm_tld_wait_drainer(lm_tld_t* tld);
 static inline void lm_tld_enter(lm_tld_t* tld) {
   if (tld->busy_depth++ != 0) return;
+  uint32_t epoch = atomic_load_explicit(&tld->slow_epoch, memory_order_relaxed);
+  atomic_store_explicit(&tld->slow_epoch, epoch + 1, memory_order_relaxed);
   atomic_store_explicit(&tld->busy, true, memory_order_seq_cst);
   if (lm_unlikely(atomic_load_explicit(&tld->draining, memory_order_seq_cst))) {
     lm_tld_wait_drainer(tld);
@@ -639,8 +653,9 @@ static inline void lm_tld_leave(lm_tld_t* tld) {
 /* A thread's data joins (thread start) or leaves (thread end) the drainer's list. */
 void lm_tld_register(lm_tld_t* tld);
 void lm_tld_unregister(lm_tld_t* tld);
-/* Purger pass: reset the full pages of idle heaps that other threads freed completely. */
-void lm_drain_idle_heaps(void);
+/* Purger pass: reset the full pages of idle heaps that other threads freed completely
+ * (`force`: of every heap whose owner is not in a slow path right now: mi_collect(true)). */
+void lm_drain_idle_heaps(bool force);
 /* Owner, in a slow path: free the pages the drainer emptied, take over the frees it moved. */
 void lm_heap_undrain(lm_heap_t* heap);
 static inline void lm_heap_check_drained(lm_heap_t* heap) {

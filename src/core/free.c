@@ -52,7 +52,8 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
   /* The page is full: hand the block to its owner heap so the page is noticed. The heap is
    * stable while we hold DELAYED_FREEING (abandoning waits for it to end). */
   lm_heap_t* heap = lm_page_heap(page);
-  bool first = false; /* the first block on the heap's delayed list since the owner looked */
+  /* the first block on the heap's delayed list since the owner (or the drainer) looked */
+  bool first = false;
   if (heap != NULL) {
     lm_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
     lm_track_open(block, sizeof(lm_block_t));
@@ -61,7 +62,7 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
     } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
                                                     memory_order_release, memory_order_relaxed));
     lm_track_close(block, sizeof(lm_block_t));
-    first = head == NULL;
+    first = head == NULL || head == atomic_load_explicit(&heap->drain_kept, memory_order_relaxed);
   }
   tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   do {

@@ -42,7 +42,7 @@ static void purger_pass(int64_t now, int64_t* next) {
   int64_t drain = atomic_load(&lm_process.drain_due);
   if (drain != 0 && drain <= now) {
     atomic_store(&lm_process.drain_due, 0);
-    lm_drain_idle_heaps();
+    lm_drain_idle_heaps(false);
   } else {
     *next = earliest(*next, drain);
   }
@@ -81,7 +81,7 @@ void lm_purge_now(bool force) {
   int64_t now = lm_process.backend->clock_ms();
   if (purger_tld.shared == NULL) lm_segments_tld_init(&purger_tld, &lm_process.segments);
   lm_abandoned_collect(&purger_tld, SIZE_MAX);
-  if (force) lm_drain_idle_heaps();
+  if (force) lm_drain_idle_heaps(true);
   lm_segments_purge_flagged(&lm_process.segments, now, force);
   lm_arenas_try_purge(&lm_process.arenas, force);
   lm_spin_unlock(&purger_pass_lock);
