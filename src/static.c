@@ -44,11 +44,9 @@
 #include "core/api_cxx.c"
 #include "core/api_glibc.c"
 
-/* The platform family's process start and end hooks (and Windows' default-heap slot). */
+/* The process start and end hooks (and Windows' default-heap slot). */
+#include "core/start.c"
 #include "common/platform.h"
 #if LM_PLATFORM_WINDOWS
 #include "common/tls_windows.c"
-#include "core/start_windows.c"
-#else
-#include "core/start_elf.c"
 #endif

@@ -18,8 +18,9 @@
  *  - Functions marked optional may be NULL, and the engine tests for NULL before each call;
  *    the others are required. `lm_arenas_init` (arena layer) checks the backend once at start:
  *    the required functions present and the capabilities consistent; it fills no defaults.
- *  - Process start and end are not here: they come from the platform family's start file
- *    (src/core/start_*.c), since a backend never calls up into the engine.
+ *  - Process start and end are not here: they are the platform header's hooks
+ *    (LM_PROCESS_HOOKS in src/common/platform.h, expanded in src/core/start.c), since a
+ *    backend never calls up into the engine.
  */
 #pragma once
 #ifndef LM_BACKEND_H

@@ -83,9 +83,39 @@ void lm_tls_slot_setup(void);
 #endif
 
 /* Once, at process setup, before the first heap is made current (Windows: the TLS index).
- * Defined by the platform family's start file (core/start_*.c), which the call also ties into
- * every static link, so that its start and end hooks come along. */
+ * Defined in src/core/start.c, which the call also ties into every static link, so that the
+ * process hooks below (expanded there) come along. */
 void lm_platform_process_setup(void);
+#if LM_PLATFORM_WINDOWS
+static inline void lm_platform_setup_slot(void) { lm_tls_slot_setup(); }
+#else
+static inline void lm_platform_setup_slot(void) {} /* native TLS: nothing to prepare */
+#endif
+
+/* ---- process start and end ------------------------------------------------------------------
+ * LM_PROCESS_HOOKS(attach, detach) defines what runs `attach` when the library is loaded and
+ * `detach` when it is unloaded or the process ends; expanded once (src/core/start.c). ELF: a
+ * constructor and a destructor, which the dynamic loader runs for a shared library and the C
+ * runtime around main() in a static link. Windows DLL (LM_DLL): DllMain's process attach and
+ * detach. Windows static link: mingw-w64's CRT runs GCC constructors too (an MSVC build would
+ * put a pointer in the .CRT$XCU section instead). Thread ends come from the backend
+ * (thread_exit_register: a TLS destructor, a fiber-local storage callback), not from here, so
+ * they work in a static link too. */
+#if LM_PLATFORM_WINDOWS && defined(LM_DLL) && LM_DLL
+#define LM_PROCESS_HOOKS(attach, detach)                                                   \
+  int __stdcall DllMain(void* instance, unsigned long reason, void* reserved);            \
+  int __stdcall DllMain(void* instance, unsigned long reason, void* reserved) {           \
+    (void)instance, (void)reserved;                                                       \
+    enum { PROCESS_DETACH = 0, PROCESS_ATTACH = 1 }; /* DLL_PROCESS_(DE)TACH */           \
+    if (reason == PROCESS_ATTACH) attach();                                               \
+    if (reason == PROCESS_DETACH) detach();                                               \
+    return 1;                                                                             \
+  }
+#else
+#define LM_PROCESS_HOOKS(attach, detach)                                                   \
+  __attribute__((constructor)) static void lm_library_load(void) { attach(); }            \
+  __attribute__((destructor)) static void lm_library_unload(void) { detach(); }
+#endif
 
 /* ---- the libc override: an exported name that is the same symbol as an mi_ function ------- */
 #if defined(__has_attribute)

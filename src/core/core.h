@@ -695,9 +695,8 @@ bool lm_container_poll(int64_t now);
 void lm_fork_setup(void);
 
 /* ---- process start and end (init.c), called by the platform's hooks ---------------------------
- * One file per platform family owns the hooks, and Meson (or src/static.c) compiles exactly one:
- * start_elf.c (an ELF constructor and destructor) or start_windows.c (DllMain in the DLL, a CRT
- * constructor and atexit in a static link). */
+ * src/core/start.c expands LM_PROCESS_HOOKS (src/common/platform.h) once: an ELF constructor
+ * and destructor, DllMain in the Windows DLL, a CRT constructor in a Windows static link. */
 void lm_process_attach(void); /* the library is loaded: libc and the environment are ready */
 void lm_process_detach(void); /* the library is unloaded or the process ends */
 /* Collect abandoned segments once (also used by mi_collect when no purger runs). */

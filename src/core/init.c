@@ -307,7 +307,7 @@ void mi_collect(bool force) mi_attr_noexcept {
   mi_stats_merge();
 }
 
-/* Runs when the library is loaded (the platform's start hook: start_elf.c, start_windows.c):
+/* Runs when the library is loaded (the platform's start hook, src/core/start.c):
  * by then libc (and the environment) are ready, so the options are read again in case an early
  * allocation initialised the process before. */
 void lm_process_attach(void) {

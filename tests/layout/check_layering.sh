@@ -1,7 +1,8 @@
 #!/bin/sh
 # The house rules a compiler cannot check: no OS header and no OS macro outside src/backend/
-# (and the compiler/architecture helpers in src/common/), and no layer including a header of a
-# layer above it (core -> segment -> arena -> backend -> common).
+# (and the compiler/architecture helpers in src/common/), no process hook outside src/backend/
+# and the platform header, and no layer including a header of a layer above it (core ->
+# segment -> arena -> backend -> common).
 # Usage: check_layering.sh <source root>
 src="$1/src"
 fail=0
@@ -14,6 +15,12 @@ for f in $(find "$src" -name '*.[ch]' ! -path "$src/backend/*/*" ! -name select.
   grep -nE "$os_headers" "$f" | sed "s|^|$f: OS header: |" | grep . && fail=1
   case "$f" in "$src/common/"*) continue ;; esac
   grep -nE "$os_macros" "$f" | sed "s|^|$f: OS macro: |" | grep . && fail=1
+done
+
+# Process start and end hooks (constructors, destructors, DllMain) live in the platform header
+# and the backends only; the engine expands them once (src/core/start.c).
+for f in $(find "$src" -name '*.[ch]' ! -path "$src/backend/*" ! -path "$src/common/platform.h"); do
+  grep -nE '__attribute__\(\((constructor|destructor)|DllMain *\(' "$f" | sed "s|^|$f: process hook: |" | grep . && fail=1
 done
 
 # Allowed includes per layer. Internal includes are relative to the including file, so the
