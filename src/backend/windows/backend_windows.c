@@ -301,6 +301,14 @@ static int windows_thread_start(lm_thread_fun* fn, void* arg) {
 static const char* large_pages_absent;
 
 static void windows_init(lm_backend_caps_t* caps) {
+  /* Once set up, the module holding the allocator (mimalloc.dll, or the program in a static
+   * link) stays loaded until the process ends, even through FreeLibrary: blocks it handed out
+   * may still be freed through it, its purger thread runs its code, and the fiber-local
+   * storage callback that gives a thread's heap back at thread exit points into it
+   * (tests/windows/test_windows_unload.c: threads that allocated end after FreeLibrary). */
+  HMODULE self;
+  GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                     (LPCWSTR)(void*)&windows_init, &self);
   SYSTEM_INFO si;
   GetSystemInfo(&si);
   if (si.dwPageSize > 0) page_size = si.dwPageSize;
