@@ -445,6 +445,8 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
   if (arena == NULL) return;
   size_t idx = memid->block_index;
   size_t n = memid->block_count;
+  /* Given back with parts decommitted: commit it again before it is handed out committed. */
+  if (!memid->initially_committed) lm_bitmap_clear(arena->committed, idx, n);
   /* The purger's BUSY flag is its own to clear (the owner waited for it before freeing). */
   lm_bitmap_clear(arena->flags[LM_BLOCK_ABANDONED], idx, n);
   lm_bitmap_clear(arena->flags[LM_BLOCK_PURGE_PENDING], idx, n);

@@ -202,8 +202,8 @@ size_t lm_os_page_size(const lm_arenas_t* arenas);
  * the OS when no arena fits (unless disallowed). `arena_id` > 0 restricts to that arena. */
 void* lm_arena_alloc(lm_arenas_t* arenas, size_t size, size_t align, size_t offset, bool commit,
                      int arena_id, lm_memid_t* memid);
-/* Free memory from lm_arena_alloc. `committed_size` bytes at the start are known to be
- * committed (purged later); the rest is treated as possibly dirty. */
+/* Free memory from lm_arena_alloc (purged later). `memid->initially_committed` false says that
+ * parts of it may be decommitted now: it is committed again before its next use. */
 void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid);
 /* Purge the arena blocks whose purge delay expired (all pending ones when `force`). Returns
  * true if some purge is still pending. Only one thread purges at a time. */

@@ -56,6 +56,12 @@ static void purge_mask_set(lm_segments_t* segs, lm_segment_t* segment, size_t id
   int64_t bytes = changed * (int64_t)LM_SLICE_SIZE;
   atomic_fetch_add_explicit(&segs->purge_pending, on ? bytes : -bytes, memory_order_relaxed);
 }
+static bool mask_all(const lm_commit_mask_t* m, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (!mask_get(m, i)) return false;
+  }
+  return true;
+}
 static bool mask_any(const lm_commit_mask_t* m) {
   for (size_t f = 0; f < LM_COMMIT_MASK_FIELDS; f++) {
     if (m->bits[f] != 0) return true;
@@ -473,6 +479,14 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
                        segment->large_end - segment->large_from, false);
   }
   lm_memid_t memid = segment->memid;
+  /* Slices purged with a decommit (Windows; Linux in strict modes) are not committed any more:
+   * the arena must commit the block again before it hands it out as committed. (It did not:
+   * the next segment there took every slice as committed and faulted on the purged ones,
+   * tests/api test_random_allocations_keep_their_contents under wine.) */
+  if (segment->kind == LM_SEGMENT_NORMAL &&
+      !mask_all(&segment->commit_mask, segment->segment_slices)) {
+    memid.initially_committed = false;
+  }
   segment->cookie = 0; /* a stale pointer into freed memory no longer looks like a segment */
   lm_arena_free(segs->arenas, segment, segment->segment_size, &memid);
 }

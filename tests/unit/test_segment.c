@@ -792,6 +792,33 @@ static void test_segment_purged_span_is_recommitted_when_reused(void** state) {
   assert_true(lm_segment_page_free(x, &tld));
 }
 
+/* A segment whose free slices were purged by a decommit (Windows' rule) goes back to its arena
+ * before the arena's own purge: the next segment in that block must not take those slices as
+ * committed (it did, and the first page over them faulted: tests/api under wine). */
+static void test_segment_reused_block_recommits_slices_its_segment_decommitted(void** state) {
+  (void)state;
+  fake_backend_set_needs_recommit(true); /* decommitted memory is inaccessible */
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 0; /* free slices are decommitted at once */
+  c.mem.purge_delay_ms = 1000; /* the arena keeps the freed block committed a while */
+  start(&c);
+  lm_page_t* x = page_alloc(64);
+  lm_page_t* a = page_alloc(64);
+  lm_segment_t* segment = lm_segment_of(x);
+  uint8_t* area = lm_page_area(a, NULL);
+  lm_segment_page_free(a, &tld);
+  assert_false(fake_backend_is_committed(area, SLICE));
+  assert_true(lm_segment_page_free(x, &tld)); /* the segment goes back to the arena */
+  /* A new segment in the same block, and pages over every slice the old one used. */
+  lm_page_t* x2 = page_alloc(64);
+  assert_ptr_equal(lm_segment_of(x2), segment);
+  lm_page_t* a2 = page_alloc(64);
+  assert_ptr_equal(lm_page_area(a2, NULL), area);
+  check_usable(a2, true); /* faults if it was taken as committed */
+  lm_segment_page_free(a2, &tld);
+  assert_true(lm_segment_page_free(x2, &tld));
+}
+
 static void test_segment_purge_flagged_purges_due_segments_of_any_thread(void** state) {
   (void)state;
   config_t c = base_config();
@@ -1066,6 +1093,7 @@ int main(void) {
       T(test_segment_large_block_purge_waits_as_long_as_arena_memory),
       T(test_segment_purges_at_once_with_zero_delay),
       T(test_segment_purged_span_is_recommitted_when_reused),
+      T(test_segment_reused_block_recommits_slices_its_segment_decommitted),
       T(test_segment_purge_flagged_purges_due_segments_of_any_thread),
       T(test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere),
       T(test_segment_abandon_purges_pending_spans),
