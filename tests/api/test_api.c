@@ -522,6 +522,11 @@ static void test_strndup_truncates_and_terminates(void** state) {
   mi_free(s);
 }
 
+#if defined(_WIN32)
+/* Windows: the C runtime's _fullpath, which does not look whether the path exists. */
+#define realpath(name, buf) _fullpath(buf, name, PATH_MAX)
+#endif
+
 static void test_realpath_matches_libc_realpath(void** state) {
   (void)state;
   const char* paths[] = {"/tmp", "/", "/usr/../tmp/", "."};
@@ -537,9 +542,11 @@ static void test_realpath_matches_libc_realpath(void** state) {
     assert_ptr_equal(mi_realpath(paths[i], buf), buf);
     assert_string_equal(buf, expected);
   }
+#if !defined(_WIN32)
   errno = 0;
   assert_null(mi_realpath("/nonexistent-dir-for-lm-tests/x", NULL));
   assert_int_equal(errno, ENOENT);
+#endif
 }
 
 /* ---- small and zeroing entry points --------------------------------------------------------- */

@@ -8,7 +8,6 @@
  * Sizes that would trip the compiler's alloc_size checks are read through volatile variables
  * so that the calls really reach the allocator. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -19,7 +18,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(_WIN32)
+/* Windows (mingw-w64, run under wine): memory from the OS, and the process heap standing for
+ * "another allocator's blocks". */
+#include <windows.h>
+#define PROT_READ 0
+#define PROT_WRITE 0
+#define MAP_PRIVATE 0
+#define MAP_ANONYMOUS 0
+#define MAP_FAILED NULL
+static void* mmap(void* addr, size_t size, int prot, int flags, int fd, long off) {
+  (void)addr, (void)prot, (void)flags, (void)fd, (void)off;
+  return VirtualAlloc(NULL, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+}
+static int munmap(void* p, size_t size) {
+  (void)size;
+  return VirtualFree(p, 0, MEM_RELEASE) ? 0 : -1;
+}
+/* the C runtime's _fullpath, which does not look whether the path exists */
+#define realpath(name, buf) _fullpath(buf, name, PATH_MAX)
+static void* other_malloc(size_t n) { return HeapAlloc(GetProcessHeap(), 0, n); }
+static void other_free(void* p) { HeapFree(GetProcessHeap(), 0, p); }
+#else
+#include <dlfcn.h>
 #include <sys/mman.h>
+#endif
 
 #include <setjmp.h>
 /* cmocka after the standard headers it expects; UNIT_TESTING stays undefined on purpose. */
@@ -1076,12 +1100,19 @@ static void test_is_in_heap_region_only_for_our_memory(void** state) {
   assert_true(m != MAP_FAILED);
   assert_false(mi_is_in_heap_region(m));
   munmap(m, 64 * KiB);
-  /* libc's own malloc (not the one this executable may export) */
+  /* libc's own malloc (not the one this executable may export); on Windows the process heap */
+#if defined(_WIN32)
+  void* libc = (void*)1;
+  void* (*libc_malloc)(size_t) = other_malloc;
+  void (*libc_free)(void*) = other_free;
+  {
+#else
   void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
   if (libc == NULL) libc = dlopen("libc.so.6", RTLD_NOW);
   if (libc != NULL) {
     void* (*libc_malloc)(size_t) = (void* (*)(size_t))dlsym(libc, "malloc");
     void (*libc_free)(void*) = (void (*)(void*))dlsym(libc, "free");
+#endif
     if (libc_malloc != NULL && libc_free != NULL) {
       static const size_t libc_sizes[] = {32, 4000, 200 * KiB};
       for (size_t s = 0; s < sizeof(libc_sizes) / sizeof(libc_sizes[0]); s++) {
@@ -1093,8 +1124,11 @@ static void test_is_in_heap_region_only_for_our_memory(void** state) {
         libc_free(lp);
       }
     }
+#if !defined(_WIN32)
     dlclose(libc);
+#endif
   }
+  (void)libc;
 }
 
 /* ---- the mi_heap_* allocation variants ----------------------------------------------------- */
@@ -1278,9 +1312,11 @@ static void test_heap_string_variants_allocate_from_that_heap(void** state) {
   char buf[PATH_MAX];
   assert_ptr_equal(mi_heap_realpath(h, ".", buf), buf);
   assert_string_equal(buf, expected);
+#if !defined(_WIN32)
   errno = 0;
   assert_null(mi_heap_realpath(h, "/no/such/dir/for/libmimalloc/tests", NULL));
   assert_int_equal(errno, ENOENT);
+#endif
 
   void* live[] = {s, t, u, e, bd, rp};
   assert_heap_holds_exactly(h, live, sizeof(live) / sizeof(live[0]));
