@@ -23,7 +23,8 @@
 #   6. build-guarded/  -Dguarded=true (guarded sampling on by default): suites unit and api
 #   7. build-secure-ordered/  -Dsecure=true -Dsecure_shuffle=false: suites unit, api, attacks
 #   8. build-win/  Windows: cross-built with mingw-w64 (cross/x86_64-w64-mingw32.txt,
-#      -Dwerror=true), every suite of tests/windows run under wine, headless, with its prefix in
+#      -Dwerror=true), every suite of tests/windows (the backend, conformance, layer, public API
+#      and stress tests) run under wine, headless, with its prefix in
 #      build-win/wineprefix; installs gcc-mingw-w64-x86-64, wine and wine64 when it can (as root
 #      with apt-get), else says so and skips; the layer tests need cmocka built for mingw, from
 #      Debian's source package (fetched into subprojects/cmocka)
