@@ -524,6 +524,17 @@ void lm_heap_collect_retired(lm_heap_t* heap, bool force);
 /* Process the remote frees handed to this heap (into its full pages). Blocks still in flight
  * arrive later; callers that must see them all first stop new ones (NEVER_DELAYED). */
 void lm_heap_delayed_free(lm_heap_t* heap);
+/* Push a block onto the heap's delayed list; returns the block that was first before. */
+static inline lm_block_t* lm_heap_delayed_push(lm_heap_t* heap, lm_block_t* block) {
+  lm_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
+  lm_track_open(block, sizeof(lm_block_t));
+  do {
+    block->next = head;
+  } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
+                                                  memory_order_release, memory_order_relaxed));
+  lm_track_close(block, sizeof(lm_block_t));
+  return head;
+}
 /* The next block of a delayed list (a plain link: only the list's taker reads it). */
 static inline lm_block_t* lm_delayed_next(lm_block_t* block) {
   lm_track_open(block, sizeof(lm_block_t));

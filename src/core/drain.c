@@ -134,13 +134,7 @@ static lm_block_t* pop_thread_free(lm_page_t* page) {
 static void keep_one(lm_heap_t* heap, lm_page_t* page) {
   lm_block_t* block = pop_thread_free(page);
   if (block == NULL) return;
-  lm_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
-  lm_track_open(block, sizeof(lm_block_t));
-  do {
-    block->next = head;
-  } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
-                                                  memory_order_release, memory_order_relaxed));
-  lm_track_close(block, sizeof(lm_block_t));
+  lm_heap_delayed_push(heap, block);
   atomic_store_explicit(&heap->drain_kept, block, memory_order_relaxed);
 }
 

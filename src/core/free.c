@@ -55,13 +55,7 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
   /* the first block on the heap's delayed list since the owner (or the drainer) looked */
   bool first = false;
   if (heap != NULL) {
-    lm_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
-    lm_track_open(block, sizeof(lm_block_t));
-    do {
-      block->next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
-                                                    memory_order_release, memory_order_relaxed));
-    lm_track_close(block, sizeof(lm_block_t));
+    lm_block_t* head = lm_heap_delayed_push(heap, block);
     first = head == NULL || head == atomic_load_explicit(&heap->drain_kept, memory_order_relaxed);
   }
   tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
