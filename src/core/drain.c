@@ -7,13 +7,16 @@
  * completely stay resident for good: bench threadchurn peaked at twice tcmalloc's memory.
  *
  * The first remote free onto a delayed list schedules a look a purge delay later. Then the
- * purger (the "drainer" here) visits each heap whose delayed list is still unread: it moves
- * the delayed blocks onto their pages' thread-free lists, and resets in place each full page
- * whose thread-free count reached its used count (every block freed): lists empty, `used`
- * and `capacity` zero, its memory given back to the OS while it stays accessible. A full page
- * with blocks still live gets USE_DELAYED again, so the next remote free into it notifies the
- * owner and schedules another look. The pages keep their places in the full queue; the owner
- * frees the reset ones, and takes over the moved frees, on its next slow path (`drained`).
+ * purger (the "drainer" here) visits each heap whose delayed list is still unread and whose
+ * thread entered no slow path since the drainer's previous look (else it looks again later):
+ * it moves the delayed blocks onto their pages' thread-free lists, and resets in place each
+ * full page whose thread-free count reached its used count (every block freed): lists empty,
+ * `used` and `capacity` zero, its memory given back to the OS while it stays accessible. A
+ * full page with blocks still live gets USE_DELAYED again, so the next remote free into it
+ * notifies the owner and schedules another look, and one of its freed blocks goes back onto
+ * the delayed list, so that the owner's next malloc still takes the slow path. The pages keep
+ * their places in the full queue; the owner frees the reset ones, and takes over the moved
+ * frees, on its next slow path (`drained`).
  *
  * The owner touches full pages, and its list of heaps, only between lm_tld_enter and
  * lm_tld_leave; the drainer only while it holds the thread's `draining` flag, raised only
