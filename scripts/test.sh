@@ -28,6 +28,9 @@
 #      build-win/wineprefix; installs gcc-mingw-w64-x86-64, wine and wine64 when it can (as root
 #      with apt-get), else says so and skips; the layer tests need cmocka built for mingw, from
 #      Debian's source package (fetched into subprojects/cmocka)
+#   8c. build-arm64/  aarch64 Linux: cross-built (cross/aarch64-linux-gnu.txt, libnuma off), the
+#      stress and torture programs but the fork tests run under qemu-user; installs
+#      gcc-aarch64-linux-gnu and qemu-user when it can, else says so and skips
 #   8b. build-fuzz/  the API fuzzer (tests/fuzz/run.sh, clang libFuzzer + ASan + UBSan): 20000
 #      inputs from the seed corpus
 #   9. debian packages  built, checked with lintian, a program built against Debian's
@@ -237,6 +240,49 @@ run_windows() {
   fi
 }
 
+# run_aarch64 TIMEOUT_S: the library cross-built for aarch64, and its plain thread programs
+# (stress and torture) run under qemu-user (stage 8c). The fork tests are left out: qemu-user
+# 7.2 itself aborts ("cpu == current_cpu") when a threaded guest forks.
+run_aarch64() {
+  local limit=$1 dir=build-arm64
+  have_arm_tools() {
+    command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1
+  }
+  if ! have_arm_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "aarch64: installing gcc-aarch64-linux-gnu qemu-user"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null || true
+  fi
+  if ! have_arm_tools; then
+    echo "note: aarch64: the cross compiler or qemu-user is missing and could not be installed" \
+      "(needs root and apt-get): skipped" >&2
+    return
+  fi
+  say "aarch64: meson setup $dir --cross-file cross/aarch64-linux-gnu.txt -Dnuma=disabled"
+  if ! fresh_setup "$dir" --cross-file cross/aarch64-linux-gnu.txt -Dnuma=disabled; then
+    fail "aarch64: meson setup"
+    return
+  fi
+  say "aarch64: ninja -C $dir"
+  if ! ninja -C "$dir"; then
+    fail "aarch64: ninja (build)"
+    return
+  fi
+  say "aarch64: meson test -C $dir (exe wrapper qemu-aarch64): stress and torture, no fork"
+  local rc=0
+  timeout --kill-after=30 "$limit" meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" \
+    stress_remote stress_threads stress_drain rss_drop torture_threads torture_signals \
+    torture_soak || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "aarch64: meson test ran past ${limit}s"
+  fi
+  if [ -f "$dir/meson-logs/testlog.json" ]; then
+    logs+=("$dir/meson-logs/testlog.json")
+  else
+    fail "aarch64: meson test exited $rc without a log"
+  fi
+}
+
 if ! install_missing; then
   fail "install: packages missing"
 fi
@@ -323,6 +369,9 @@ fi
 
 # 8. Windows: mingw-w64 cross build, the tests/windows suites under wine
 run_windows 900
+
+# 8c. aarch64: cross build, the plain thread programs under qemu-user
+run_aarch64 600
 
 # 8b. The API fuzzer (tests/fuzz): a short fixed run, 20000 inputs from the seed corpus, with
 #    clang's libFuzzer, ASan and UBSan (clang is installed when missing; without it the stage is
