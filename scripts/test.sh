@@ -258,8 +258,11 @@ run_aarch64() {
       "(needs root and apt-get): skipped" >&2
     return
   fi
+  # (tests=auto, not fresh_setup's enabled: there is no cmocka for the target, and the plain
+  # programs are what a cross build without one builds)
   say "aarch64: meson setup $dir --cross-file cross/aarch64-linux-gnu.txt -Dnuma=disabled"
-  if ! fresh_setup "$dir" --cross-file cross/aarch64-linux-gnu.txt -Dnuma=disabled; then
+  rm -rf "$dir"
+  if ! meson setup "$dir" --cross-file cross/aarch64-linux-gnu.txt -Dnuma=disabled; then
     fail "aarch64: meson setup"
     return
   fi
