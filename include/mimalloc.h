@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h> /* programs written against mimalloc's header get uintptr_t & co. from it */
 
 #ifdef __cplusplus
 #if (__cplusplus >= 201103L) || (defined(_MSC_VER) && _MSC_VER >= 1900)
