@@ -106,8 +106,15 @@ static lm_noinline void free_generic(lm_segment_t* segment, lm_page_t* page, boo
     lm_free_block_remote(page, block);
     return;
   }
+  /* A full page is the drainer's to look at: not at the same time. Only this thread moves a
+   * page in or out of the full queue, so the flag read here stays true until the call; the
+   * frees of aligned blocks into pages that are not full pay no handshake. */
+  if (!(flags & LM_PAGE_IN_FULL)) {
+    lm_free_block_local(page, block);
+    return;
+  }
   lm_tld_t* tld = lm_page_heap(page)->tld;
-  lm_tld_enter(tld); /* the page may be full: not while the drainer looks at it */
+  lm_tld_enter(tld);
   lm_free_block_local(page, block);
   lm_tld_leave(tld);
 }
