@@ -74,17 +74,6 @@ static bool drain_claim(lm_tld_t* tld) {
   return false;
 }
 
-/* A block freed into one of the heap's pages, onto that page's thread-free list (the state
- * bits stay: a remote free may be finishing its own delayed hand-over). */
-static void push_thread_free(lm_page_t* page, lm_block_t* block) {
-  uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
-  do {
-    lm_block_set_next(page, block, lm_tf_block(tfree));
-  } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree,
-                                                  lm_tf_push(tfree, block),
-                                                  memory_order_release, memory_order_relaxed));
-}
-
 /* The length of a thread-free list (its count when it carries one); SIZE_MAX when it is
  * longer than the page could hold (a corrupted list is not followed further). */
 static size_t thread_free_length(const lm_page_t* page, uintptr_t tfree) {
@@ -149,7 +138,7 @@ static bool heap_drain(lm_heap_t* heap) {
                                                memory_order_acquire);
   while (block != NULL) {
     lm_block_t* next = lm_delayed_next(block);
-    push_thread_free(lm_segment_page_of(lm_segment_of(block), block), block);
+    lm_page_push_thread_free(lm_segment_page_of(lm_segment_of(block), block), block);
     moved = true;
     block = next;
   }
@@ -170,6 +159,26 @@ static bool heap_drain(lm_heap_t* heap) {
   }
   if (keep != NULL) keep_one(heap, keep);
   return moved;
+}
+
+/* Pages that are not full, every block of which is on the thread-free list (their owner
+ * allocates in other sizes, or not at all, while other threads freed them all): reset in
+ * place like full ones, and left in their queue, where the owner finds a page with room again
+ * (lm_page_extend starts it afresh). Such a page is out of the owner's fast paths: it holds
+ * none of its blocks, so it frees none into it (a block it freed itself would be on the free
+ * list, and the count short), and the malloc fast path takes blocks only from the first page
+ * of a small size, which stays. `capacity` changes on slow paths only. */
+static void heap_drain_partial(lm_heap_t* heap) {
+  for (size_t bin = 0; bin < LM_BIN_HUGE; bin++) {
+    lm_page_queue_t* pq = &heap->pages[bin];
+    lm_page_t* page = pq->first;
+    if (page != NULL && pq->block_size <= LM_SMALL_SIZE_MAX) page = page->next;
+    for (; page != NULL; page = page->next) {
+      uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
+      if (lm_tf_block(tfree) == NULL || lm_tf_state(tfree) == LM_TF_DELAYED_FREEING) continue;
+      if (thread_free_length(page, tfree) == page->capacity) (void)page_drain(page, tfree);
+    }
+  }
 }
 
 static bool delayed_waiting(const lm_tld_t* tld) {
@@ -199,6 +208,9 @@ void lm_drain_idle_heaps(bool force) {
           atomic_store_explicit(&heap->drained, true, memory_order_relaxed);
         }
       }
+    }
+    for (lm_heap_t* heap = tld->heaps; heap != NULL && idle; heap = heap->next) {
+      heap_drain_partial(heap);
     }
     atomic_store_explicit(&tld->draining, false, memory_order_release);
   }

@@ -32,6 +32,8 @@ void lm_free_block_local(lm_page_t* page, lm_block_t* block) {
 }
 
 void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
+  /* (read while the block is live: the page cannot be made again under us) */
+  size_t half = (size_t)page->reserved / 2;
   uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   uintptr_t tfreex;
   bool use_delayed;
@@ -47,6 +49,10 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
                                                   memory_order_release, memory_order_relaxed));
   if (lm_likely(!use_delayed)) {
     if (lm_unlikely(tfree & LM_TF_NOTIFY)) lm_purger_notify_abandoned();
+    /* Half the page or more came back from other threads and waits for its owner: should the
+     * owner not allocate in this size for a while, the drainer gives the page back once every
+     * block has come (one relaxed load while a look is scheduled already). */
+    else if (lm_unlikely(lm_tf_count(tfreex) > half)) lm_purger_notify_delayed();
     return;
   }
   /* The page is full: hand the block to its owner heap so the page is noticed. The heap is

@@ -125,8 +125,10 @@ void lm_heap_page_free(lm_heap_t* heap, lm_page_t* page) {
   lm_purger_tick();
 }
 
+/* Called from the free fast path: the queues change, so not while the drainer walks them. */
 void lm_page_retire_slow(lm_page_t* page) {
   lm_heap_t* heap = lm_page_heap(page);
+  lm_tld_enter(heap->tld);
   lm_page_queue_t* pq = lm_heap_queue_for(heap, page);
   size_t bin = (size_t)(pq - heap->pages);
   lm_counter_add(&heap->tld->stats.pages_retire, 1);
@@ -135,9 +137,10 @@ void lm_page_retire_slow(lm_page_t* page) {
     page->retire_expire = page->block_size <= LM_SMALL_OBJ_SIZE_MAX ? 16 : 4;
     if (bin < heap->page_retired_min) heap->page_retired_min = bin;
     if (bin > heap->page_retired_max) heap->page_retired_max = bin;
-    return;
+  } else {
+    lm_heap_page_free(heap, page);
   }
-  lm_heap_page_free(heap, page);
+  lm_tld_leave(heap->tld);
 }
 
 void lm_heap_collect_retired(lm_heap_t* heap, bool force) {
@@ -170,11 +173,12 @@ void lm_heap_delayed_free(lm_heap_t* heap) {
   while (block != NULL) {
     lm_block_t* next = lm_delayed_next(block);
     lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
-    /* Keep notifications coming for this (full) page, then free the block locally; that free
-     * moves the page out of the full queue. */
-    lm_page_set_delayed(page, LM_TF_USE_DELAYED, false);
-    lm_page_collect(page, false);
-    lm_free_block_local(page, block);
+    /* The page has room: out of the full queue. The block goes where a plain remote free
+     * would have put it, onto the page's thread-free list (the next search of its size takes
+     * it), not onto its free list: a page every block of which came back from other threads
+     * then stays one the drainer may give back while this thread allocates other sizes. */
+    lm_page_push_thread_free(page, block);
+    lm_page_unfull(heap, page);
     block = next;
   }
 }
