@@ -31,6 +31,14 @@
 #   8c. build-arm64/  aarch64 Linux: cross-built (cross/aarch64-linux-gnu.txt, libnuma off), the
 #      stress and torture programs but the fork tests run under qemu-user; installs
 #      gcc-aarch64-linux-gnu and qemu-user when it can, else says so and skips
+#   8d. build-i686/  i386 Linux: cross-built (cross/i686-linux-gnu.txt, libnuma off) with cmocka
+#      built for i686 from Debian's source package (build-i686-cmocka/), and the native suites
+#      run natively on the x86-64 kernel: unit, api, stress, torture (forks included), override
+#      (the i386 .so preloaded into i386 programs), container, hugepages, attacks. Left out: the
+#      real-program override tests (the installed programs are amd64) and the distro-program
+#      ABI test (the distro library is amd64), which Meson leaves out of cross builds, and bench
+#      (smoke runs of the release build's benchmarks, as in stage 4). Installs gcc-i686-linux-gnu, libc6-dev-i386-cross and
+#      libc6-i386 when it can, else says so and skips
 #   8b. build-fuzz/  the API fuzzer (tests/fuzz/run.sh, clang libFuzzer + ASan + UBSan): 20000
 #      inputs from the seed corpus
 #   9. debian packages  built, checked with lintian, a program built against Debian's
@@ -286,6 +294,76 @@ run_aarch64() {
   fi
 }
 
+# run_i686 TIMEOUT_S: the library cross-built for i386 and the native suites run natively
+# (stage 8d). cmocka comes from the source package the Windows stage fetches, built with the i686
+# compiler into build-i686-cmocka/prefix (static, so the tests need no library path), and is
+# found through a second cross file that turns pkg-config on for that prefix only (the base
+# cross file keeps it off: it would find the host's amd64 libraries).
+run_i686() {
+  local limit=$1 dir=build-i686 cm=build-i686-cmocka
+  have_i686_tools() {
+    command -v i686-linux-gnu-gcc >/dev/null 2>&1 && [ -e /usr/i686-linux-gnu/lib/libc.so.6 ] &&
+      command -v cmake >/dev/null 2>&1
+  }
+  if ! have_i686_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "i686: installing gcc-i686-linux-gnu libc6-dev-i386-cross libc6-i386 cmake"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      gcc-i686-linux-gnu libc6-dev-i386-cross libc6-i386 cmake >/dev/null || true
+  fi
+  if ! have_i686_tools; then
+    echo "note: i686: the cross compiler (or cmake) is missing and could not be installed" \
+      "(needs root and apt-get): skipped" >&2
+    return
+  fi
+  rm -rf "$cm"
+  local tests=enabled cross=(--cross-file cross/i686-linux-gnu.txt)
+  if ! fetch_mingw_cmocka; then
+    echo "note: i686: cmocka's source package could not be fetched: only the plain programs" \
+      "(stress, torture, override) are built and run" >&2
+    tests=auto
+  fi
+  [ "$tests" = enabled ] && say "i686: cmocka for i686 into $cm/prefix"
+  if [ "$tests" = enabled ] && ! { cmake -S subprojects/cmocka -B "$cm" -DCMAKE_C_COMPILER=i686-linux-gnu-gcc \
+      -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=i686 -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_INSTALL_PREFIX="$PWD/$cm/prefix" -DCMAKE_INSTALL_LIBDIR=lib \
+      -DWITH_STATIC_LIB=ON -DWITH_EXAMPLES=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON >/dev/null &&
+      cmake --build "$cm" -j "$JOBS" >/dev/null && cmake --install "$cm" >/dev/null; }; then
+    fail "i686: cmocka build"
+    return
+  fi
+  # the static archive under the name -lcmocka finds, and no shared one beside it
+  if [ "$tests" = enabled ]; then
+    rm -f "$cm"/prefix/lib/libcmocka.so*
+    mv "$cm/prefix/lib/libcmocka-static.a" "$cm/prefix/lib/libcmocka.a"
+    printf "[binaries]\npkgconfig = 'pkg-config'\npkg-config = 'pkg-config'\n\n[properties]\npkg_config_libdir = ['%s']\n" \
+      "$PWD/$cm/prefix/lib/pkgconfig" > "$cm/cmocka.txt"
+    cross+=(--cross-file "$cm/cmocka.txt")
+  fi
+  say "i686: meson setup $dir ${cross[*]} -Dnuma=disabled -Dtests=$tests"
+  rm -rf "$dir"
+  if ! meson setup "$dir" "${cross[@]}" -Dnuma=disabled -Dtests="$tests"; then
+    fail "i686: meson setup"
+    return
+  fi
+  say "i686: ninja -C $dir"
+  if ! ninja -C "$dir"; then
+    fail "i686: ninja (build)"
+    return
+  fi
+  say "i686: meson test -C $dir: every suite but bench"
+  local rc=0
+  timeout --kill-after=30 "$limit" meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" \
+    --no-suite bench || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "i686: meson test ran past ${limit}s"
+  fi
+  if [ -f "$dir/meson-logs/testlog.json" ]; then
+    logs+=("$dir/meson-logs/testlog.json")
+  else
+    fail "i686: meson test exited $rc without a log"
+  fi
+}
+
 if ! install_missing; then
   fail "install: packages missing"
 fi
@@ -375,6 +453,9 @@ run_windows 900
 
 # 8c. aarch64: cross build, the plain thread programs under qemu-user
 run_aarch64 600
+
+# 8d. i386: cross build, the native suites run natively (cmocka built for i686)
+run_i686 600
 
 # 8b. The API fuzzer (tests/fuzz): a short fixed run, 20000 inputs from the seed corpus, with
 #    clang's libFuzzer, ASan and UBSan (clang is installed when missing; without it the stage is

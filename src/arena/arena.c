@@ -37,7 +37,7 @@ void lm_mem_config_default(lm_mem_config_t* config) {
   *config = (lm_mem_config_t){.purge_delay_ms = 10,
                               .arena_purge_mult = 10,
                               .purge_decommits = true,
-                              .arena_reserve = LM_GiB,
+                              .arena_reserve = LM_ARENA_RESERVE_DEFAULT,
                               .arena_eager_commit = 2,
                               .disallow_os_alloc = false};
 }
@@ -323,7 +323,9 @@ static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size, int numa_no
   if (size == 0) return false;
   size_t n = arena_count(arenas);
   if (n >= LM_MAX_ARENAS - 4) return false;
-  if (n >= 8) size <<= lm_min(n / 8, 16);
+  /* (the growth stops short of overflow: on 32-bit targets a few doublings pass 4 GiB) */
+  size_t shift = n >= 8 ? lm_min(n / 8, 16) : 0;
+  size = size > (SIZE_MAX >> 1) >> shift ? (SIZE_MAX >> 1) + 1 : size << shift;
   if (size < min_size) size = min_size;
   return lm_arena_reserve_ex(arenas, size, eager_commit(arenas), true, false, numa_node, NULL) == 0;
 }
@@ -569,12 +571,12 @@ bool lm_arena_flag_is_set(lm_arenas_t* arenas, const void* block, lm_block_flag_
   return (atomic_load(&arena->flags[flag][idx / 64]) & ((uint64_t)1 << (idx % 64))) != 0;
 }
 
-void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, size_t* cursor) {
-  /* cursor = arena index * 2^32 + next block index to look at */
+void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag,
+                              lm_arena_cursor_t* cursor) {
   size_t n = arena_count(arenas);
-  for (size_t i = *cursor >> 32; i < n; i++) {
+  for (size_t i = cursor->arena; i < n; i++) {
     lm_arena_t* arena = arena_at(arenas, i);
-    size_t b = (i == (*cursor >> 32)) ? (*cursor & 0xFFFFFFFFu) : 0;
+    size_t b = i == cursor->arena ? cursor->block : 0;
     for (; arena != NULL && b < arena->block_count; b++) {
       uint64_t field = atomic_load_explicit(&arena->flags[flag][b / 64], memory_order_acquire);
       if ((field >> (b % 64)) == 0) {
@@ -582,12 +584,12 @@ void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, size_t*
         continue;
       }
       if (field & ((uint64_t)1 << (b % 64))) {
-        *cursor = (i << 32) | (b + 1);
+        *cursor = (lm_arena_cursor_t){(uint32_t)i, (uint32_t)(b + 1)};
         return arena->start + b * LM_ARENA_BLOCK_SIZE;
       }
     }
   }
-  *cursor = (size_t)n << 32;
+  *cursor = (lm_arena_cursor_t){(uint32_t)n, 0};
   return NULL;
 }
 

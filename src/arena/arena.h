@@ -26,6 +26,15 @@
 #define LM_SEGMENT_MASK (LM_SEGMENT_SIZE - 1)
 #define LM_ARENA_BLOCK_SIZE LM_SEGMENT_SIZE            /* an arena hands out whole segments */
 #define LM_MAX_ARENAS 128
+/* Bytes of the first automatic arenas (mi_option_arena_reserve's default). A 32-bit process
+ * has 4 GiB of address space in all, shared with the program: 1 GiB blocks there would take a
+ * quarter of it for a small program and soon find no hole that large, so arenas come in
+ * 128 MiB (4 segments) and grow from there (arena.c). */
+#if LM_INTPTR_BITS == 64
+#define LM_ARENA_RESERVE_DEFAULT LM_GiB
+#else
+#define LM_ARENA_RESERVE_DEFAULT (128 * LM_MiB)
+#endif
 #define LM_BITMAP_FIELD_BITS 64
 
 /* ---- where a piece of memory came from, so it can be given back the same way ------------- */
@@ -271,9 +280,16 @@ bool lm_arena_flag_set(lm_arenas_t* arenas, const void* block, lm_block_flag_t f
 /* Clear a flag; returns true if this call cleared it (a claim). */
 bool lm_arena_flag_clear(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag);
 bool lm_arena_flag_is_set(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag);
-/* The next block with `flag` set at or after *cursor (an opaque position, start at 0), without
- * claiming it; NULL after a full scan found none. Advances *cursor past the result. */
-void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, size_t* cursor);
+/* A position in a scan of the arenas' blocks: two fields, not one word split in halves, so it
+ * holds on 32-bit targets too. Start at LM_ARENA_CURSOR_START. */
+typedef struct lm_arena_cursor_s {
+  uint32_t arena; /* index of the arena */
+  uint32_t block; /* next block of it to look at */
+} lm_arena_cursor_t;
+#define LM_ARENA_CURSOR_START ((lm_arena_cursor_t){0, 0})
+/* The next block with `flag` set at or after *cursor, without claiming it; NULL after a full
+ * scan found none. Advances *cursor past the result. */
+void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, lm_arena_cursor_t* cursor);
 /* How many flags of this kind are set (for bounding searches). */
 size_t lm_arena_flag_count(lm_arenas_t* arenas, lm_block_flag_t flag);
 

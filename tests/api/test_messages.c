@@ -36,7 +36,9 @@
 #include "observe.h"
 
 static volatile size_t v_size_max = SIZE_MAX;
-static volatile size_t v_half = SIZE_MAX / 2;
+/* past PTRDIFF_MAX: refused on every target (PTRDIFF_MAX itself, 2 GiB - 1, can be had in a
+ * 32-bit process) */
+static volatile size_t v_half = SIZE_MAX / 2 + 1;
 static volatile size_t v_align_48 = 48; /* not a power of two */
 
 /* ---- sinks -------------------------------------------------------------------------------------- */

@@ -201,7 +201,11 @@ static void test_abandoned_reclaim_on_free(void** state) {
  * runs when it is above the target. */
 static void* spread_over_segments(void* arg) {
   (void)arg;
-  enum { N = 100 * 1024 }; /* 100 MiB of 1 KiB blocks: four segments */
+  /* 100 MiB of 1 KiB blocks: four segments. 40 MiB in a 32-bit process: a thread at its target
+   * gives up each fresh segment after a few pages (the one with the fewest pages in use) and
+   * takes a new one, so 100 MiB spread this way took about 120 segments, more than 4 GiB of
+   * address space holds; 40 MiB peaks at about 35. */
+  const size_t N = (sizeof(void*) == 8 ? 100 : 40) * 1024;
   void** blocks = mi_malloc(N * sizeof(void*));
   for (size_t i = 0; i < N; i++) blocks[i] = mi_malloc(1000);
   for (size_t i = 0; i < N; i++) {
