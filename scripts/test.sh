@@ -31,6 +31,10 @@
 #   8c. build-arm64/  aarch64 Linux: cross-built (cross/aarch64-linux-gnu.txt, libnuma off), the
 #      stress and torture programs but the fork tests run under qemu-user; installs
 #      gcc-aarch64-linux-gnu and qemu-user when it can, else says so and skips
+#   8d. build-wasm/  wasm32-wasi: cross-built with clang (cross/wasm32-wasi.txt, static library),
+#      the wasm backend's conformance suite and the API suites (through the cmocka shim of
+#      tests/wasm) run under Node's WASI; installs wasi-libc, libclang-rt-14-dev-wasm32 and lld-14
+#      when it can, and skips (saying so) without them or without Node >= 20
 #   8b. build-fuzz/  the API fuzzer (tests/fuzz/run.sh, clang libFuzzer + ASan + UBSan): 20000
 #      inputs from the seed corpus
 #   9. debian packages  built, checked with lintian, a program built against Debian's
@@ -286,6 +290,58 @@ run_aarch64() {
   fi
 }
 
+# run_wasm TIMEOUT_S: the library cross-built for wasm32-wasi, its suites run under Node's WASI
+# (stage 8d). Debian's own nodejs (18) lacks the WASI options the runner needs: Node 20 or later
+# must already be on the machine.
+run_wasm() {
+  local limit=$1 dir=build-wasm
+  have_wasm_tools() {
+    command -v clang-14 >/dev/null 2>&1 && command -v wasm-ld-14 >/dev/null 2>&1 &&
+      command -v llvm-ar-14 >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] &&
+      ls /usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1
+  }
+  if ! have_wasm_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "wasm: installing wasi-libc libclang-rt-14-dev-wasm32 lld-14 llvm-14 clang-14"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      wasi-libc libclang-rt-14-dev-wasm32 lld-14 llvm-14 clang-14 >/dev/null || true
+  fi
+  if ! have_wasm_tools; then
+    echo "note: wasm: clang-14, lld-14 or wasi-libc is missing and could not be installed" \
+      "(needs root and apt-get): skipped" >&2
+    return
+  fi
+  if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
+    echo "note: wasm: Node 20 or later is needed to run the tests (found:" \
+      "$(node --version 2>/dev/null || echo none)): skipped" >&2
+    return
+  fi
+  # (cross/bin: the compiler wrapper and the exe_wrapper the cross file names)
+  local path="$PWD/cross/bin:$PATH"
+  say "wasm: meson setup $dir --cross-file cross/wasm32-wasi.txt"
+  rm -rf "$dir"
+  if ! PATH=$path meson setup "$dir" --cross-file cross/wasm32-wasi.txt -Dtests=enabled; then
+    fail "wasm: meson setup"
+    return
+  fi
+  say "wasm: ninja -C $dir"
+  if ! PATH=$path ninja -C "$dir"; then
+    fail "wasm: ninja (build)"
+    return
+  fi
+  say "wasm: meson test -C $dir (exe wrapper cross/bin/wasi-run: Node's WASI)"
+  local rc=0
+  PATH=$path timeout --kill-after=30 "$limit" \
+    meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "wasm: meson test ran past ${limit}s"
+  fi
+  if [ -f "$dir/meson-logs/testlog.json" ]; then
+    logs+=("$dir/meson-logs/testlog.json")
+  else
+    fail "wasm: meson test exited $rc without a log"
+  fi
+}
+
 if ! install_missing; then
   fail "install: packages missing"
 fi
@@ -375,6 +431,9 @@ run_windows 900
 
 # 8c. aarch64: cross build, the plain thread programs under qemu-user
 run_aarch64 600
+
+# 8d. wasm32-wasi: cross build, the conformance and API suites under Node's WASI
+run_wasm 600
 
 # 8b. The API fuzzer (tests/fuzz): a short fixed run, 20000 inputs from the seed corpus, with
 #    clang's libFuzzer, ASan and UBSan (clang is installed when missing; without it the stage is
