@@ -22,7 +22,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#if defined(__x86_64__) || defined(__i386__)
+/* (lfence is an SSE2 instruction: a plain i686 target falls back to the clock) */
+#if defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))
 #include <x86intrin.h>
 #define USE_TSC 1
 static inline uint64_t ticks(void) {

@@ -9,6 +9,7 @@
 #include "backend/select.c"
 
 #include "common/assert.c"
+#include "common/thread_anchor.c"
 
 #include "arena/os.c"
 #include "arena/bitmap.c"

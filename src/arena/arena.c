@@ -326,7 +326,9 @@ bool lm_arena_block_in_use(lm_arenas_t* arenas, int arena_id, size_t block) {
 static size_t arena_auto_size(const lm_arenas_t* arenas, size_t n, size_t min_size) {
   size_t size = arenas->config.arena_reserve;
   if (!arenas->caps.has_virtual_reserve) return min_size;
-  if (n >= 8) size <<= lm_min(n / 8, 16);
+  /* (the growth stops short of overflow: on 32-bit targets a few doublings pass 4 GiB) */
+  size_t shift = n >= 8 ? lm_min(n / 8, 16) : 0;
+  size = size > (SIZE_MAX >> 1) >> shift ? (SIZE_MAX >> 1) + 1 : size << shift;
   return size < min_size ? min_size : size;
 }
 
@@ -580,12 +582,12 @@ bool lm_arena_flag_is_set(lm_arenas_t* arenas, const void* block, lm_block_flag_
   return (atomic_load(&arena->flags[flag][idx / 64]) & ((uint64_t)1 << (idx % 64))) != 0;
 }
 
-void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, size_t* cursor) {
-  /* cursor = arena index * 2^32 + next block index to look at */
+void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag,
+                              lm_arena_cursor_t* cursor) {
   size_t n = arena_count(arenas);
-  for (size_t i = *cursor >> 32; i < n; i++) {
+  for (size_t i = cursor->arena; i < n; i++) {
     lm_arena_t* arena = arena_at(arenas, i);
-    size_t b = (i == (*cursor >> 32)) ? (*cursor & 0xFFFFFFFFu) : 0;
+    size_t b = i == cursor->arena ? cursor->block : 0;
     for (; arena != NULL && b < arena->block_count; b++) {
       uint64_t field = atomic_load_explicit(&arena->flags[flag][b / 64], memory_order_acquire);
       if ((field >> (b % 64)) == 0) {
@@ -593,12 +595,12 @@ void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, size_t*
         continue;
       }
       if (field & ((uint64_t)1 << (b % 64))) {
-        *cursor = (i << 32) | (b + 1);
+        *cursor = (lm_arena_cursor_t){(uint32_t)i, (uint32_t)(b + 1)};
         return arena->start + b * LM_ARENA_BLOCK_SIZE;
       }
     }
   }
-  *cursor = (size_t)n << 32;
+  *cursor = (lm_arena_cursor_t){(uint32_t)n, 0};
   return NULL;
 }
 

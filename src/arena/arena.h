@@ -271,9 +271,16 @@ bool lm_arena_flag_set(lm_arenas_t* arenas, const void* block, lm_block_flag_t f
 /* Clear a flag; returns true if this call cleared it (a claim). */
 bool lm_arena_flag_clear(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag);
 bool lm_arena_flag_is_set(lm_arenas_t* arenas, const void* block, lm_block_flag_t flag);
-/* The next block with `flag` set at or after *cursor (an opaque position, start at 0), without
- * claiming it; NULL after a full scan found none. Advances *cursor past the result. */
-void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, size_t* cursor);
+/* A position in a scan of the arenas' blocks: two fields, not one word split in halves, so it
+ * holds on 32-bit targets too. Start at LM_ARENA_CURSOR_START. */
+typedef struct lm_arena_cursor_s {
+  uint32_t arena; /* index of the arena */
+  uint32_t block; /* next block of it to look at */
+} lm_arena_cursor_t;
+#define LM_ARENA_CURSOR_START ((lm_arena_cursor_t){0, 0})
+/* The next block with `flag` set at or after *cursor, without claiming it; NULL after a full
+ * scan found none. Advances *cursor past the result. */
+void* lm_arena_flag_find_next(lm_arenas_t* arenas, lm_block_flag_t flag, lm_arena_cursor_t* cursor);
 /* How many flags of this kind are set (for bounding searches). */
 size_t lm_arena_flag_count(lm_arenas_t* arenas, lm_block_flag_t flag);
 

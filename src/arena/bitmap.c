@@ -100,7 +100,7 @@ bool lm_bitmap_try_claim(lm_bitmap_field_t* bm, size_t bit_count, size_t start, 
 size_t lm_bitmap_count(lm_bitmap_field_t* bm, size_t bit_count) {
   size_t n = 0;
   for (size_t f = 0; f < lm_divide_up(bit_count, 64); f++) {
-    n += lm_popcount(atomic_load_explicit(&bm[f], memory_order_relaxed));
+    n += lm_popcount64(atomic_load_explicit(&bm[f], memory_order_relaxed));
   }
   return n;
 }

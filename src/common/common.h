@@ -111,18 +111,51 @@ static inline bool lm_mul_overflow(size_t count, size_t size, size_t* total) {
   return __builtin_mul_overflow(count, size, total);
 }
 
-/* ---- bits ---------------------------------------------------------------------------------- */
-static inline size_t lm_clz(uintptr_t x) { return x == 0 ? 64 : (size_t)__builtin_clzll(x); }
-static inline size_t lm_ctz(uintptr_t x) { return x == 0 ? 64 : (size_t)__builtin_ctzll(x); }
-static inline size_t lm_bsr(uintptr_t x) { return x == 0 ? 64 : 63 - (size_t)__builtin_clzll(x); }
-static inline size_t lm_popcount(uintptr_t x) { return (size_t)__builtin_popcountll(x); }
-/* Branch-free rotations (the compiler turns the idiom into one instruction). */
-static inline uintptr_t lm_rotl(uintptr_t x, uintptr_t r) {
+/* ---- bits ----------------------------------------------------------------------------------
+ * Each helper exists for 32- and 64-bit operands; the unsuffixed ones work on a machine word
+ * (uintptr_t), whose width (LM_INTPTR_BITS, platform.h) is picked by the preprocessor so the word form is the same single
+ * instruction as before on each target. A zero operand gives the operand's width. */
+_Static_assert(sizeof(unsigned int) == 4 && sizeof(unsigned long long) == 8,
+               "the builtins below take 32-bit int and 64-bit long long");
+
+static inline size_t lm_clz32(uint32_t x) { return x == 0 ? 32 : (size_t)__builtin_clz(x); }
+static inline size_t lm_ctz32(uint32_t x) { return x == 0 ? 32 : (size_t)__builtin_ctz(x); }
+static inline size_t lm_bsr32(uint32_t x) { return x == 0 ? 32 : 31 - (size_t)__builtin_clz(x); }
+static inline size_t lm_popcount32(uint32_t x) { return (size_t)__builtin_popcount(x); }
+static inline size_t lm_clz64(uint64_t x) { return x == 0 ? 64 : (size_t)__builtin_clzll(x); }
+static inline size_t lm_ctz64(uint64_t x) { return x == 0 ? 64 : (size_t)__builtin_ctzll(x); }
+static inline size_t lm_bsr64(uint64_t x) { return x == 0 ? 64 : 63 - (size_t)__builtin_clzll(x); }
+static inline size_t lm_popcount64(uint64_t x) { return (size_t)__builtin_popcountll(x); }
+/* Branch-free rotations (the compiler turns the idiom into one instruction, or two on a 32-bit
+ * target for the 64-bit form). */
+static inline uint32_t lm_rotl32(uint32_t x, uintptr_t r) {
+  return (x << (r & 31)) | (x >> ((32 - r) & 31));
+}
+static inline uint32_t lm_rotr32(uint32_t x, uintptr_t r) {
+  return (x >> (r & 31)) | (x << ((32 - r) & 31));
+}
+static inline uint64_t lm_rotl64(uint64_t x, uintptr_t r) {
   return (x << (r & 63)) | (x >> ((64 - r) & 63));
 }
-static inline uintptr_t lm_rotr(uintptr_t x, uintptr_t r) {
+static inline uint64_t lm_rotr64(uint64_t x, uintptr_t r) {
   return (x >> (r & 63)) | (x << ((64 - r) & 63));
 }
+
+#if LM_INTPTR_BITS == 64
+static inline size_t lm_clz(uintptr_t x) { return lm_clz64(x); }
+static inline size_t lm_ctz(uintptr_t x) { return lm_ctz64(x); }
+static inline size_t lm_bsr(uintptr_t x) { return lm_bsr64(x); }
+static inline size_t lm_popcount(uintptr_t x) { return lm_popcount64(x); }
+static inline uintptr_t lm_rotl(uintptr_t x, uintptr_t r) { return lm_rotl64(x, r); }
+static inline uintptr_t lm_rotr(uintptr_t x, uintptr_t r) { return lm_rotr64(x, r); }
+#else
+static inline size_t lm_clz(uintptr_t x) { return lm_clz32(x); }
+static inline size_t lm_ctz(uintptr_t x) { return lm_ctz32(x); }
+static inline size_t lm_bsr(uintptr_t x) { return lm_bsr32(x); }
+static inline size_t lm_popcount(uintptr_t x) { return lm_popcount32(x); }
+static inline uintptr_t lm_rotl(uintptr_t x, uintptr_t r) { return lm_rotl32(x, r); }
+static inline uintptr_t lm_rotr(uintptr_t x, uintptr_t r) { return lm_rotr32(x, r); }
+#endif
 
 /* ---- a spin lock for rare slow paths (abandoned OS segments, segment purge masks) ---------- */
 typedef struct lm_spinlock_s {

@@ -15,6 +15,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* ---- the word size: 64 or 32 bits (the bit helpers of common.h and the address space below
+ * follow it) ---------------------------------------------------------------------------------- */
+#if UINTPTR_MAX == UINT64_MAX
+#define LM_INTPTR_BITS 64
+#elif UINTPTR_MAX == UINT32_MAX
+#define LM_INTPTR_BITS 32
+#else
+#error "libmimalloc: only 32- and 64-bit address spaces are supported"
+#endif
+
 #if defined(_WIN32)
 #define LM_PLATFORM_WINDOWS 1
 #else
@@ -45,12 +55,24 @@ static inline lm_thread_id_t lm_thread_id(void) {
   uintptr_t tp;
   __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
   return tp;
+#elif defined(__i386__) && !defined(_WIN32)
+  /* i386 Linux: %gs:0 holds the thread control block's own address (as %fs:0 on x86-64). */
+  uintptr_t tp;
+  __asm__("movl %%gs:0, %0" : "=r"(tp));
+  return tp;
 #else
-  /* Portable fallback: the address of a thread-local is unique per live thread. */
-  static _Thread_local uintptr_t lm_thread_anchor;
+#define LM_THREAD_ID_ANCHOR 1
+  /* Portable fallback: the address of a thread-local is unique per live thread. One variable
+   * for the whole library (defined in src/common/thread_anchor.c): a `static` one here would be a
+   * different variable, so a different id, in each file that includes this header. It is a
+   * word-aligned address: its low two bits are clear. */
+  extern _Thread_local uintptr_t lm_thread_anchor; /* src/common/thread_anchor.c */
   return (uintptr_t)&lm_thread_anchor;
 #endif
 }
+#ifndef LM_THREAD_ID_ANCHOR
+#define LM_THREAD_ID_ANCHOR 0
+#endif
 
 /* ---- the default-heap slot ----------------------------------------------------------------
  * ELF targets have native initial-exec TLS: the core keeps a `_Thread_local` pointer with a
@@ -166,11 +188,20 @@ static inline char* lm_realpath(const char* name, char* buf) { return realpath(n
 #endif
 
 /* ---- the address space ----------------------------------------------------------------------
- * Arenas are placed at hinted addresses from here on (randomised above it by up to
- * LM_REGION_SPAN), far below where the OS puts other mappings, so "ours" is one range test in
- * free. Linux x86-64 and aarch64 and Windows x64 all give user programs at least 47 bits. */
+ * 64-bit: arenas are placed at hinted addresses from lm_region_start on (randomised above it by
+ * up to lm_region_span), far below where the OS puts other mappings, so "ours" is one range
+ * test in free. Linux x86-64 and aarch64 and Windows x64 all give user programs at least 47
+ * bits. 32-bit: the whole 4 GiB is shared with the program's own mappings, so there is no
+ * region (span 0): the OS places arenas where it likes, and "ours" is the exact test of the
+ * arenas and the segment map (src/core/region.c). */
+#if LM_INTPTR_BITS == 64
 #define LM_ADDRESS_BITS 48
 static inline uintptr_t lm_region_start(void) { return (uintptr_t)1 << 41; } /* 2 TiB */
 static inline uintptr_t lm_region_span(void) { return (uintptr_t)1 << 42; }  /* 4 TiB */
+#else
+#define LM_ADDRESS_BITS 32
+static inline uintptr_t lm_region_start(void) { return 0; }
+static inline uintptr_t lm_region_span(void) { return 0; }
+#endif
 
 #endif

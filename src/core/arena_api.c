@@ -54,7 +54,8 @@ int lm_huge_reserve_at(size_t pages, int numa_node, size_t timeout_ms, bool excl
   if (reserved != NULL) *reserved = 0;
   if (!node_ok(numa_node)) return ENOMEM;
   size_t got = 0;
-  int64_t timeout = timeout_ms > INT64_MAX ? INT64_MAX : (int64_t)timeout_ms;
+  uint64_t ms = timeout_ms; /* (a size_t is 32 bits on 32-bit targets) */
+  int64_t timeout = ms > INT64_MAX ? INT64_MAX : (int64_t)ms;
   int err = lm_arena_reserve_huge(&lm_process.arenas, pages, numa_node, exclusive, timeout, &got,
                                   arena_id);
   if (reserved != NULL) *reserved = got;
@@ -188,7 +189,7 @@ bool mi_abandoned_visit_blocks(mi_subproc_id_t subproc_id, int heap_tag, bool vi
   if (visitor == NULL || !ready()) return false;
   lm_segments_tld_t tld;
   lm_segments_tld_init(&tld, &lm_process.segments);
-  size_t cursor = 0;
+  lm_arena_cursor_t cursor = LM_ARENA_CURSOR_START;
   size_t count = lm_segments_abandoned_count(&lm_process.segments);
   bool ok = true;
   for (size_t i = 0; i < count && ok; i++) {

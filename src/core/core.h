@@ -169,7 +169,7 @@ typedef struct lm_tld_s {
   lm_heap_t* heap_backing;   /* the thread's own heap */
   lm_heap_t* heaps;          /* all heaps of the thread */
   lm_segments_tld_t segments;
-  size_t reclaim_cursor;
+  lm_arena_cursor_t reclaim_cursor;
   lm_memid_t memid;          /* of the thread data (OS) or static for the main thread */
   lm_thread_stats_t stats;
 } lm_tld_t;

@@ -352,7 +352,7 @@ void lm_heap_reclaim(lm_heap_t* heap, size_t block_size) {
   for (size_t i = 0; i < tries; i++) {
     lm_segment_t* segment = lm_segment_reclaim(stld, &heap->tld->reclaim_cursor);
     if (segment == NULL) {
-      heap->tld->reclaim_cursor = 0;
+      heap->tld->reclaim_cursor = LM_ARENA_CURSOR_START;
       return;
     }
     if (!lm_memid_suits(&segment->memid, heap->arena_id)) { /* not ours to use: put it back */
@@ -393,7 +393,7 @@ static void abandoned_segment_collect(lm_segments_tld_t* tld, lm_segment_t* segm
 void lm_abandoned_collect(lm_segments_tld_t* tld, size_t max_visits) {
   size_t count = lm_segments_abandoned_count(tld->shared);
   if (count < max_visits) max_visits = count;
-  size_t cursor = 0;
+  lm_arena_cursor_t cursor = LM_ARENA_CURSOR_START;
   for (size_t i = 0; i < max_visits; i++) {
     lm_segment_t* segment = lm_segment_reclaim(tld, &cursor);
     if (segment == NULL) break;

@@ -153,8 +153,8 @@ static void process_setup(void) {
   lm_process.cookie_key = key | 1;
   /* Segments and arenas go to hinted addresses in the platform's region (randomised within
    * it), so "ours" is one range test in free. Not under sanitizers, whose runtimes own parts of
-   * the address space. */
-  if (sizeof(void*) == 8 && !LM_SANITIZED) {
+   * the address space; none on 32-bit targets (platform.h). */
+  if (lm_region_span() != 0 && !LM_SANITIZED) {
     uintptr_t slots = lm_region_span() / LM_SEGMENT_SIZE;
     lm_arenas_set_region(&lm_process.arenas, lm_region_start() + (uintptr_t)((key >> 17) % slots) *
                                                                      LM_SEGMENT_SIZE);

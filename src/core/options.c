@@ -1,5 +1,7 @@
 /* Options: the mi_option_t table (ABI order), read from MIMALLOC_<NAME> environment variables
  * (case-insensitive; legacy names with a warning), settable by the program. */
+#include <limits.h>
+
 #include "core.h"
 
 /* UNINIT: not read yet; DEFAULTED: read, not in the environment; INITIALIZED: from the
@@ -126,6 +128,7 @@ static bool parse_value(const char* s, bool is_kib, long* value) {
     }
   }
   if (*p != 0) return false;
+  if (v > (unsigned long long)LONG_MAX) return false; /* long is 32 bits on 32-bit targets */
   *value = neg ? -(long)v : (long)v;
   return true;
 }
@@ -194,8 +197,10 @@ long mi_option_get_clamp(mi_option_t option, long min, long max) {
 
 size_t mi_option_get_size(mi_option_t option) {
   long x = mi_option_get(option);
-  if (x < 0) return 0;
-  return options[option].is_kib ? (size_t)x * LM_KiB : (size_t)x;
+  if (x < 0 || (int)option < 0 || option >= _mi_option_last) return 0;
+  if (!options[option].is_kib) return (size_t)x;
+  /* saturated: on 32-bit targets a long of KiB can pass 4 GiB */
+  return (size_t)x > SIZE_MAX / LM_KiB ? SIZE_MAX : (size_t)x * LM_KiB;
 }
 
 void mi_option_set(mi_option_t option, long value) {

@@ -22,13 +22,13 @@ void lm_random_init(lm_random_t* rnd, const lm_backend_t* backend) {
 
 uint64_t lm_random_next(lm_random_t* rnd) {
   uint64_t* s = rnd->s;
-  uint64_t result = lm_rotl(s[1] * 5, 7) * 9;
+  uint64_t result = lm_rotl64(s[1] * 5, 7) * 9;
   uint64_t t = s[1] << 17;
   s[2] ^= s[0];
   s[3] ^= s[1];
   s[1] ^= s[2];
   s[0] ^= s[3];
   s[2] ^= t;
-  s[3] = lm_rotl(s[3], 45);
+  s[3] = lm_rotl64(s[3], 45);
   return result;
 }

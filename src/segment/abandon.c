@@ -38,7 +38,7 @@ void lm_segment_abandon_again(lm_segment_t* segment, lm_segments_tld_t* tld) {
   }
 }
 
-static lm_segment_t* claim_abandoned(lm_segments_t* segs, size_t* cursor) {
+static lm_segment_t* claim_abandoned(lm_segments_t* segs, lm_arena_cursor_t* cursor) {
   void* block;
   while ((block = lm_arena_flag_find_next(segs->arenas, LM_BLOCK_ABANDONED, cursor)) != NULL) {
     if (lm_arena_flag_clear(segs->arenas, block, LM_BLOCK_ABANDONED)) return block;
@@ -65,7 +65,7 @@ static void segment_take(lm_segments_tld_t* tld, lm_segment_t* segment) {
   if (segment->kind == LM_SEGMENT_NORMAL) lm_span_queue_all(tld, segment);
 }
 
-lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, size_t* cursor) {
+lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, lm_arena_cursor_t* cursor) {
   lm_segments_t* segs = tld->shared;
   if (atomic_load_explicit(&segs->abandoned_count, memory_order_relaxed) == 0) return NULL;
   lm_segment_t* segment = claim_abandoned(segs, cursor);

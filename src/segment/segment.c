@@ -218,7 +218,7 @@ bool lm_segment_purge_is_flagged(lm_segment_t* segment) {
 int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now, bool force) {
   lm_arenas_t* arenas = segs->arenas;
   int64_t next = 0;
-  size_t cursor = 0;
+  lm_arena_cursor_t cursor = LM_ARENA_CURSOR_START;
   void* block;
   while ((block = lm_arena_flag_find_next(arenas, LM_BLOCK_PURGE_PENDING, &cursor)) != NULL) {
     lm_arena_flag_set(arenas, block, LM_BLOCK_PURGER_BUSY);
@@ -242,7 +242,7 @@ int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now, bool force) 
 }
 
 /* ---- the map of OS-allocated segments ------------------------------------------------------ */
-#define MAP_BITS ((size_t)1 << (48 - LM_SEGMENT_SHIFT))
+#define MAP_BITS ((size_t)1 << (LM_ADDRESS_BITS - LM_SEGMENT_SHIFT))
 
 static _Atomic(uint64_t)* segment_map(lm_segments_t* segs, bool create) {
   _Atomic(uint64_t)* map = atomic_load_explicit(&segs->map, memory_order_acquire);

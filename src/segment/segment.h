@@ -154,7 +154,8 @@ typedef struct lm_segments_s {
   _Atomic(int64_t) purge_pending;      /* bytes of free slices waiting for their purge */
   lm_stat_count_t pages_abandoned_stats; /* pages abandoned and taken back */
   /* One bit per 32 MiB of address space for segments taken straight from the OS (arena memory
-   * is known to the arenas): allocated on first need, 1 MiB for a 48-bit address space. */
+   * is known to the arenas): allocated on first need, 1 MiB for a 48-bit address space, 16
+   * bytes (one OS page) for a 32-bit one. */
   _Atomic(_Atomic(uint64_t)*) map;
   lm_memid_t map_memid;
   lm_spinlock_t map_lock;
@@ -249,7 +250,7 @@ void lm_segment_collect(lm_segments_tld_t* tld, lm_segment_t* segment, bool forc
 /* Claim one abandoned segment and make it the calling thread's (its free spans join tld's
  * queues). Returns NULL when none. The core then visits its abandoned pages (heap == 0) with
  * lm_segment_next_page, keeps or frees them, and may call lm_segment_abandon_again. */
-lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, size_t* cursor);
+lm_segment_t* lm_segment_reclaim(lm_segments_tld_t* tld, lm_arena_cursor_t* cursor);
 /* Claim this abandoned segment, if nobody claimed it first (a free into it reclaims it). */
 bool lm_segment_reclaim_this(lm_segments_tld_t* tld, lm_segment_t* segment);
 /* Iterate the page starts (not free spans) of a segment: start with prev == NULL. */

@@ -30,8 +30,12 @@
 /* Values the compiler must not see as constants (see the note at the top). */
 static volatile size_t v_size_max = SIZE_MAX;
 static volatile size_t v_half_plus_one = SIZE_MAX / 2 + 1;
-static volatile size_t v_two_pow_32 = (size_t)1 << 32;
-static volatile size_t v_two_pow_60 = (size_t)1 << 60;
+/* 2^(half the word): its square is the first product that overflows a size_t */
+static volatile size_t v_two_pow_half_word = (size_t)1 << (4 * sizeof(size_t));
+/* A size below the overflow limits that no address space here can hold: 2^60 on 64-bit
+ * targets; on 32-bit ones 3.75 GiB, which only the PTRDIFF_MAX bound stops */
+static volatile size_t v_unmappable = SIZE_MAX > UINT32_MAX ? (size_t)(1ULL << 60)
+                                                            : (size_t)0xF0000000u;
 static volatile size_t v_ptrdiff_max = PTRDIFF_MAX;
 
 /* The size-class sizes up to 64 KiB (facts 4.2), smallest first. */
@@ -310,7 +314,7 @@ static void test_calloc_overflow_returns_null_with_enomem(void** state) {
   const size_t pairs[][2] = {{v_half_plus_one, 2},
                              {2, v_half_plus_one},
                              {v_size_max, v_size_max},
-                             {v_two_pow_32, v_two_pow_32},
+                             {v_two_pow_half_word, v_two_pow_half_word},
                              {v_size_max, 2}};
   for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
     errno = 0;
@@ -326,7 +330,7 @@ static void test_mallocn_overflow_returns_null_with_enomem(void** state) {
   assert_null(mi_mallocn(v_half_plus_one, 2));
   assert_int_equal(errno, ENOMEM);
   errno = 0;
-  assert_null(mi_mallocn(v_two_pow_32, v_two_pow_32));
+  assert_null(mi_mallocn(v_two_pow_half_word, v_two_pow_half_word));
   assert_int_equal(errno, ENOMEM);
   void* p = mi_mallocn(100, 8); /* and the non-overflowing product works */
   assert_non_null(p);
@@ -338,7 +342,7 @@ static void test_mallocn_overflow_returns_null_with_enomem(void** state) {
 static void test_malloc_impossible_size_returns_null_with_enomem(void** state) {
   (void)state;
   const size_t sizes[] = {v_size_max, v_size_max - 4096, v_half_plus_one, v_ptrdiff_max,
-                          v_two_pow_60};
+                          v_unmappable};
   for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
     errno = 0;
     void* p = mi_malloc(sizes[i]);
@@ -416,7 +420,7 @@ static void test_realloc_failure_returns_null_and_keeps_block(void** state) {
   assert_int_equal(errno, ENOMEM);
   assert_int_equal(check_pattern(p, 300, 77), 300);
   errno = 0;
-  assert_null(mi_realloc(p, v_two_pow_60));
+  assert_null(mi_realloc(p, v_unmappable));
   assert_int_equal(errno, ENOMEM);
   assert_int_equal(check_pattern(p, 300, 77), 300);
   mi_free(p);
@@ -449,7 +453,7 @@ static void test_reallocn_overflow_returns_null_and_keeps_block(void** state) {
   assert_null(mi_reallocn(p, v_half_plus_one, 2));
   assert_int_equal(errno, ENOMEM);
   errno = 0;
-  assert_null(mi_reallocn(p, v_two_pow_32, v_two_pow_32));
+  assert_null(mi_reallocn(p, v_two_pow_half_word, v_two_pow_half_word));
   assert_int_equal(errno, ENOMEM);
   assert_int_equal(check_pattern(p, 50, 9), 50);
   uint8_t* q = mi_reallocn(p, 1000, 16);
@@ -747,7 +751,7 @@ static void test_aligned_overflowing_sizes_return_null(void** state) {
   assert_null(mi_malloc_aligned(v_size_max - 10, 4096));
   assert_null(mi_zalloc_aligned(v_size_max, 16));
   assert_null(mi_calloc_aligned(v_half_plus_one, 2, 64));
-  assert_null(mi_calloc_aligned_at(v_two_pow_32, v_two_pow_32, 64, 8));
+  assert_null(mi_calloc_aligned_at(v_two_pow_half_word, v_two_pow_half_word, 64, 8));
   assert_null(mi_malloc_aligned_at(v_size_max, 1 * MiB, 16));
 }
 

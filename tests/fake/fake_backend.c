@@ -29,7 +29,15 @@
 #include <unistd.h>
 #endif
 
-#define BUFFER_SIZE (16 * LM_GiB) /* address space only; 4 GiB and 1 GiB are fallbacks */
+/* Address space only; each quarter of it down to BUFFER_MIN is a fallback. A 32-bit process has
+ * 4 GiB in all (the 1 GiB alignment costs another GiB while the buffer is placed). */
+#if LM_INTPTR_BITS == 64
+#define BUFFER_SIZE (16 * LM_GiB)
+#define BUFFER_MIN LM_GiB
+#else
+#define BUFFER_SIZE LM_GiB
+#define BUFFER_MIN (256 * LM_MiB)
+#endif
 #define MAX_RESERVATIONS 8192
 #define SCRIBBLE 0xAB
 #define OUTPUT_MAX (64 * LM_KiB)
@@ -194,7 +202,7 @@ static void* real_table(size_t size) {
 static void buffer_init(void) {
   unit = real_page_size();
   caps = default_caps;
-  for (span = BUFFER_SIZE; span >= LM_GiB; span /= 4) {
+  for (span = BUFFER_SIZE; span >= BUFFER_MIN; span /= 4) {
     base = real_reserve_aligned(span);
     if (base != NULL) break;
   }

@@ -874,7 +874,7 @@ static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(vo
   assert_ptr_equal(lm_segment_of(p2), segment);
   assert_ptr_equal(lm_segment_of(p3), segment);
   assert_false(spans_empty(&tld));
-  size_t cursor = 0;
+  lm_arena_cursor_t cursor = LM_ARENA_CURSOR_START;
   assert_null(lm_segment_reclaim(&tld2, &cursor)); /* nothing abandoned yet */
 
   lm_segment_page_abandon(p1, &tld);
@@ -890,7 +890,7 @@ static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(vo
   assert_false(lm_segment_span_available(&tld, 64, 0));
 
   /* Another thread takes it over, with its free spans. */
-  cursor = 0;
+  cursor = LM_ARENA_CURSOR_START;
   assert_ptr_equal(lm_segment_reclaim(&tld2, &cursor), segment);
   assert_int_equal(lm_segments_abandoned_count(&segs), 0);
   assert_false(lm_arena_flag_is_set(&arenas, segment, LM_BLOCK_ABANDONED));
@@ -899,7 +899,7 @@ static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(vo
   assert_int_equal(tld2.reclaim_count, 1);
   assert_false(spans_empty(&tld2));
   assert_true(lm_segment_span_available(&tld2, 64, 0));
-  cursor = 0;
+  cursor = LM_ARENA_CURSOR_START;
   assert_null(lm_segment_reclaim(&tld, &cursor)); /* exactly one claimer */
 
   /* Its pages, in address order, and no free span among them. */
@@ -914,7 +914,7 @@ static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(vo
   assert_int_equal(lm_segments_abandoned_count(&segs), 1);
   assert_int_equal(tld2.count, 0);
   assert_true(spans_empty(&tld2));
-  cursor = 0;
+  cursor = LM_ARENA_CURSOR_START;
   assert_ptr_equal(lm_segment_reclaim(&tld, &cursor), segment);
   assert_int_equal(lm_segment_owner(segment), lm_thread_id());
 
@@ -951,7 +951,7 @@ static void test_segment_abandon_purges_pending_spans(void** state) {
   lm_segment_page_abandon(x, &tld); /* nobody allocates here for a while: purge now */
   assert_int_equal(segment->purge_expire, 0);
   assert_false(fake_backend_is_committed(area, SLICE));
-  size_t cursor = 0;
+  lm_arena_cursor_t cursor = LM_ARENA_CURSOR_START;
   assert_ptr_equal(lm_segment_reclaim(&tld2, &cursor), segment);
   lm_segment_page_unabandon(x, &tld);
   assert_true(lm_segment_page_free(x, &tld2));
@@ -970,7 +970,7 @@ static void test_segment_abandoned_outside_arenas_is_reclaimed_from_the_list(voi
   assert_int_equal(lm_segments_abandoned_count(&segs), 1);
   assert_int_equal(lm_arena_flag_count(&arenas, LM_BLOCK_ABANDONED), 0);
   assert_ptr_equal(segs.abandoned_os, segment);
-  size_t cursor = 0;
+  lm_arena_cursor_t cursor = LM_ARENA_CURSOR_START;
   assert_ptr_equal(lm_segment_reclaim(&tld2, &cursor), segment);
   assert_null(segs.abandoned_os);
   assert_int_equal(lm_segments_abandoned_count(&segs), 0);

@@ -21,8 +21,14 @@
 #include "../../common/common.h"
 
 #define PATH_LEN 1024
-/* cgroup v1 says "no limit" with LONG_MAX rounded down to a page: anything this large is none. */
+/* cgroup v1 says "no limit" with LONG_MAX rounded down to a page: anything this large is none.
+ * On 32-bit targets such a number does not fit a size_t: parse_number refuses it, which also
+ * reads as no limit. */
+#if LM_INTPTR_BITS == 64
 #define V1_NO_LIMIT ((size_t)1 << 62)
+#else
+#define V1_NO_LIMIT SIZE_MAX
+#endif
 
 /* The usage file of the group with the tightest memory limit ("" when there is none). */
 static char usage_file[PATH_LEN];
