@@ -829,7 +829,7 @@ static void test_arena_reserve_fails_cleanly_when_metadata_reserve_fails(void** 
 
 static void test_arena_alloc_fails_cleanly_when_commit_fails(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   /* The fake's default caps have no overcommit: arena_eager_commit 2 reserves lazily. */
   lm_mem_config_t c = base_config();
   c.arena_eager_commit = 2;
@@ -856,7 +856,7 @@ static void test_arena_alloc_fails_cleanly_when_commit_fails(void** state) {
 
 static void test_arena_alloc_falls_back_to_the_os_when_arena_commit_fails(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   lm_mem_config_t c = base_config();
   c.arena_eager_commit = 2;
   start(&c);

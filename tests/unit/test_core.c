@@ -776,7 +776,7 @@ static void test_core_allocation_fails_cleanly_when_reserve_fails(void** state) 
 
 static void test_core_allocation_fails_cleanly_when_commit_fails(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   mi_collect(true);
   size_t reservations = fake_backend_live_reservations();
   size_t arenas_before = atomic_load(&lm_process.arenas.arena_count);
@@ -936,7 +936,7 @@ static void* thread_page_commit_fails_main(void* arg) {
 
 static void test_core_page_allocation_fails_cleanly_when_page_commit_fails(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   mi_collect(true);
   size_t reservations = fake_backend_live_reservations();
   size_t arenas_before = atomic_load(&lm_process.arenas.arena_count);

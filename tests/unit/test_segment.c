@@ -616,7 +616,7 @@ static void test_segment_span_available(void** state) {
 
 static void test_segment_lazy_commit_commits_only_the_page(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to observe or fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = base_config();
   c.mem.arena_eager_commit = 0;
   c.seg.eager_commit = false;
@@ -993,7 +993,7 @@ static config_t lazy_config(void) {
 
 static void test_segment_page_alloc_fails_cleanly_when_header_commit_fails(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to observe or fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = lazy_config();
   start(&c);
   assert_false(arenas.caps.has_overcommit);
@@ -1012,7 +1012,7 @@ static void test_segment_page_alloc_fails_cleanly_when_header_commit_fails(void*
 
 static void test_segment_page_alloc_fails_cleanly_when_page_commit_fails(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to observe or fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = lazy_config();
   start(&c);
   fake_backend_fail_nth(FAKE_OP_COMMIT, 2); /* the header commits, the page does not */
@@ -1029,7 +1029,7 @@ static void test_segment_page_alloc_fails_cleanly_when_page_commit_fails(void** 
 
 static void test_segment_page_alloc_in_live_segment_fails_cleanly_when_commit_fails(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = lazy_config();
   start(&c);
   lm_page_t* x = page_alloc(64);
@@ -1057,7 +1057,7 @@ static void test_segment_page_alloc_in_live_segment_fails_cleanly_when_commit_fa
 
 static void test_segment_huge_page_alloc_fails_cleanly_when_commit_fails(void** state) {
   (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* everything is committed at reserve: no commit to fail */
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = lazy_config();
   c.mem.disallow_os_alloc = true; /* no OS fallback: the arena must commit */
   start(&c);

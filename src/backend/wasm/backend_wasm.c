@@ -36,7 +36,9 @@ typedef struct spare_s {
 static spare_t spare[SPARE_MAX]; /* sorted by start, not touching each other */
 static size_t spare_count;
 
-static uintptr_t round_up_to(uintptr_t x, size_t align) { return (x + align - 1) & ~(uintptr_t)(align - 1); }
+static uintptr_t round_up_to(uintptr_t x, size_t align) {
+  return (x + align - 1) & ~(uintptr_t)(align - 1);
+}
 
 static void spare_remove(size_t i) {
   memmove(&spare[i], &spare[i + 1], (spare_count - i - 1) * sizeof(spare_t));
