@@ -37,7 +37,7 @@ void lm_mem_config_default(lm_mem_config_t* config) {
   *config = (lm_mem_config_t){.purge_delay_ms = 10,
                               .arena_purge_mult = 10,
                               .purge_decommits = true,
-                              .arena_reserve = LM_GiB,
+                              .arena_reserve = LM_ARENA_RESERVE_DEFAULT,
                               .arena_eager_commit = 2,
                               .disallow_os_alloc = false};
 }

@@ -26,6 +26,15 @@
 #define LM_SEGMENT_MASK (LM_SEGMENT_SIZE - 1)
 #define LM_ARENA_BLOCK_SIZE LM_SEGMENT_SIZE            /* an arena hands out whole segments */
 #define LM_MAX_ARENAS 128
+/* Bytes of the first automatic arenas (mi_option_arena_reserve's default). A 32-bit process
+ * has 4 GiB of address space in all, shared with the program: 1 GiB blocks there would take a
+ * quarter of it for a small program and soon find no hole that large, so arenas come in
+ * 128 MiB (4 segments) and grow from there (arena.c). */
+#if LM_INTPTR_BITS == 64
+#define LM_ARENA_RESERVE_DEFAULT LM_GiB
+#else
+#define LM_ARENA_RESERVE_DEFAULT (128 * LM_MiB)
+#endif
 #define LM_BITMAP_FIELD_BITS 64
 
 /* ---- where a piece of memory came from, so it can be given back the same way ------------- */

@@ -51,7 +51,7 @@ static option_desc_t options[_mi_option_last] = {
     OPT(max_warnings, 32),
     OPT(max_segment_reclaim, 10),
     OPT(destroy_on_exit, 0),
-    OPT_KIB(arena_reserve, 1024L * 1024L),
+    OPT_KIB(arena_reserve, (long)(LM_ARENA_RESERVE_DEFAULT / LM_KiB)),
     OPT(arena_purge_mult, 10),
     OPT_LEGACY(purge_extend_delay, 1, decommit_extend_delay),
     OPT(abandoned_reclaim_on_free, 0),

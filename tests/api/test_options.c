@@ -57,6 +57,8 @@ typedef struct option_info_s {
 } option_info_t;
 
 #define GiB_IN_KiB (1024L * 1024L)
+/* arena_reserve's default: 1 GiB, 128 MiB on 32-bit targets (4 GiB of address space in all) */
+#define ARENA_RESERVE_DEFAULT_KiB (sizeof(void*) == 8 ? GiB_IN_KiB : 128L * 1024L)
 
 static const option_info_t option_table[] = {
     {mi_option_show_errors, "show_errors", NULL, TEST_LM_DEBUG > 0 ? 1 : 0, false},
@@ -83,7 +85,7 @@ static const option_info_t option_table[] = {
     {mi_option_max_warnings, "max_warnings", NULL, 32, false},
     {mi_option_max_segment_reclaim, "max_segment_reclaim", NULL, 10, false},
     {mi_option_destroy_on_exit, "destroy_on_exit", NULL, 0, false},
-    {mi_option_arena_reserve, "arena_reserve", NULL, GiB_IN_KiB, true},
+    {mi_option_arena_reserve, "arena_reserve", NULL, ARENA_RESERVE_DEFAULT_KiB, true},
     {mi_option_arena_purge_mult, "arena_purge_mult", NULL, 10, false},
     {mi_option_purge_extend_delay, "purge_extend_delay", "decommit_extend_delay", 1, false},
     {mi_option_abandoned_reclaim_on_free, "abandoned_reclaim_on_free", NULL, 0, false},
@@ -210,7 +212,8 @@ static void test_every_option_has_the_spec_default(void** state) {
 static void test_sizes_of_the_kib_options_are_in_bytes(void** state) {
   (void)state;
   if (!env_has("arena_reserve")) {
-    assert_int_equal(mi_option_get_size(mi_option_arena_reserve), (size_t)1 << 30);
+    assert_int_equal(mi_option_get_size(mi_option_arena_reserve),
+                     (size_t)ARENA_RESERVE_DEFAULT_KiB * 1024);
   }
   if (!env_has("reserve_os_memory")) {
     assert_int_equal(mi_option_get_size(mi_option_reserve_os_memory), 0);
