@@ -39,6 +39,10 @@
 #      ABI test (the distro library is amd64), which Meson leaves out of cross builds, and bench
 #      (smoke runs of the release build's benchmarks, as in stage 4). Installs gcc-i686-linux-gnu, libc6-dev-i386-cross and
 #      libc6-i386 when it can, else says so and skips
+#   8e. build-wasm/  wasm32-wasi: cross-built with clang (cross/wasm32-wasi.txt, static library),
+#      the wasm backend's conformance suite and the API suites (through the cmocka shim of
+#      tests/wasm) run under Node's WASI; installs wasi-libc, libclang-rt-14-dev-wasm32 and lld-14
+#      when it can, and skips (saying so) without them or without Node >= 20
 #   8b. build-fuzz/  the API fuzzer (tests/fuzz/run.sh, clang libFuzzer + ASan + UBSan): 20000
 #      inputs from the seed corpus
 #   9. debian packages  built, checked with lintian, a program built against Debian's
@@ -364,6 +368,58 @@ run_i686() {
   fi
 }
 
+# run_wasm TIMEOUT_S: the library cross-built for wasm32-wasi, its suites run under Node's WASI
+# (stage 8e). Debian's own nodejs (18) lacks the WASI options the runner needs: Node 20 or later
+# must already be on the machine.
+run_wasm() {
+  local limit=$1 dir=build-wasm
+  have_wasm_tools() {
+    command -v clang-14 >/dev/null 2>&1 && command -v wasm-ld-14 >/dev/null 2>&1 &&
+      command -v llvm-ar-14 >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] &&
+      ls /usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1
+  }
+  if ! have_wasm_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "wasm: installing wasi-libc libclang-rt-14-dev-wasm32 lld-14 llvm-14 clang-14"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      wasi-libc libclang-rt-14-dev-wasm32 lld-14 llvm-14 clang-14 >/dev/null || true
+  fi
+  if ! have_wasm_tools; then
+    echo "note: wasm: clang-14, lld-14 or wasi-libc is missing and could not be installed" \
+      "(needs root and apt-get): skipped" >&2
+    return
+  fi
+  if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
+    echo "note: wasm: Node 20 or later is needed to run the tests (found:" \
+      "$(node --version 2>/dev/null || echo none)): skipped" >&2
+    return
+  fi
+  # (cross/bin: the compiler wrapper and the exe_wrapper the cross file names)
+  local path="$PWD/cross/bin:$PATH"
+  say "wasm: meson setup $dir --cross-file cross/wasm32-wasi.txt"
+  rm -rf "$dir"
+  if ! PATH=$path meson setup "$dir" --cross-file cross/wasm32-wasi.txt -Dtests=enabled; then
+    fail "wasm: meson setup"
+    return
+  fi
+  say "wasm: ninja -C $dir"
+  if ! PATH=$path ninja -C "$dir"; then
+    fail "wasm: ninja (build)"
+    return
+  fi
+  say "wasm: meson test -C $dir (exe wrapper cross/bin/wasi-run: Node's WASI)"
+  local rc=0
+  PATH=$path timeout --kill-after=30 "$limit" \
+    meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "wasm: meson test ran past ${limit}s"
+  fi
+  if [ -f "$dir/meson-logs/testlog.json" ]; then
+    logs+=("$dir/meson-logs/testlog.json")
+  else
+    fail "wasm: meson test exited $rc without a log"
+  fi
+}
+
 if ! install_missing; then
   fail "install: packages missing"
 fi
@@ -456,6 +512,9 @@ run_aarch64 600
 
 # 8d. i386: cross build, the native suites run natively (cmocka built for i686)
 run_i686 600
+
+# 8e. wasm32-wasi: cross build, the conformance and API suites under Node's WASI
+run_wasm 600
 
 # 8b. The API fuzzer (tests/fuzz): a short fixed run, 20000 inputs from the seed corpus, with
 #    clang's libFuzzer, ASan and UBSan (clang is installed when missing; without it the stage is

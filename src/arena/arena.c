@@ -204,7 +204,9 @@ int lm_arena_reserve_ex(lm_arenas_t* arenas, size_t size, bool commit, bool allo
   if (numa_node >= 0 && arenas->caps.has_numa && arenas->backend->numa_bind != NULL) {
     arenas->backend->numa_bind(start, size, numa_node); /* a preference: failure is harmless */
   }
-  return arena_add_reserved(arenas, start, size, commit, exclusive, numa_node, &memid, arena_id);
+  /* (the OS layer commits what it cannot reserve without committing: wasm) */
+  return arena_add_reserved(arenas, start, size, memid.initially_committed, exclusive, numa_node,
+                            &memid, arena_id);
 }
 
 int lm_arena_reserve(lm_arenas_t* arenas, size_t size, bool commit, bool exclusive,
@@ -317,16 +319,25 @@ bool lm_arena_block_in_use(lm_arenas_t* arenas, int arena_id, size_t block) {
   return arena != NULL && block < arena->block_count && lm_bitmap_is_any_set(arena->inuse, block, 1);
 }
 
-/* A new automatic arena; later ones grow so a big heap needs few of them. */
-static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size, int numa_node) {
+/* The size of a new automatic arena. With virtual reservations an arena is address space
+ * reserved ahead (arena_reserve), and later ones grow so a big heap needs few of them. Without
+ * them (wasm) every reserved byte is committed memory the program keeps for good, so an arena
+ * is only as big as the request that makes it. */
+static size_t arena_auto_size(const lm_arenas_t* arenas, size_t n, size_t min_size) {
   size_t size = arenas->config.arena_reserve;
-  if (size == 0) return false;
-  size_t n = arena_count(arenas);
-  if (n >= LM_MAX_ARENAS - 4) return false;
+  if (!arenas->caps.has_virtual_reserve) return min_size;
   /* (the growth stops short of overflow: on 32-bit targets a few doublings pass 4 GiB) */
   size_t shift = n >= 8 ? lm_min(n / 8, 16) : 0;
   size = size > (SIZE_MAX >> 1) >> shift ? (SIZE_MAX >> 1) + 1 : size << shift;
-  if (size < min_size) size = min_size;
+  return size < min_size ? min_size : size;
+}
+
+/* A new automatic arena. */
+static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size, int numa_node) {
+  if (arenas->config.arena_reserve == 0) return false;
+  size_t n = arena_count(arenas);
+  if (n >= LM_MAX_ARENAS - 4) return false;
+  size_t size = arena_auto_size(arenas, n, min_size);
   return lm_arena_reserve_ex(arenas, size, eager_commit(arenas), true, false, numa_node, NULL) == 0;
 }
 

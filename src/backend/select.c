@@ -9,6 +9,8 @@
  * follow in the same translation unit use them as names. */
 #undef near
 #undef far
+#elif defined(__wasi__)
+#include "wasm/backend_wasm.c"
 #else
 #error "libmimalloc: no OS backend for this system in the single-source build"
 #endif

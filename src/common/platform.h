@@ -172,6 +172,15 @@ static inline void lm_platform_setup_slot(void) {} /* native TLS: nothing to pre
 static inline char* lm_realpath(const char* name, char* buf) {
   return _fullpath(buf, name, LM_PATH_MAX);
 }
+#elif defined(__wasi__)
+/* wasi-libc has no realpath (no canonical names for preopened folders): mi_realpath fails. */
+#include <errno.h>
+#define LM_PATH_MAX 4096
+static inline char* lm_realpath(const char* name, char* buf) {
+  (void)name, (void)buf;
+  errno = ENOSYS;
+  return NULL;
+}
 #else
 #define LM_PATH_MAX 4096
 char* realpath(const char* restrict name, char* restrict buf);

@@ -126,12 +126,29 @@ static const lm_backend_caps_t windows_caps = {
     .has_numa = false,
 };
 
-static bool imitate_windows(void) {
+/* wasm's rules (FAKE_BACKEND_OS=wasm): linear memory only grows, in 64 KiB pages, so every
+ * reservation comes back committed, nothing can be decommitted or released in part, and there
+ * are no threads or large pages. */
+static const lm_backend_caps_t wasm_caps = {
+    .page_size = 64 * 1024,
+    .alloc_granularity = 64 * 1024,
+    .large_page_size = 0,
+    .has_overcommit = false,
+    .has_partial_release = false,
+    .has_virtual_reserve = false,
+    .has_decommit = false,
+    .has_threads = false,
+    .has_numa = false,
+};
+
+static bool imitates(const char* name) {
   const char* os = getenv("FAKE_BACKEND_OS");
-  return os != NULL && strcmp(os, "windows") == 0;
+  return os != NULL && strcmp(os, name) == 0;
 }
+static bool imitate_windows(void) { return imitates("windows"); }
 
 bool fake_backend_imitates_windows(void) { return imitate_windows(); }
+bool fake_backend_imitates_wasm(void) { return imitates("wasm"); }
 
 static _Noreturn void violation(const char* fmt, ...) {
   va_list args;
@@ -751,7 +768,7 @@ void fake_backend_reset(void) {
     memset(advice + res[i].start / unit, 0, res[i].size / unit);
   }
   res_count = reserved_bytes = committed_units = 0;
-  caps = imitate_windows() ? windows_caps : default_caps;
+  caps = imitate_windows() ? windows_caps : fake_backend_imitates_wasm() ? wasm_caps : default_caps;
   needs_recommit = unaligned = huge_pages = random_fails = false;
   needs_recommit = imitate_windows();
   huge_page_ms = 0;

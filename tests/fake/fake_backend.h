@@ -22,7 +22,9 @@
  * The caps default to Linux-like values with page_size 4096 and has_overcommit false (so
  * callers exercise their commit paths), has_numa false. With FAKE_BACKEND_OS=windows in the
  * environment, reset gives Windows' rules instead (64 KiB granularity, no partial release,
- * decommit needs a recommit, no large pages), so a whole layer test runs under them. `fake_backend()` serves the same state
+ * decommit needs a recommit, no large pages), so a whole layer test runs under them; with
+ * FAKE_BACKEND_OS=wasm, wasm's (64 KiB pages, every reservation committed, no decommit, no
+ * partial release, no threads, no large pages). `fake_backend()` serves the same state
  * for every caller; `lm_backend_default()` returns it too, so a layer test links this library
  * in place of the OS backend. All functions are thread-safe (one mutex).
  */
@@ -61,6 +63,9 @@ void fake_backend_assert_clean(void);
 /* True when the environment asks for Windows' rules (FAKE_BACKEND_OS=windows): tests whose
  * subject only exists under Linux' rules (partial release, large pages by advice) skip then. */
 bool fake_backend_imitates_windows(void);
+/* True under wasm's rules (FAKE_BACKEND_OS=wasm): tests of decommit, partial release, large
+ * pages or background threads skip then. */
+bool fake_backend_imitates_wasm(void);
 
 /* Capabilities returned by init (set them before the code under test calls init).
  * page_size must be a power of two and a multiple of 4096; alloc_granularity a power-of-two

@@ -138,7 +138,7 @@ static void test_arenas_init_accepts_backend_without_optional_functions(void** s
   assert_int_equal(lm_arenas_init(&arenas, &b, &c), 0);
   arenas_ready = true;
   assert_ptr_equal(arenas.backend, &b);
-  assert_int_equal(arenas.caps.page_size, 4096);
+  assert_int_equal(arenas.caps.page_size, fake_backend_imitates_wasm() ? 64 * LM_KiB : PAGE);
   assert_int_equal(arenas.config.arena_reserve, 4 * SEG);
   /* Without reset, a purge decommits. */
   lm_memid_t memid;
@@ -147,7 +147,9 @@ static void test_arenas_init_accepts_backend_without_optional_functions(void** s
   size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
   arenas.config.purge_decommits = false;
   lm_os_purge(&arenas, p, 64 * LM_KiB);
-  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits + 1);
+  /* (wasm: no decommit, so a purge asks nothing of the backend) */
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT),
+                   decommits + (arenas.caps.has_decommit ? 1 : 0));
   assert_int_equal(fake_backend_calls(FAKE_OP_RESET), 0);
   lm_os_free(&arenas, p, 64 * LM_KiB, &memid);
 }
@@ -230,6 +232,8 @@ static void check_os_alloc(size_t size, size_t align, size_t offset, bool commit
   assert_true(fake_backend_is_reserved(p, size));
   assert_true((uint8_t*)memid.os_base <= p);
   assert_true(p + size <= (uint8_t*)memid.os_base + memid.os_size);
+  /* Without virtual reservations (wasm) every reservation comes back committed. */
+  if (!arenas.caps.has_virtual_reserve) commit = true;
   assert_int_equal(memid.initially_committed, commit);
   if (commit) {
     assert_true(fake_backend_is_committed(p, size));
@@ -263,7 +267,8 @@ static void test_os_alloc_aligned_returns_aligned_memory(void** state) {
 
 static void test_os_alloc_aligned_overallocates_when_backend_ignores_alignment(void** state) {
   (void)state;
-  if (fake_backend_imitates_windows()) skip(); /* the trim needs partial release */
+  /* the trim needs partial release */
+  if (fake_backend_imitates_windows() || fake_backend_imitates_wasm()) skip();
   lm_mem_config_t c = base_config();
   start(&c);
   fake_backend_set_unaligned(true);
@@ -323,10 +328,42 @@ static void test_os_alloc_rejects_bad_arguments(void** state) {
   assert_int_equal(fake_backend_live_reservations(), 0);
 }
 
+static void no_virtual_reserve(lm_backend_caps_t* caps) {
+  caps->has_virtual_reserve = false;
+  caps->has_decommit = false;
+}
+
+/* Without virtual reservations (wasm) a reservation is memory the program keeps: an automatic
+ * arena is as big as the request that makes it, never arena_reserve ahead. */
+static void test_arena_without_virtual_reserve_reserves_only_what_is_asked(void** state) {
+  (void)state;
+  set_caps(no_virtual_reserve);
+  lm_mem_config_t c = base_config(); /* arena_reserve: 4 segments */
+  c.arena_eager_commit = 0;
+  start(&c);
+  lm_memid_t m[2];
+  void* p0 = lm_arena_alloc(&arenas, SEG, SEG, 0, false, 0, &m[0]);
+  assert_non_null(p0);
+  size_t size = 0;
+  assert_non_null(lm_arena_area(&arenas, (int)m[0].arena_index + 1, &size));
+  assert_int_equal(size, SEG);
+  assert_true(m[0].initially_committed); /* reserved memory is committed memory */
+  void* p1 = lm_arena_alloc(&arenas, 2 * SEG, SEG, 0, false, 0, &m[1]);
+  assert_non_null(p1);
+  assert_int_equal(arena_count(), 2);
+  assert_non_null(lm_arena_area(&arenas, (int)m[1].arena_index + 1, &size));
+  assert_int_equal(size, 2 * SEG);
+  /* three segments and the two arenas' metadata: not the eight of two 4-segment arenas */
+  assert_true(fake_backend_reserved_bytes() < 3 * SEG + LM_MiB);
+  lm_arena_free(&arenas, p1, 2 * SEG, &m[1]);
+  lm_arena_free(&arenas, p0, SEG, &m[0]);
+}
+
 /* ---- lm_arena_alloc -------------------------------------------------------------------------- */
 
 static void test_arena_alloc_serves_segments_from_an_arena(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* one arena for all: wasm arenas are as big as asked */
   lm_mem_config_t c = base_config();
   start(&c);
   void* p[4];
@@ -424,6 +461,7 @@ static void test_arena_alloc_rejects_zero_size(void** state) {
 
 static void test_arena_free_purges_at_once_with_zero_delay(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   lm_mem_config_t c = base_config();
   c.purge_delay_ms = 0;
   start(&c);
@@ -442,6 +480,7 @@ static void test_arena_free_purges_at_once_with_zero_delay(void** state) {
 
 static void test_arena_free_purges_only_after_the_delay(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   lm_mem_config_t c = base_config();
   c.purge_delay_ms = 10;
   c.arena_purge_mult = 10; /* the arena delay: 100 ms */
@@ -503,6 +542,7 @@ static void test_arena_realloc_cancels_a_pending_purge(void** state) {
 
 static void test_arena_purged_block_is_recommitted_when_reallocated(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   fake_backend_set_needs_recommit(true); /* Windows-like: decommitted memory is inaccessible */
   lm_mem_config_t c = base_config();
   c.purge_delay_ms = 0;
@@ -789,6 +829,7 @@ static void test_arena_reserve_fails_cleanly_when_metadata_reserve_fails(void** 
 
 static void test_arena_alloc_fails_cleanly_when_commit_fails(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   /* The fake's default caps have no overcommit: arena_eager_commit 2 reserves lazily. */
   lm_mem_config_t c = base_config();
   c.arena_eager_commit = 2;
@@ -815,6 +856,7 @@ static void test_arena_alloc_fails_cleanly_when_commit_fails(void** state) {
 
 static void test_arena_alloc_falls_back_to_the_os_when_arena_commit_fails(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   lm_mem_config_t c = base_config();
   c.arena_eager_commit = 2;
   start(&c);
@@ -886,6 +928,7 @@ static void free_partly_committed_block_with_reset_purge(void) {
 
 static void test_arena_purge_by_reset_touches_only_committed_pages(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   int status = in_child(free_partly_committed_block_with_reset_purge);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
@@ -895,6 +938,7 @@ static void test_arena_purge_by_reset_touches_only_committed_pages(void** state)
 
 static void test_os_commit_rounds_out_and_purge_rounds_in(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   lm_mem_config_t c = base_config();
   start(&c);
   lm_memid_t m;
@@ -927,6 +971,7 @@ static void with_numa(lm_backend_caps_t* caps) { caps->has_numa = true; }
  * to it) before they take far memory; far memory is the last resort. */
 static void test_arena_numa_nodes_get_their_own_arenas(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* arenas of several blocks */
   set_caps(with_numa);
   fake_backend_set_numa(2, 0);
   lm_mem_config_t c = base_config(); /* numa_nodes 0: ask the backend */
@@ -1009,6 +1054,7 @@ static void* restart_with_large_pages(const lm_mem_config_t* c, bool available, 
 
 static void test_arena_large_pages_only_when_allowed(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no large pages */
   if (fake_backend_imitates_windows()) skip(); /* no large pages without the privilege */
   fake_backend_set_large_pages(true, true);
   lm_mem_config_t c = base_config();
@@ -1142,6 +1188,7 @@ static void record_notice(const char* msg) {
  * the memory counted as transparent; with explicit pages, no notice. */
 static void test_arena_large_pages_missed_are_noticed_once(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no large pages */
   if (fake_backend_imitates_windows()) skip(); /* no large pages without the privilege */
   lm_mem_config_t c = base_config();
   c.allow_large = true;
@@ -1188,6 +1235,7 @@ int main(void) {
       T(test_os_alloc_rejects_bad_arguments),
       T(test_os_commit_rounds_out_and_purge_rounds_in),
       T(test_arena_alloc_serves_segments_from_an_arena),
+      T(test_arena_without_virtual_reserve_reserves_only_what_is_asked),
       T(test_arena_alloc_larger_than_an_arena),
       T(test_arena_alloc_rejects_zero_size),
       T(test_arena_free_purges_at_once_with_zero_delay),

@@ -844,6 +844,7 @@ static void test_core_allocation_fails_cleanly_when_reserve_fails(void** state) 
 
 static void test_core_allocation_fails_cleanly_when_commit_fails(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   mi_collect(true);
   size_t reservations = fake_backend_live_reservations();
   size_t arenas_before = atomic_load(&lm_process.arenas.arena_count);
@@ -893,6 +894,7 @@ static size_t arena_blocks_in_use(void) {
  * reserved, in the backend or in an arena. */
 static void test_core_failing_each_memory_call_in_turn_leaks_nothing(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no commit calls to fail in turn */
   static const size_t sizes[] = {64, 3000, 40 * LM_KiB, 300 * LM_KiB, 5 * LM_MiB, 40 * LM_MiB};
   enum { NS = sizeof(sizes) / sizeof(sizes[0]), PER = 3 };
   const fake_op_t ops[] = {FAKE_OP_RESERVE, FAKE_OP_COMMIT};
@@ -1002,6 +1004,7 @@ static void* thread_page_commit_fails_main(void* arg) {
 
 static void test_core_page_allocation_fails_cleanly_when_page_commit_fails(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   mi_collect(true);
   size_t reservations = fake_backend_live_reservations();
   size_t arenas_before = atomic_load(&lm_process.arenas.arena_count);
@@ -1047,6 +1050,7 @@ static void* thread_alloc_and_exit_main(void* arg) {
 
 static void test_core_thread_exit_abandons_live_pages_and_collect_reclaims_them(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no threads */
   mi_collect(true);
   assert_int_equal(lm_segments_abandoned_count(&lm_process.segments), 0);
   size_t segments_before = atomic_load(&lm_process.segments.count);

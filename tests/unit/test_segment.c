@@ -134,6 +134,12 @@ static void check_usable(const lm_page_t* page, bool expect_committed) {
 /* Every block of the first arena is free again (nothing leaked a block): it can be claimed
  * whole, from that arena. */
 static void check_first_arena_all_free(size_t blocks) {
+  if (!arenas.caps.has_virtual_reserve) { /* (wasm) arenas of one block each, as asked */
+    for (size_t id = 1; id <= lm_arena_count(&arenas); id++) {
+      assert_false(lm_arena_block_in_use(&arenas, (int)id, 0));
+    }
+    return;
+  }
   lm_memid_t m;
   void* all = lm_arena_alloc(&arenas, blocks * SEG, SEG, 0, false, 0, &m);
   assert_non_null(all);
@@ -459,6 +465,7 @@ static void test_segment_large_page_resizes_in_place(void** state) {
  * backend without the capability is never asked. */
 static void test_segment_large_pages_follow_small_pages_past_the_threshold(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no large pages */
   if (fake_backend_imitates_windows()) skip(); /* no large-page advice on Windows */
   for (int advice = 1; advice >= 0; advice--) {
     lm_backend_caps_t caps;
@@ -508,6 +515,7 @@ static void test_segment_large_pages_follow_small_pages_past_the_threshold(void*
  * Not where large pages are off (large_pages_from 0) or the backend has no such advice. */
 static void test_segment_huge_block_asks_for_large_pages_when_told(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no large pages */
   if (fake_backend_imitates_windows()) skip(); /* no large-page advice on Windows */
   for (int mode = 0; mode < 3; mode++) { /* 0: on, 1: option off, 2: no capability */
     lm_backend_caps_t caps;
@@ -551,6 +559,7 @@ static void test_segment_huge_block_asks_for_large_pages_when_told(void** state)
  * pages from its start; one needed for a large block that did not fit keeps the threshold. */
 static void test_segment_outgrown_thread_gets_large_pages_from_the_start(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no large pages */
   if (fake_backend_imitates_windows()) skip(); /* no large-page advice on Windows */
   lm_backend_caps_t caps;
   fake_backend_get_caps(&caps);
@@ -607,6 +616,7 @@ static void test_segment_span_available(void** state) {
 
 static void test_segment_lazy_commit_commits_only_the_page(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = base_config();
   c.mem.arena_eager_commit = 0;
   c.seg.eager_commit = false;
@@ -644,6 +654,7 @@ static void test_segment_alloc_over_lazily_committed_arena_starts_clean(void** s
 
 static void test_segment_purges_free_span_only_after_the_delay(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   config_t c = base_config();
   c.seg.purge_delay_ms = 10;
   c.seg.purge_extend_ms = 1;
@@ -689,6 +700,7 @@ static void test_segment_purges_free_span_only_after_the_delay(void** state) {
  * deadline that a small page set earlier; a medium page keeps the plain delay. */
 static void test_segment_large_block_purge_waits_as_long_as_arena_memory(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   config_t c = base_config();
   c.seg.purge_delay_ms = 10;
   c.seg.purge_extend_ms = 1;
@@ -728,6 +740,7 @@ static void test_segment_large_block_purge_waits_as_long_as_arena_memory(void** 
 
 static void test_segment_purge_deadline_extends_on_further_frees(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   config_t c = base_config();
   c.seg.purge_delay_ms = 10;
   c.seg.purge_extend_ms = 3;
@@ -755,6 +768,7 @@ static void test_segment_purge_deadline_extends_on_further_frees(void** state) {
 
 static void test_segment_purges_at_once_with_zero_delay(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   config_t c = base_config();
   c.seg.purge_delay_ms = 0;
   start(&c);
@@ -774,6 +788,7 @@ static void test_segment_purges_at_once_with_zero_delay(void** state) {
 
 static void test_segment_purged_span_is_recommitted_when_reused(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   fake_backend_set_needs_recommit(true); /* decommitted memory is inaccessible */
   config_t c = base_config();
   c.seg.purge_delay_ms = 0;
@@ -797,6 +812,7 @@ static void test_segment_purged_span_is_recommitted_when_reused(void** state) {
  * committed (it did, and the first page over them faulted: tests/api under wine). */
 static void test_segment_reused_block_recommits_slices_its_segment_decommitted(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   fake_backend_set_needs_recommit(true); /* decommitted memory is inaccessible */
   config_t c = base_config();
   c.seg.purge_delay_ms = 0; /* free slices are decommitted at once */
@@ -821,6 +837,7 @@ static void test_segment_reused_block_recommits_slices_its_segment_decommitted(v
 
 static void test_segment_purge_flagged_purges_due_segments_of_any_thread(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   config_t c = base_config();
   c.seg.purge_delay_ms = 10;
   start(&c);
@@ -920,6 +937,7 @@ static void test_segment_abandoned_with_its_last_page_and_reclaimed_elsewhere(vo
 
 static void test_segment_abandon_purges_pending_spans(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
   config_t c = base_config();
   c.seg.purge_delay_ms = 10;
   start(&c);
@@ -975,6 +993,7 @@ static config_t lazy_config(void) {
 
 static void test_segment_page_alloc_fails_cleanly_when_header_commit_fails(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = lazy_config();
   start(&c);
   assert_false(arenas.caps.has_overcommit);
@@ -993,6 +1012,7 @@ static void test_segment_page_alloc_fails_cleanly_when_header_commit_fails(void*
 
 static void test_segment_page_alloc_fails_cleanly_when_page_commit_fails(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = lazy_config();
   start(&c);
   fake_backend_fail_nth(FAKE_OP_COMMIT, 2); /* the header commits, the page does not */
@@ -1009,6 +1029,7 @@ static void test_segment_page_alloc_fails_cleanly_when_page_commit_fails(void** 
 
 static void test_segment_page_alloc_in_live_segment_fails_cleanly_when_commit_fails(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = lazy_config();
   start(&c);
   lm_page_t* x = page_alloc(64);
@@ -1036,6 +1057,7 @@ static void test_segment_page_alloc_in_live_segment_fails_cleanly_when_commit_fa
 
 static void test_segment_huge_page_alloc_fails_cleanly_when_commit_fails(void** state) {
   (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* committed at reserve: no commit */
   config_t c = lazy_config();
   c.mem.disallow_os_alloc = true; /* no OS fallback: the arena must commit */
   start(&c);
