@@ -43,6 +43,10 @@
 #      the wasm backend's conformance suite and the API suites (through the cmocka shim of
 #      tests/wasm) run under Node's WASI; installs wasi-libc, libclang-rt-14-dev-wasm32 and lld-14
 #      when it can, and skips (saying so) without them or without Node >= 20
+#   8f. build-musl/  x86_64 Linux with musl (cross/x86_64-linux-musl.txt, musl-gcc, libnuma off,
+#      cmocka built with musl-gcc from subprojects/cmocka): suites unit, api, stress and
+#      override (LD_PRELOAD through musl's loader, and static-libc: a fully static program whose
+#      C library's allocations are ours); installs musl-tools when it can, else says so and skips
 #   8b. build-fuzz/  the API fuzzer (tests/fuzz/run.sh, clang libFuzzer + ASan + UBSan): 20000
 #      inputs from the seed corpus
 #   9. debian packages  built, checked with lintian, a program built against Debian's
@@ -169,8 +173,8 @@ run_consumers() {
   fi
 }
 
-# fetch_mingw_cmocka: Debian has no mingw build of cmocka; tests/windows builds one from Debian's
-# source package, unpacked into subprojects/cmocka (git-ignored). apt-get fetches it with a
+# fetch_mingw_cmocka: Debian has no mingw or musl build of cmocka; tests/cmocka-from-source builds
+# one from Debian's source package, unpacked into subprojects/cmocka (git-ignored). apt-get fetches it with a
 # deb-src list of its own (build-apt-src/), so the machine's apt configuration stays untouched.
 # Without it the Windows layer tests are left out (meson says so); nothing fails.
 fetch_mingw_cmocka() {
@@ -420,6 +424,50 @@ run_wasm() {
   fi
 }
 
+# run_musl TIMEOUT_S: the library built with musl-gcc, shared and static, and the unit, api,
+# stress and override suites run natively through musl's loader (stage 8f). cmocka comes from
+# Debian's source package, built with musl-gcc (the folder the Windows stage uses).
+run_musl() {
+  local limit=$1 dir=build-musl
+  if ! command -v musl-gcc >/dev/null 2>&1 && [ "$(id -u)" = 0 ] &&
+    command -v apt-get >/dev/null 2>&1; then
+    say "musl: installing musl-tools musl-dev"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends musl-tools \
+      musl-dev >/dev/null || true
+  fi
+  if ! command -v musl-gcc >/dev/null 2>&1; then
+    echo "note: musl: musl-gcc is missing and could not be installed (needs root and" \
+      "apt-get): skipped" >&2
+    return
+  fi
+  fetch_mingw_cmocka ||
+    echo "note: musl: cmocka's source package could not be fetched: only the stress suite" \
+      "is built" >&2
+  say "musl: meson setup $dir --cross-file cross/x86_64-linux-musl.txt -Dnuma=disabled"
+  rm -rf "$dir"
+  if ! meson setup "$dir" --cross-file cross/x86_64-linux-musl.txt -Dnuma=disabled; then
+    fail "musl: meson setup"
+    return
+  fi
+  say "musl: ninja -C $dir"
+  if ! ninja -C "$dir"; then
+    fail "musl: ninja (build)"
+    return
+  fi
+  say "musl: meson test -C $dir --suite unit --suite api --suite stress --suite override"
+  local rc=0
+  timeout --kill-after=30 "$limit" meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" \
+    --suite unit --suite api --suite stress --suite override || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "musl: meson test ran past ${limit}s"
+  fi
+  if [ -f "$dir/meson-logs/testlog.json" ]; then
+    logs+=("$dir/meson-logs/testlog.json")
+  else
+    fail "musl: meson test exited $rc without a log"
+  fi
+}
+
 if ! install_missing; then
   fail "install: packages missing"
 fi
@@ -515,6 +563,9 @@ run_i686 600
 
 # 8e. wasm32-wasi: cross build, the conformance and API suites under Node's WASI
 run_wasm 600
+
+# 8f. musl: musl-gcc build, the unit, api, stress and override suites natively (musl's loader)
+run_musl 600
 
 # 8b. The API fuzzer (tests/fuzz): a short fixed run, 20000 inputs from the seed corpus, with
 #    clang's libFuzzer, ASan and UBSan (clang is installed when missing; without it the stage is

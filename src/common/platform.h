@@ -75,8 +75,9 @@ static inline lm_thread_id_t lm_thread_id(void) {
 #endif
 
 /* ---- the default-heap slot ----------------------------------------------------------------
- * ELF targets have native initial-exec TLS: the core keeps a `_Thread_local` pointer with a
- * static initial value (LM_HEAP_SLOT_NATIVE). mingw-w64's gcc emulates `_Thread_local` through
+ * ELF targets have native TLS: the core keeps a `_Thread_local` pointer with a static initial
+ * value (LM_HEAP_SLOT_NATIVE), initial-exec with glibc and TLS descriptors elsewhere (meson.build
+ * says why). mingw-w64's gcc emulates `_Thread_local` through
  * a call that allocates on first use (recursion when we are malloc), so on Windows the slot is
  * a TLS index from TlsAlloc, read straight from the thread environment block (TlsGetValue
  * would clear the thread's last-error value on every malloc). Unset slots read as NULL. */

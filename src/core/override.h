@@ -10,6 +10,9 @@
  *  - ELF (Linux and the other POSIX systems): libc's names, glibc's `__libc_*` entry points
  *    (which glibc's own code and some programs call directly), glibc's introspection names and
  *    the C++ operators (Itanium names, weak). Preloaded or linked first, they replace libc's.
+ *    musl's static libc.a calls `__libc_malloc`, `__libc_calloc` and `__libc_free` itself
+ *    (atexit, locales, posix_spawn's file actions): defined here, they too are ours in a static
+ *    link, and no musl allocator object is pulled in (tests/linking/static_libc.c).
  *  - Windows (static link only): the CRT's allocation names, so that a program linked with
  *    libmimalloc.a or mimalloc.o before the CRT gets ours. The CRT's own internal allocations
  *    still use its heap; such blocks are recognised as foreign when freed (backend foreign_free).

@@ -22,6 +22,9 @@
 
 #include "mimalloc.h"
 
+/* glibc's, exported by the library; musl's headers do not declare it */
+void* pvalloc(size_t size);
+
 #define KiB ((size_t)1024)
 #define MiB (KiB * KiB)
 

@@ -29,6 +29,10 @@
 #include "backend/backend.h"
 #include "../support/proc_self.h"
 
+#ifndef PR_SET_VMA /* kernel ABI values older headers (and musl's) lack */
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
 #ifndef LM_HUGE_PAGES
 #define LM_HUGE_PAGES 1 /* meson passes the build's -Dhuge_pages */
 #endif

@@ -23,10 +23,12 @@
 #ifdef _WIN32
 #include <windows.h>
 #else
-#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+/* kernel ABI values: <linux/futex.h> is a kernel header, which a musl toolchain need not have */
+#define LINUX_FUTEX_WAIT_PRIVATE 128
+#define LINUX_FUTEX_WAKE_PRIVATE 129
 #endif
 
 /* Address space only; each quarter of it down to BUFFER_MIN is a fallback. A 32-bit process has
@@ -709,12 +711,12 @@ static void fake_wake_all(_Atomic(uint32_t)* addr) { WakeByAddressAll((void*)add
 #else
 static void fake_wait_on(_Atomic(uint32_t)* addr, uint32_t expected, int64_t timeout_ms) {
   struct timespec ts = {(time_t)(timeout_ms / 1000), (long)(timeout_ms % 1000) * 1000000};
-  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAIT_PRIVATE, expected, timeout_ms < 0 ? NULL : &ts,
+  syscall(SYS_futex, (uint32_t*)addr, LINUX_FUTEX_WAIT_PRIVATE, expected, timeout_ms < 0 ? NULL : &ts,
           NULL, 0);
 }
 
 static void fake_wake_all(_Atomic(uint32_t)* addr) {
-  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+  syscall(SYS_futex, (uint32_t*)addr, LINUX_FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 #endif
 

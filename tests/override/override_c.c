@@ -25,6 +25,7 @@ typedef void* malloc_fn(size_t);
 static usable_fn* mi_usable;
 static free_fn* mi_free_p;
 static malloc_fn* mi_malloc_p;
+static malloc_fn* pvalloc_p;
 
 static bool aligned(const void* p, size_t a) {
   return (uintptr_t)p % a == 0;
@@ -57,13 +58,16 @@ int main(void) {
   mi_usable = (usable_fn*)dlsym(RTLD_DEFAULT, "mi_usable_size");
   mi_free_p = (free_fn*)dlsym(RTLD_DEFAULT, "mi_free");
   mi_malloc_p = (malloc_fn*)dlsym(RTLD_DEFAULT, "mi_malloc");
-  if (mi_usable == NULL || mi_free_p == NULL || mi_malloc_p == NULL) {
+  /* pvalloc is glibc's: through dlsym, so that the program also links where libc lacks it
+   * (musl) and the preloaded library provides it */
+  pvalloc_p = (malloc_fn*)dlsym(RTLD_DEFAULT, "pvalloc");
+  if (mi_usable == NULL || mi_free_p == NULL || mi_malloc_p == NULL || pvalloc_p == NULL) {
     const char* pre = getenv("LD_PRELOAD");
     if (pre == NULL || pre[0] == '\0') {
       printf("LD_PRELOAD is not set; skipping\n");
       return 77;
     }
-    printf("FAIL: LD_PRELOAD=%s, but mi_usable_size/mi_free/mi_malloc are not visible\n", pre);
+    printf("FAIL: LD_PRELOAD=%s, but mi_usable_size/mi_free/mi_malloc/pvalloc are not visible\n", pre);
     printf("0 passed, 1 failed\n");
     return 1;
   }
@@ -126,7 +130,7 @@ int main(void) {
     check_ours(a, n, "valloc");
     free(a);
 
-    a = pvalloc(n);
+    a = pvalloc_p(n);
     check(aligned(a, ps), "pvalloc is page aligned", n);
     check_ours(a, (n + ps - 1) / ps * ps, "pvalloc (rounded to pages)");
     free(a);

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -38,6 +37,9 @@
 #define PR_SET_VMA_ANON_NAME 0
 #endif
 #define LINUX_GRND_NONBLOCK 0x0001
+/* <linux/futex.h> is a kernel header, which a musl toolchain need not have */
+#define LINUX_FUTEX_WAIT_PRIVATE 128 /* FUTEX_WAIT | FUTEX_PRIVATE_FLAG */
+#define LINUX_FUTEX_WAKE_PRIVATE 129 /* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */
 #define LINUX_MPOL_PREFERRED 1 /* <numaif.h> belongs to libnuma */
 #define MAX_NUMA_NODES 256
 #ifndef LM_HAVE_LIBNUMA
@@ -426,12 +428,12 @@ static void linux_wait_on(_Atomic(uint32_t)* addr, uint32_t expected, int64_t ti
     timeout = &ts;
   }
   int saved = errno; /* ETIMEDOUT/EAGAIN are expected; keep the caller's errno */
-  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAIT_PRIVATE, expected, timeout, NULL, 0);
+  syscall(SYS_futex, (uint32_t*)addr, LINUX_FUTEX_WAIT_PRIVATE, expected, timeout, NULL, 0);
   errno = saved;
 }
 
 static void linux_wake_all(_Atomic(uint32_t)* addr) {
-  syscall(SYS_futex, (uint32_t*)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+  syscall(SYS_futex, (uint32_t*)addr, LINUX_FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 /* fn and arg travel in a static slot (the engine starts at most a handful of background
