@@ -9,6 +9,12 @@
  * follow in the same translation unit use them as names. */
 #undef near
 #undef far
+#elif defined(__APPLE__) && defined(__MACH__)
+#include "posix/posix.c"
+#include "macos/backend_macos.c"
+#elif defined(__HAIKU__)
+#include "posix/posix.c"
+#include "haiku/backend_haiku.c"
 #else
 #error "libmimalloc: no OS backend for this system in the single-source build"
 #endif
