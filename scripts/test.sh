@@ -47,6 +47,11 @@
 #      cmocka built with musl-gcc from subprojects/cmocka): suites unit, api, stress and
 #      override (LD_PRELOAD through musl's loader, and static-libc: a fully static program whose
 #      C library's allocations are ours); installs musl-tools when it can, else says so and skips
+#   8g. build-compile-only/  systems nothing here runs, compiled and linked only
+#      (tests/compile-only/run.sh): the macOS library for x86-64 and arm64 with zig 0.11 from npm
+#      (installed into build-zig/ and kept), its exports, interposing section and a program linked
+#      to it; the Haiku backend against our own declarations (tests/haiku). Installs npm and
+#      llvm-14 when it can; without npm or the registry the macOS checks are skipped, saying so
 #   8b. build-fuzz/  the API fuzzer (tests/fuzz/run.sh, clang libFuzzer + ASan + UBSan): 20000
 #      inputs from the seed corpus
 #   9. debian packages  built, checked with lintian, a program built against Debian's
@@ -585,6 +590,28 @@ elif [ -f build-fuzz/meson-logs/testlog.json ]; then
 else
   fail "fuzz: tests/fuzz/run.sh exited $fuzz_rc without a log"
 fi
+
+# 8g. macOS and Haiku, compiled and linked only (tests/compile-only/run.sh)
+run_compile_only() {
+  local limit=$1 log=build-compile-only/meson-logs/testlog.json rc=0
+  if { ! command -v npm >/dev/null 2>&1 || ! command -v llvm-nm-14 >/dev/null 2>&1; } &&
+      [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "compile-only: installing npm llvm-14"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm llvm-14 \
+      >/dev/null || true
+  fi
+  say "compile-only: tests/compile-only/run.sh --log $log"
+  timeout --kill-after=30 "$limit" bash tests/compile-only/run.sh --log "$log" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "compile-only: ran past ${limit}s"
+  fi
+  if [ -f "$log" ]; then
+    logs+=("$log")
+  else
+    fail "compile-only: tests/compile-only/run.sh exited $rc without a log"
+  fi
+}
+run_compile_only 900
 
 # 9. The Debian packages (scripts/deb.sh): built from debian/, lintian clean, a program built
 #    against Debian's own libmimalloc-dev runs on them, the consumers build against their files.

@@ -50,4 +50,6 @@
 #include "common/platform.h"
 #if LM_PLATFORM_WINDOWS
 #include "common/tls_windows.c"
+#elif LM_PLATFORM_MACOS
+#include "common/tls_macos.c"
 #endif

@@ -354,6 +354,9 @@ static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t bloc
   /* Claiming cancels any pending purge of these blocks. */
   lm_bitmap_clear(arena->purge, idx, blocks);
   bool was_clean = lm_bitmap_set(arena->dirty, idx, blocks);
+  /* Blocks handed out before may have been purged without a recommit since (by the arena or
+   * by the segment that had them): the backend's reuse step, where it has one, for all of it. */
+  bool reuse = !was_clean && lm_os_has_reuse(arenas);
   bool committed = lm_bitmap_is_all_set(arena->committed, idx, blocks);
   if (commit && !committed) {
     bool is_zero = false;
@@ -365,6 +368,7 @@ static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t bloc
     lm_bitmap_set(arena->committed, idx, blocks);
     committed = true;
   }
+  if (reuse) lm_os_reuse(arenas, p, blocks * LM_ARENA_BLOCK_SIZE);
   *memid = (lm_memid_t){.kind = LM_MEM_ARENA,
                         .arena_index = (uint32_t)(arena->id - 1),
                         .block_index = (uint32_t)idx,

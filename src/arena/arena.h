@@ -199,6 +199,12 @@ bool lm_os_purge(lm_arenas_t* arenas, void* p, size_t size);
 bool lm_os_discard(lm_arenas_t* arenas, void* p, size_t size);
 /* Decommit regardless of policy; returns whether a recommit is needed. */
 bool lm_os_decommit(lm_arenas_t* arenas, void* p, size_t size);
+/* Whether memory purged without a recommit needs lm_os_reuse before it is used again (the
+ * backend has a reuse step: macOS). */
+bool lm_os_has_reuse(const lm_arenas_t* arenas);
+/* Such memory is about to be used again (liberal rounding, as commit); nothing where the
+ * backend has no reuse step. Harmless on pages that were not purged. */
+void lm_os_reuse(lm_arenas_t* arenas, void* p, size_t size);
 bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect);
 /* Ask for large pages (on) or ordinary pages over the large-page-aligned inside of a range;
  * false when the backend takes no such advice. */

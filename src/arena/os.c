@@ -288,8 +288,22 @@ bool lm_os_purge(lm_arenas_t* arenas, void* p, size_t size) {
   return false; /* a reset range stays committed */
 }
 
+bool lm_os_has_reuse(const lm_arenas_t* arenas) { return arenas->backend->reuse != NULL; }
+
+void lm_os_reuse(lm_arenas_t* arenas, void* p, size_t size) {
+  if (arenas->backend->reuse == NULL) return;
+  size_t page = arenas->caps.page_size;
+  uintptr_t start = lm_align_down((uintptr_t)p, page);
+  uintptr_t end = lm_align_up((uintptr_t)p + size, page);
+  /* A refusal leaves the pages usable, only counted low by the OS: nothing to undo. */
+  arenas->backend->reuse((void*)start, end - start);
+}
+
 bool lm_os_discard(lm_arenas_t* arenas, void* p, size_t size) {
   if (!arenas->caps.has_decommit) return true;
+  /* Where purged memory needs a reuse step (macOS), a range that stays in use would need it at
+   * once, undoing the purge: its pages are purged with their segment's free slices instead. */
+  if (lm_os_has_reuse(arenas)) return true;
   /* Where memory is overcommitted (Linux), a decommit frees the pages at once and the range
    * refaults as zero; elsewhere a decommit would make it inaccessible, so only a reset (lazy,
    * where the OS takes the pages under pressure) keeps it usable. */

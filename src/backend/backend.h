@@ -84,11 +84,17 @@ typedef struct lm_backend_s {
   int (*commit)(void* addr, size_t size, bool* is_zero);
   /* Return the physical memory of a range. `*needs_recommit` says whether `commit` must be
    * called before the range is touched again (Windows, debug builds) or whether it stays
-   * accessible and reads back as zero (Linux MADV_DONTNEED). */
+   * accessible (Linux MADV_DONTNEED: it reads back as zero; macOS MADV_FREE_REUSABLE: old
+   * contents or zeros, and `reuse` comes first when the backend has it). */
   int (*decommit)(void* addr, size_t size, bool* needs_recommit);
   /* Optional: the contents of the range may be discarded lazily (MADV_FREE, MEM_RESET); it
    * stays accessible. */
   int (*reset)(void* addr, size_t size);
+  /* Optional: a range purged by `reset`, or by `decommit` without `needs_recommit`, is about to
+   * be used again (macOS MADV_FREE_REUSE, which counts its pages in the footprint again). The
+   * engine calls it before it hands such memory out, where it would otherwise skip `commit`;
+   * a backend whose purged memory needs no such step leaves it NULL. */
+  int (*reuse)(void* addr, size_t size);
   /* Optional: make a committed range inaccessible (true) or accessible again (false): guard
    * pages (secure builds, guarded sampling). */
   int (*protect)(void* addr, size_t size, bool protect);

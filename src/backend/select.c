@@ -11,6 +11,12 @@
 #undef far
 #elif defined(__wasi__)
 #include "wasm/backend_wasm.c"
+#elif defined(__APPLE__) && defined(__MACH__)
+#include "posix/posix.c"
+#include "macos/backend_macos.c"
+#elif defined(__HAIKU__)
+#include "posix/posix.c"
+#include "haiku/backend_haiku.c"
 #else
 #error "libmimalloc: no OS backend for this system in the single-source build"
 #endif

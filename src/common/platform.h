@@ -1,8 +1,8 @@
 /* The one platform header: what the engine needs from the OS on its fast paths or before the
  * backend is up, so it cannot go through the backend's function table.
  *
- * It owns: which platform family this is (LM_PLATFORM_WINDOWS, 0/1 so `if` compiles
- * everywhere), the thread id, the default-heap slot, the symbol alias used by the libc
+ * It owns: which platform family this is (LM_PLATFORM_WINDOWS, LM_PLATFORM_MACOS: 0/1 so `if`
+ * compiles everywhere), the thread id, the default-heap slot, the symbol alias used by the libc
  * override, and the hinted address region of the arenas. Everything else is a backend function
  * or capability (src/backend/backend.h). Outside src/backend/ and this folder no file asks which
  * OS it is built for (tests/layout/check_layering.sh checks that).
@@ -30,6 +30,12 @@
 #else
 #define LM_PLATFORM_WINDOWS 0
 #endif
+/* Mach-O: no symbol aliases, no native TLS that is safe inside malloc, dyld interposing. */
+#if defined(__APPLE__) && defined(__MACH__)
+#define LM_PLATFORM_MACOS 1
+#else
+#define LM_PLATFORM_MACOS 0
+#endif
 
 /* ---- the thread id: unique among live threads, non-zero, low bits clear; read without
  * touching TLS data (it is compared on every free) ------------------------------------------ */
@@ -42,6 +48,17 @@ static inline lm_thread_id_t lm_thread_id(void) {
   return teb;
 #elif defined(_WIN32)
 #error "libmimalloc: only x86-64 Windows is supported"
+#elif LM_PLATFORM_MACOS && defined(__x86_64__)
+  /* %gs points at the thread's TSD array, whose slot 0 is the thread itself (pthread_self). */
+  uintptr_t self;
+  __asm__("movq %%gs:0, %0" : "=r"(self));
+  return self;
+#elif LM_PLATFORM_MACOS && defined(__aarch64__)
+  /* TPIDRRO_EL0 holds the TSD array's address; older kernels keep the CPU number in its low
+   * 3 bits, which are masked off. */
+  uintptr_t tsd;
+  __asm__ volatile("mrs %0, tpidrro_el0" : "=r"(tsd));
+  return tsd & ~(uintptr_t)7;
 #elif defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
     (defined(__x86_64__) || defined(__aarch64__))
   return (uintptr_t)__builtin_thread_pointer();
@@ -80,7 +97,12 @@ static inline lm_thread_id_t lm_thread_id(void) {
  * says why). mingw-w64's gcc emulates `_Thread_local` through
  * a call that allocates on first use (recursion when we are malloc), so on Windows the slot is
  * a TLS index from TlsAlloc, read straight from the thread environment block (TlsGetValue
- * would clear the thread's last-error value on every malloc). Unset slots read as NULL. */
+ * would clear the thread's last-error value on every malloc). Unset slots read as NULL.
+ * macOS: `_Thread_local` goes through dyld's tlv_get_addr, which allocates the thread's block
+ * with malloc on its first use in each thread, so the slot is a pthread key made at process
+ * setup (pthread_key_create and pthread_setspecific keep keys in the thread's own TSD array,
+ * without allocating). Read with pthread_getspecific, a call and a load: reading the TSD array
+ * inline would be faster but depends on its layout, which Apple does not document. */
 #if LM_PLATFORM_WINDOWS
 #define LM_HEAP_SLOT_NATIVE 0
 /* TlsAlloc's index + 1; 0 until the process is set up (lm_platform_process_setup). */
@@ -101,6 +123,17 @@ static inline void* lm_tls_slot_get(void) {
 void lm_tls_slot_set(void* value);
 /* Allocate the TLS index (once). */
 void lm_tls_slot_setup(void);
+#elif LM_PLATFORM_MACOS
+#define LM_HEAP_SLOT_NATIVE 0
+/* The pthread key + 1; 0 until the process is set up (src/common/tls_macos.c). */
+extern _Atomic(uintptr_t) lm_tls_slot_plus1;
+void* pthread_getspecific(unsigned long key); /* <pthread.h>, whose pthread_key_t it is */
+static inline void* lm_tls_slot_get(void) {
+  uintptr_t s = atomic_load_explicit(&lm_tls_slot_plus1, memory_order_relaxed);
+  return s != 0 ? pthread_getspecific((unsigned long)(s - 1)) : NULL;
+}
+void lm_tls_slot_set(void* value);
+void lm_tls_slot_setup(void);
 #else
 #define LM_HEAP_SLOT_NATIVE 1
 #endif
@@ -109,7 +142,7 @@ void lm_tls_slot_setup(void);
  * Defined in src/core/start.c, which the call also ties into every static link, so that the
  * process hooks below (expanded there) come along. */
 void lm_platform_process_setup(void);
-#if LM_PLATFORM_WINDOWS
+#if !LM_HEAP_SLOT_NATIVE
 static inline void lm_platform_setup_slot(void) { lm_tls_slot_setup(); }
 #else
 static inline void lm_platform_setup_slot(void) {} /* native TLS: nothing to prepare */
@@ -155,6 +188,16 @@ static inline void lm_platform_setup_slot(void) {} /* native TLS: nothing to pre
 #else
 #define LM_ALIAS(fun) __attribute__((alias(#fun), LM_ALIAS_COPY(fun) used, visibility("default")))
 #endif
+/* Mach-O has no aliases: the library's image carries a `__DATA,__interpose` section of
+ * (replacement, replacee) pairs, and dyld binds every other image's references to `name` to
+ * `fun` instead (see dyld(1) and <mach-o/dyld-interposing.h>). The library's own references
+ * to `name` keep the system's, so `name` itself is never defined here. */
+#define LM_INTERPOSE(name, fun)                                                          \
+  extern __typeof__(fun) name;                                                           \
+  __attribute__((used, section("__DATA,__interpose"))) static const struct {             \
+    const void* replacement;                                                             \
+    const void* replacee;                                                                \
+  } lm_interpose_##name = {(const void*)&fun, (const void*)&name};
 
 /* ---- formatting and paths -------------------------------------------------------------------
  * Messages are formatted with the C library's vsnprintf. mingw-w64 builds use its C99 printf
@@ -182,6 +225,10 @@ static inline char* lm_realpath(const char* name, char* buf) {
   errno = ENOSYS;
   return NULL;
 }
+#elif LM_PLATFORM_MACOS
+#include <stdlib.h> /* realpath, under the symbol name the SDK picks (an asm label) */
+#define LM_PATH_MAX 1024
+static inline char* lm_realpath(const char* name, char* buf) { return realpath(name, buf); }
 #else
 #define LM_PATH_MAX 4096
 char* realpath(const char* restrict name, char* restrict buf);

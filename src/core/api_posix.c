@@ -57,7 +57,8 @@ void* mi__expand(void* p, size_t newsize) mi_attr_noexcept {
 }
 
 size_t mi_malloc_size(const void* p) mi_attr_noexcept { return lm_usable_size(p); }
-size_t mi_malloc_usable_size(const void* p) mi_attr_noexcept LM_ALIAS(mi_malloc_size);
+/* A function of its own, not an alias: Mach-O has no symbol aliases. */
+size_t mi_malloc_usable_size(const void* p) mi_attr_noexcept { return lm_usable_size(p); }
 size_t mi_malloc_good_size(size_t size) mi_attr_noexcept { return mi_good_size(size); }
 
 /* ---- array reallocation ---------------------------------------------------------------------- */

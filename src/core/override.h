@@ -13,6 +13,9 @@
  *    musl's static libc.a calls `__libc_malloc`, `__libc_calloc` and `__libc_free` itself
  *    (atexit, locales, posix_spawn's file actions): defined here, they too are ours in a static
  *    link, and no musl allocator object is pulled in (tests/linking/static_libc.c).
+ *  - Mach-O (macOS): no aliases; each name is a dyld interposing entry instead (LM_INTERPOSE in
+ *    platform.h), for the names libSystem has. The C++ operators are not listed: libc++'s call
+ *    malloc and free, which are interposed, and naming them would tie the library to libc++.
  *  - Windows (static link only): the CRT's allocation names, so that a program linked with
  *    libmimalloc.a or mimalloc.o before the CRT gets ours. The CRT's own internal allocations
  *    still use its heap; such blocks are recognised as foreign when freed (backend foreign_free).
@@ -39,7 +42,7 @@
 #define LM_NAME_OPERATOR(id, mangled, fun) \
   extern __typeof__(fun) id __asm__(LM_CXX_NAME(mangled)) __attribute__((weak)) LM_ALIAS(fun);
 
-#if LM_OVERRIDE && !LM_PLATFORM_WINDOWS
+#if LM_OVERRIDE && !LM_PLATFORM_WINDOWS && !LM_PLATFORM_MACOS
 /* ---- ELF ---------------------------------------------------------------------------------- */
 /* alloc.c */
 #define LM_NAMES_mi_malloc LM_NAME(malloc, mi_malloc) LM_NAME(__libc_malloc, mi_malloc)
@@ -99,6 +102,21 @@
 #define LM_NAMES_lm_malloc_stats LM_NAME(malloc_stats, lm_malloc_stats)
 #define LM_NAMES_lm_mallopt LM_NAME(mallopt, lm_mallopt)
 #define LM_NAMES_lm_malloc_info LM_NAME(malloc_info, lm_malloc_info)
+
+#elif LM_OVERRIDE && LM_PLATFORM_MACOS
+/* ---- Mach-O: dyld interposing ---------------------------------------------------------------- */
+#undef LM_NAME
+#define LM_NAME(name, fun) LM_INTERPOSE(name, fun)
+#define LM_NAMES_mi_malloc LM_NAME(malloc, mi_malloc)
+#define LM_NAMES_mi_calloc LM_NAME(calloc, mi_calloc)
+#define LM_NAMES_mi_realloc LM_NAME(realloc, mi_realloc)
+#define LM_NAMES_mi_free LM_NAME(free, mi_free)
+#define LM_NAMES_mi_posix_memalign LM_NAME(posix_memalign, mi_posix_memalign)
+#define LM_NAMES_mi_aligned_alloc LM_NAME(aligned_alloc, mi_aligned_alloc)
+#define LM_NAMES_mi_valloc LM_NAME(valloc, mi_valloc)
+#define LM_NAMES_mi_malloc_size LM_NAME(malloc_size, mi_malloc_size)
+#define LM_NAMES_mi_malloc_good_size LM_NAME(malloc_good_size, mi_malloc_good_size)
+#define LM_NAMES_lm_reallocf LM_NAME(reallocf, lm_reallocf)
 
 #elif LM_OVERRIDE && LM_PLATFORM_WINDOWS
 /* ---- Windows (static link) ------------------------------------------------------------------ */

@@ -89,6 +89,7 @@ static void segment_purge_now(lm_segments_t* segs, lm_segment_t* segment) {
     bool needs_recommit =
         lm_os_purge(arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
     if (needs_recommit) mask_set(&segment->commit_mask, start, i - start, false);
+    else if (lm_os_has_reuse(arenas)) mask_set(&segment->reuse_mask, start, i - start, true);
     purge_mask_set(segs, segment, start, i - start, false);
   }
   segment->purge_expire = 0;
@@ -128,6 +129,17 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
     mask_set(&segment->guard_mask, start, i - start, false); /* commit made them accessible */
     /* Recommitted memory is not dirty unless the backend says so. */
     if (run_zero) mask_set(&segment->dirty_mask, start, i - start, false);
+  }
+  /* Slices purged but kept committed go through the backend's reuse step (macOS). */
+  for (size_t i = idx; ok && i < idx + n;) {
+    if (!mask_get(&segment->reuse_mask, i)) {
+      i++;
+      continue;
+    }
+    size_t start = i;
+    while (i < idx + n && mask_get(&segment->reuse_mask, i)) i++;
+    lm_os_reuse(segs->arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
+    mask_set(&segment->reuse_mask, start, i - start, false);
   }
   for (size_t i = idx; ok && i < idx + n; i++) {
     if (mask_get(&segment->dirty_mask, i)) zero = false;
@@ -408,6 +420,7 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   segment->purge_expire = 0;
   memset(&segment->purge_mask, 0, sizeof(segment->purge_mask));
   memset(&segment->guard_mask, 0, sizeof(segment->guard_mask));
+  memset(&segment->reuse_mask, 0, sizeof(segment->reuse_mask)); /* the arena's claim reused it */
   segment->memid = memid;
   segment->segment_size = size;
   segment->segment_slices = slices;

@@ -113,6 +113,7 @@ typedef struct lm_segment_s {
   lm_commit_mask_t purge_mask;
   lm_commit_mask_t dirty_mask; /* slices that may hold non-zero bytes */
   lm_commit_mask_t guard_mask; /* slices whose last OS page is protected (kept across reuse) */
+  lm_commit_mask_t reuse_mask; /* purged but still committed: the backend's reuse step first */
   lm_page_t slices[LM_SLICES_PER_SEGMENT + 1]; /* +1: sentinel after the last slice */
 } lm_segment_t;
 
