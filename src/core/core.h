@@ -258,8 +258,8 @@ void lm_heap_set_default(lm_heap_t* heap);
  * when `free` is empty). */
 void lm_page_collect(lm_page_t* page, bool force);
 /* Push a freed block onto its page's thread-free list, as a remote free does (its state bits
- * stay: a remote free may be finishing its own delayed hand-over). */
-void lm_page_push_thread_free(lm_page_t* page, lm_block_t* block);
+ * stay: a remote free may be finishing its own delayed hand-over); returns the list's new word. */
+uintptr_t lm_page_push_thread_free(lm_page_t* page, lm_block_t* block);
 /* Set up a fresh page from the segment layer for blocks of `block_size`. */
 void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size);
 /* Thread more blocks into the free list (lazily: about one OS page per step). */

@@ -177,8 +177,15 @@ void lm_heap_delayed_free(lm_heap_t* heap) {
      * would have put it, onto the page's thread-free list (the next search of its size takes
      * it), not onto its free list: a page every block of which came back from other threads
      * then stays one the drainer may give back while this thread allocates other sizes. */
-    lm_page_push_thread_free(page, block);
+    uintptr_t waiting = lm_tf_count(lm_page_push_thread_free(page, block));
     lm_page_unfull(heap, page);
+    /* Every block it handed out is back: free it now, as a local free of its last block would
+     * (a thread that keeps allocating from its other pages would not search this one soon).
+     * Without a count on the list (32-bit targets), collect it as before. */
+    if (waiting == page->used || waiting == 0) {
+      lm_page_collect(page, true);
+      if (page->used == 0) lm_page_retire(page);
+    }
     block = next;
   }
 }

@@ -165,7 +165,11 @@ static void process_setup(void) {
   seg.purge_delay_ms = mem.purge_delay_ms;
   seg.purge_extend_ms = lm_option_get(mi_option_purge_extend_delay);
   seg.max_reclaim_percent = (size_t)lm_option_get(mi_option_max_segment_reclaim);
-  seg.guard_pages = LM_SECURE; /* a linear overflow out of a page faults */
+  /* A linear overflow out of a page faults: each page gives its last OS page to a guard, so
+   * only where memory can be protected and an OS page is a small part of a slice (not wasm,
+   * whose 64 KiB pages would take a small page whole). */
+  seg.guard_pages = LM_SECURE && backend->protect != NULL &&
+                    lm_os_page_size(&lm_process.arenas) * 4 <= LM_SLICE_SIZE;
   seg.abandoned_purge = lm_option_get(mi_option_abandoned_page_purge) != 0;
   /* Large pages from 12 MiB into a segment on: a heap that stays under that keeps its 4 KiB
    * granularity, a larger one takes far fewer page faults and TLB misses. From 16 MiB, the

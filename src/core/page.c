@@ -8,13 +8,15 @@
 
 #include "core.h"
 
-void lm_page_push_thread_free(lm_page_t* page, lm_block_t* block) {
+uintptr_t lm_page_push_thread_free(lm_page_t* page, lm_block_t* block) {
   uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  uintptr_t pushed;
   do {
     lm_block_set_next(page, block, lm_tf_block(tfree));
-  } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree,
-                                                  lm_tf_push(tfree, block),
+    pushed = lm_tf_push(tfree, block);
+  } while (!atomic_compare_exchange_weak_explicit(&page->xthread_free, &tfree, pushed,
                                                   memory_order_release, memory_order_relaxed));
+  return pushed;
 }
 
 void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never) {
