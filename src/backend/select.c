@@ -1,6 +1,7 @@
 /* The OS backend for the single-source build (src/static.c): the one place outside an OS
  * folder that asks which OS this is. The Meson build compiles the chosen folder directly. */
 #if defined(__linux__)
+#include "posix/posix.c"
 #include "linux/backend_linux.c"
 #include "linux/cgroup.c"
 #elif defined(_WIN32)

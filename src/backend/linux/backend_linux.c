@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "../backend.h"
 #include "../../common/common.h"
+#include "../posix/posix.h"
 #include "cgroup.h"
 
 #include <dlfcn.h>
@@ -96,34 +97,16 @@ static void name_mapping(void* p, size_t size) {
 
 static int linux_reserve(void* hint, size_t size, size_t try_align, bool commit, void** addr,
                          bool* is_zero) {
-  const int prot = commit ? PROT_READ | PROT_WRITE : PROT_NONE;
-  char* p = mmap(hint, size, prot, map_flags(), -1, 0);
-  /* Without MAP_FIXED, EINVAL only means a length the kernel (or valgrind) cannot place:
-   * to the caller every failure here is "no memory". */
-  if (p == MAP_FAILED) return ENOMEM;
-  /* Unaligned: map once more with slack and trim both ends (munmap of a part is cheap here).
-   * Later mappings usually land next to this one and come out aligned the first time. Should
-   * the larger map fail, the unaligned block is still a valid answer: the caller over-allocates. */
-  if (hint == NULL && try_align > page_size && lm_is_power_of_two(try_align) &&
-      ((uintptr_t)p & (try_align - 1)) != 0 && size <= SIZE_MAX - try_align) {
-    size_t over = size + try_align - page_size;
-    char* q = mmap(NULL, over, prot, map_flags(), -1, 0);
-    if (q != MAP_FAILED) {
-      munmap(p, size);
-      p = lm_align_up_ptr(q, try_align);
-      size_t head = (size_t)(p - q), tail = over - head - size;
-      if (head > 0) munmap(q, head);
-      if (tail > 0) munmap(p + size, tail);
-    }
-  }
+  /* (Without MAP_FIXED, EINVAL only means a length the kernel (or valgrind) cannot place: to
+   * the caller every failure here is "no memory", as lm_posix_map says.) */
+  void* p;
+  int err = lm_posix_map(hint, size, try_align, page_size,
+                         commit ? PROT_READ | PROT_WRITE : PROT_NONE, map_flags(), -1, &p);
+  if (err != 0) return err;
   name_mapping(p, size);
   *addr = p;
   *is_zero = true; /* fresh anonymous memory is always zero-filled */
   return 0;
-}
-
-static int linux_release(void* addr, size_t size) {
-  return munmap(addr, size) == 0 ? 0 : errno;
 }
 
 static int linux_commit(void* addr, size_t size, bool* is_zero) {
@@ -151,7 +134,7 @@ static int linux_reset(void* addr, size_t size) {
 }
 
 static int linux_protect(void* addr, size_t size, bool protect) {
-  return mprotect(addr, size, protect ? PROT_NONE : PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
+  return lm_posix_protect(addr, size, !protect);
 }
 
 static int linux_numa_bind(void* addr, size_t size, int node) {
@@ -341,12 +324,6 @@ static int linux_numa_node_count(void) {
   return count;
 }
 
-static int64_t linux_clock_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static bool linux_random_bytes(void* buf, size_t len) {
   size_t done = 0;
   while (done < len) {
@@ -359,66 +336,16 @@ static bool linux_random_bytes(void* buf, size_t len) {
   return read_file("/dev/urandom", (char*)buf + done, len - done) == (long)(len - done);
 }
 
-static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
-
 static bool linux_getenv(const char* name, char* buf, size_t size) {
-  if (environ == NULL || name == NULL || name[0] == 0 || size == 0) return false;
   /* Scanned directly: getenv() is safe too, but this works before libc is fully set up. */
-  for (size_t i = 0; i < 10000 && environ[i] != NULL; i++) {
-    const char* e = environ[i];
-    size_t n = 0;
-    while (name[n] != 0 && ascii_lower(e[n]) == ascii_lower(name[n])) n++;
-    if (name[n] != 0 || e[n] != '=') continue;
-    const char* value = e + n + 1;
-    size_t k = 0;
-    for (; k + 1 < size && value[k] != 0; k++) buf[k] = value[k];
-    buf[k] = 0;
-    return true;
-  }
-  return false;
-}
-
-static void linux_output(const char* msg) {
-  size_t len = lm_strlen(msg), done = 0;
-  while (done < len) {
-    ssize_t n = write(STDERR_FILENO, msg + done, len - done);
-    if (n > 0) done += (size_t)n;
-    else if (n < 0 && errno == EINTR) continue;
-    else break; /* stderr closed or full: nowhere else to report */
-  }
+  return lm_posix_getenv(environ, name, buf, size);
 }
 
 /* ---- threads ------------------------------------------------------------------------------- */
 
-static pthread_key_t exit_key;
-static _Atomic(int) exit_key_state; /* 0: none, 1: being created, 2: ready */
-static lm_thread_exit_fun* _Atomic exit_fun;
-
-/* pthread clears the slot before calling this and calls it only for a non-NULL value, so each
- * arming runs fn exactly once; should fn (or a later destructor) re-arm the thread, pthread
- * runs another round, up to PTHREAD_DESTRUCTOR_ITERATIONS. */
-static void exit_destructor(void* value) {
-  lm_thread_exit_fun* fn = atomic_load(&exit_fun);
-  if (fn != NULL) fn(value);
-}
-
-static int linux_thread_exit_register(lm_thread_exit_fun* fn) {
-  atomic_store(&exit_fun, fn);
-  int state = 0;
-  if (atomic_compare_exchange_strong(&exit_key_state, &state, 1)) {
-    int err = pthread_key_create(&exit_key, exit_destructor);
-    atomic_store(&exit_key_state, err == 0 ? 2 : 0);
-    return err;
-  }
-  while ((state = atomic_load(&exit_key_state)) == 1) lm_cpu_relax();
-  return state == 2 ? 0 : EAGAIN;
-}
-
-static void linux_thread_exit_arm(void* arg) {
-  /* glibc keeps keys 0..31 inside the thread descriptor; a key made at process start is one
-   * of them, so this does not allocate. */
-  if (lm_load_acquire(&exit_key_state) == 2) pthread_setspecific(exit_key, arg);
-}
+/* Thread exit: a pthread key (lm_posix_thread_exit_register). glibc keeps keys 0..31 inside
+ * the thread descriptor; a key made at process start is one of them, so arming a thread does not
+ * allocate. Background threads: lm_posix_thread_start (a static slot, all signals blocked). */
 
 static void linux_wait_on(_Atomic(uint32_t)* addr, uint32_t expected, int64_t timeout_ms) {
   struct timespec ts, *timeout = NULL;
@@ -435,50 +362,6 @@ static void linux_wait_on(_Atomic(uint32_t)* addr, uint32_t expected, int64_t ti
 static void linux_wake_all(_Atomic(uint32_t)* addr) {
   syscall(SYS_futex, (uint32_t*)addr, LINUX_FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
-
-/* fn and arg travel in a static slot (the engine starts at most a handful of background
- * threads, ever), so starting a thread neither allocates nor waits for the new thread: a
- * starter must never block on it (after fork() in a sanitized program, a new thread can stall
- * on a lock a vanished thread held). */
-typedef struct start_s {
-  lm_thread_fun* fn;
-  void* arg;
-} start_t;
-#define START_SLOTS 8
-static start_t start_slots[START_SLOTS];
-static _Atomic(unsigned) start_next;
-
-static void* thread_main(void* p) {
-  start_t* start = p;
-  start->fn(start->arg);
-  return NULL;
-}
-
-static int linux_thread_start(lm_thread_fun* fn, void* arg) {
-  start_t* start = &start_slots[atomic_fetch_add(&start_next, 1) % START_SLOTS];
-  start->fn = fn;
-  start->arg = arg;
-  pthread_attr_t attr;
-  int err = pthread_attr_init(&attr);
-  if (err != 0) return err;
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  /* A background thread must never run the application's signal handlers: block everything
-   * while creating it, since a new thread inherits the creator's mask. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_t thread;
-  err = pthread_create(&thread, &attr, thread_main, start);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
-  return err;
-}
-
-static int linux_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
-  return pthread_atfork(prepare, parent, child);
-}
-
-/* ---- the backend --------------------------------------------------------------------------- */
 
 static void linux_init(lm_backend_caps_t* caps) {
   long ps = sysconf(_SC_PAGESIZE);
@@ -575,7 +458,7 @@ static const lm_backend_t linux_backend = {
     .name = "linux",
     .init = linux_init,
     .reserve = linux_reserve,
-    .release = linux_release,
+    .release = lm_posix_unmap,
     .commit = linux_commit,
     .decommit = linux_decommit,
     .reset = linux_reset,
@@ -590,21 +473,21 @@ static const lm_backend_t linux_backend = {
     .large_pages_advise = linux_large_pages_advise,
     .numa_node = linux_numa_node,
     .numa_node_count = linux_numa_node_count,
-    .clock_ms = linux_clock_ms,
+    .clock_ms = lm_posix_clock_ms,
     .random_bytes = linux_random_bytes,
     .getenv = linux_getenv,
-    .output = linux_output,
+    .output = lm_posix_output,
     .process_info = linux_process_info,
     .container_limits = linux_container_limits,
     .container_usage = lm_linux_container_usage,
     .foreign_free = linux_foreign_free,
     .foreign_usable_size = linux_foreign_usable_size,
-    .thread_exit_register = linux_thread_exit_register,
-    .thread_exit_arm = linux_thread_exit_arm,
-    .thread_start = linux_thread_start,
+    .thread_exit_register = lm_posix_thread_exit_register,
+    .thread_exit_arm = lm_posix_thread_exit_arm,
+    .thread_start = lm_posix_thread_start,
     .wait_on = linux_wait_on,
     .wake_all = linux_wake_all,
-    .atfork = linux_atfork,
+    .atfork = lm_posix_atfork,
 };
 
 const lm_backend_t* lm_backend_default(void) { return &linux_backend; }

@@ -1,4 +1,4 @@
-/* The POSIX helpers shared by the macOS and Haiku backends (see posix.h). */
+/* The POSIX helpers shared by the Linux, macOS and Haiku backends (see posix.h). */
 #include "posix.h"
 #include "../../common/common.h"
 

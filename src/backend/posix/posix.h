@@ -1,11 +1,11 @@
-/* What the POSIX backends (macOS, Haiku) share: mmap-based memory, the clock, random bytes,
- * the environment, output, and pthread-based threads. Each OS folder keeps only what differs
- * (VM tags, madvise flavours, page size, process figures) and fills its lm_backend_t from these.
+/* What the POSIX backends (Linux, macOS, Haiku) share: mmap-based memory, the clock, random
+ * bytes, the environment, output, and pthread-based threads. Each OS folder keeps only what
+ * differs (VM tags, madvise flavours, page size, process figures) and fills its lm_backend_t
+ * from these. Linux takes all but the file reads, random bytes and wait/wake, for which it uses
+ * raw syscalls (getrandom, futexes).
  *
  * Like every backend function, none of these may call malloc: files are read with
  * open/read/close, the environment is scanned in place, threads start from a static slot.
- * The Linux backend keeps its own copies of the overlapping parts: it uses raw syscalls and
- * futexes where these use libc and a mutex, and its behaviour is measured and pinned by tests.
  */
 #pragma once
 #ifndef LM_BACKEND_POSIX_H
