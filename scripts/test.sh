@@ -126,25 +126,32 @@ fresh_setup() {
   local dir=$1
   shift
   rm -rf "$dir"
-  meson setup "$dir" -Dtests=enabled "$@"
+  meson setup "$dir" "$@"
 }
 
-# run_pass NAME DIR TIMEOUT_S "SETUP OPTIONS" [meson test options...]
-# The environment of the tests is whatever the caller exported.
-run_pass() {
-  local name=$1 dir=$2 limit=$3 setup_opts=$4
-  shift 4
-  say "$name: meson setup $dir $setup_opts"
-  # shellcheck disable=SC2086  # setup_opts is a list of words
-  if ! fresh_setup "$dir" $setup_opts; then
+# stage_build NAME DIR [meson options...]: a new build folder, set up and every target built;
+# false (reported) on failure. Cross stages leave tests=auto: without cmocka for the target,
+# Meson still builds the plain test programs.
+stage_build() {
+  local name=$1 dir=$2
+  shift 2
+  say "$name: meson setup $dir $*"
+  if ! fresh_setup "$dir" "$@"; then
     fail "$name: meson setup"
-    return
+    return 1
   fi
   say "$name: ninja -C $dir"
   if ! ninja -C "$dir"; then
     fail "$name: ninja (build)"
-    return
+    return 1
   fi
+}
+
+# stage_test NAME DIR TIMEOUT_S [meson test options...]: the tests, within the time limit; the
+# log joins the summary. The environment of the tests is whatever the caller exported.
+stage_test() {
+  local name=$1 dir=$2 limit=$3
+  shift 3
   say "$name: meson test -C $dir $*"
   local rc=0
   timeout --kill-after=30 "$limit" \
@@ -160,6 +167,15 @@ run_pass() {
   else
     echo "note: $name: no test was selected"
   fi
+}
+
+# run_pass NAME DIR TIMEOUT_S "SETUP OPTIONS" [meson test options...]: a native build with the
+# tests required (cmocka missing is an error here), then its tests.
+run_pass() {
+  local name=$1 dir=$2 limit=$3 setup_opts=$4
+  shift 4
+  # shellcheck disable=SC2086  # setup_opts is a list of words
+  stage_build "$name" "$dir" -Dtests=enabled $setup_opts && stage_test "$name" "$dir" "$limit" "$@"
 }
 
 # run_consumers TIMEOUT_S: tests/consumers/run.sh, whose results it writes as a Meson test log
@@ -227,16 +243,8 @@ run_windows() {
     echo "note: windows: cmocka's source package could not be fetched: the Windows layer" \
       "tests are left out" >&2
   fi
-  say "windows: meson setup $dir --cross-file cross/x86_64-w64-mingw32.txt -Dwerror=true"
-  if ! fresh_setup "$dir" --cross-file cross/x86_64-w64-mingw32.txt -Dwerror=true; then
-    fail "windows: meson setup"
-    return
-  fi
-  say "windows: ninja -C $dir"
-  if ! ninja -C "$dir"; then
-    fail "windows: ninja (build)"
-    return
-  fi
+  stage_build windows "$dir" --cross-file cross/x86_64-w64-mingw32.txt -Dwerror=true \
+    -Dtests=enabled || return
   say "windows: a headless wine prefix in $dir/wineprefix"
   (
     # no display, no debug channels, no Mono/Gecko installers at the prefix's creation
@@ -287,19 +295,7 @@ run_aarch64() {
   fetch_mingw_cmocka ||
     echo "note: aarch64: cmocka's source package could not be fetched: only the plain programs" \
       "(stress, torture) are built" >&2
-  # (tests=auto, not fresh_setup's enabled: without cmocka's source the plain programs are
-  # still worth running)
-  say "aarch64: meson setup $dir --cross-file cross/aarch64-linux-gnu.txt -Dnuma=disabled"
-  rm -rf "$dir"
-  if ! meson setup "$dir" --cross-file cross/aarch64-linux-gnu.txt -Dnuma=disabled; then
-    fail "aarch64: meson setup"
-    return
-  fi
-  say "aarch64: ninja -C $dir"
-  if ! ninja -C "$dir"; then
-    fail "aarch64: ninja (build)"
-    return
-  fi
+  stage_build aarch64 "$dir" --cross-file cross/aarch64-linux-gnu.txt -Dnuma=disabled || return
   local unemulated=' fork_threads torture_forks backend-linux option-thp-off option-thp-on'
   unemulated+=' option-large-pages large-pages container-aware container-off container-inline'
   unemulated+=' single-thread '
@@ -307,19 +303,9 @@ run_aarch64() {
   while read -r name; do
     case "$unemulated" in *" $name "*) ;; *) tests+=("$name") ;; esac
   done < <(meson test -C "$dir" --list --no-suite bench 2>/dev/null | sed -n 's|^[^ ]* / ||p')
-  say "aarch64: meson test -C $dir (exe wrapper qemu-aarch64): ${#tests[@]} tests, every suite" \
-    "but bench, without those qemu-user cannot run:$unemulated"
-  local rc=0
-  timeout --kill-after=30 "$limit" meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" \
-    "${tests[@]}" || rc=$?
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    fail "aarch64: meson test ran past ${limit}s"
-  fi
-  if [ -f "$dir/meson-logs/testlog.json" ]; then
-    logs+=("$dir/meson-logs/testlog.json")
-  else
-    fail "aarch64: meson test exited $rc without a log"
-  fi
+  say "aarch64: ${#tests[@]} tests under qemu-user (exe wrapper qemu-aarch64): every suite" \
+    "but bench, without those it cannot run:$unemulated"
+  stage_test aarch64 "$dir" "$limit" "${tests[@]}"
 }
 
 # run_i686 TIMEOUT_S: the library cross-built for i386 (cmocka from its source with the cross
@@ -342,29 +328,8 @@ run_i686() {
   fetch_mingw_cmocka ||
     echo "note: i686: cmocka's source package could not be fetched: only the plain programs" \
       "(stress, torture, override) are built and run" >&2
-  say "i686: meson setup $dir --cross-file cross/i686-linux-gnu.txt -Dnuma=disabled"
-  rm -rf "$dir"
-  if ! meson setup "$dir" --cross-file cross/i686-linux-gnu.txt -Dnuma=disabled; then
-    fail "i686: meson setup"
-    return
-  fi
-  say "i686: ninja -C $dir"
-  if ! ninja -C "$dir"; then
-    fail "i686: ninja (build)"
-    return
-  fi
-  say "i686: meson test -C $dir: every suite but bench"
-  local rc=0
-  timeout --kill-after=30 "$limit" meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" \
-    --no-suite bench || rc=$?
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    fail "i686: meson test ran past ${limit}s"
-  fi
-  if [ -f "$dir/meson-logs/testlog.json" ]; then
-    logs+=("$dir/meson-logs/testlog.json")
-  else
-    fail "i686: meson test exited $rc without a log"
-  fi
+  stage_build i686 "$dir" --cross-file cross/i686-linux-gnu.txt -Dnuma=disabled &&
+    stage_test i686 "$dir" "$limit" --no-suite bench
 }
 
 # run_wasm TIMEOUT_S: the library cross-built for wasm32-wasi, its suites run under Node's WASI
@@ -394,29 +359,8 @@ run_wasm() {
   fi
   # (cross/bin: the compiler wrapper and the exe_wrapper the cross file names)
   local path="$PWD/cross/bin:$PATH"
-  say "wasm: meson setup $dir --cross-file cross/wasm32-wasi.txt"
-  rm -rf "$dir"
-  if ! PATH=$path meson setup "$dir" --cross-file cross/wasm32-wasi.txt -Dtests=enabled; then
-    fail "wasm: meson setup"
-    return
-  fi
-  say "wasm: ninja -C $dir"
-  if ! PATH=$path ninja -C "$dir"; then
-    fail "wasm: ninja (build)"
-    return
-  fi
-  say "wasm: meson test -C $dir (exe wrapper cross/bin/wasi-run: Node's WASI)"
-  local rc=0
-  PATH=$path timeout --kill-after=30 "$limit" \
-    meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" || rc=$?
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    fail "wasm: meson test ran past ${limit}s"
-  fi
-  if [ -f "$dir/meson-logs/testlog.json" ]; then
-    logs+=("$dir/meson-logs/testlog.json")
-  else
-    fail "wasm: meson test exited $rc without a log"
-  fi
+  PATH=$path stage_build wasm "$dir" --cross-file cross/wasm32-wasi.txt -Dtests=enabled &&
+    PATH=$path stage_test wasm "$dir" "$limit"
 }
 
 # run_musl TIMEOUT_S: the library built with musl-gcc, shared and static, and the unit, api,
@@ -438,29 +382,8 @@ run_musl() {
   fetch_mingw_cmocka ||
     echo "note: musl: cmocka's source package could not be fetched: only the stress suite" \
       "is built" >&2
-  say "musl: meson setup $dir --cross-file cross/x86_64-linux-musl.txt -Dnuma=disabled"
-  rm -rf "$dir"
-  if ! meson setup "$dir" --cross-file cross/x86_64-linux-musl.txt -Dnuma=disabled; then
-    fail "musl: meson setup"
-    return
-  fi
-  say "musl: ninja -C $dir"
-  if ! ninja -C "$dir"; then
-    fail "musl: ninja (build)"
-    return
-  fi
-  say "musl: meson test -C $dir --suite unit --suite api --suite stress --suite override"
-  local rc=0
-  timeout --kill-after=30 "$limit" meson test -C "$dir" --print-errorlogs --num-processes "$JOBS" \
-    --suite unit --suite api --suite stress --suite override || rc=$?
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    fail "musl: meson test ran past ${limit}s"
-  fi
-  if [ -f "$dir/meson-logs/testlog.json" ]; then
-    logs+=("$dir/meson-logs/testlog.json")
-  else
-    fail "musl: meson test exited $rc without a log"
-  fi
+  stage_build musl "$dir" --cross-file cross/x86_64-linux-musl.txt -Dnuma=disabled &&
+    stage_test musl "$dir" "$limit" --suite unit --suite api --suite stress --suite override
 }
 
 if ! install_missing; then

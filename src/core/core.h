@@ -69,6 +69,7 @@ size_t lm_good_size_large(size_t size);
  * blocks other threads wrote, and it was an eighth of the time of a program handing objects
  * between threads (bench threadchurn). 0 means "not counted" (32-bit, or too many). */
 #if UINTPTR_MAX > 0xFFFFFFFFu
+#define LM_TF_COUNTED 1
 #define LM_TF_COUNT_SHIFT 48
 #define LM_TF_COUNT_MAX ((uintptr_t)0xFFFF)
 #define LM_TF_PTR_MASK ((((uintptr_t)1 << LM_TF_COUNT_SHIFT) - 1) & ~(uintptr_t)LM_TF_BITS)
@@ -87,6 +88,7 @@ static inline uintptr_t lm_tf_pop(uintptr_t tf, const lm_block_t* next) {
   return (uintptr_t)next | (tf & LM_TF_STATE_MASK) | ((n > 1 ? n - 1 : 0) << LM_TF_COUNT_SHIFT);
 }
 #else
+#define LM_TF_COUNTED 0
 #define LM_TF_PTR_MASK (~(uintptr_t)LM_TF_BITS)
 static inline size_t lm_tf_count(uintptr_t tf) { (void)tf; return 0; }
 static inline uintptr_t lm_tf_push(uintptr_t tf, const lm_block_t* block) {

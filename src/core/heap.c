@@ -182,7 +182,7 @@ void lm_heap_delayed_free(lm_heap_t* heap) {
     /* Every block it handed out is back: free it now, as a local free of its last block would
      * (a thread that keeps allocating from its other pages would not search this one soon).
      * Without a count on the list (32-bit targets), collect it as before. */
-    if (waiting == page->used || waiting == 0) {
+    if (!LM_TF_COUNTED || waiting == page->used) {
       lm_page_collect(page, true);
       if (page->used == 0) lm_page_retire(page);
     }

@@ -458,9 +458,11 @@ static void test_core_remote_free_into_a_full_page_reaches_its_owner(void** stat
   /* The block waits on the page's thread-free list, as a plain remote free would (counted in
    * use until the page is collected): the drainer may give back a page all of whose blocks
    * came back that way. */
-  assert_int_equal(thread_free_length(page), 1);
-  assert_int_equal(page->used, page->reserved);
-  check_page_accounting(page);
+  if (LM_TF_COUNTED) { /* (32-bit targets, without a count on that list, collect it at once) */
+    assert_int_equal(thread_free_length(page), 1);
+    assert_int_equal(page->used, page->reserved);
+    check_page_accounting(page);
+  }
   lm_page_collect(page, true);
   assert_int_equal(page->used, page->reserved - 1);
   check_page_accounting(page);
@@ -484,6 +486,7 @@ static void* drain_heaps_main(void* arg) {
  * threadchurn: main's first pages, 14.6 MiB, for the whole run). */
 static void test_core_page_other_threads_emptied_is_given_back_while_its_owner_idles(void** state) {
   (void)state;
+  if (!LM_TF_COUNTED) skip(); /* 32-bit: the owner collects delayed frees at once (heap.c) */
   const size_t size = 8192 - LM_PADDING_SIZE; /* 8 blocks per small page */
   lm_heap_t* heap = lm_heap_get_default();
   void* blocks[16];
@@ -564,7 +567,7 @@ static void test_core_delayed_free_is_taken_at_the_next_malloc_of_any_size(void*
   assert_non_null(small);
   assert_null(atomic_load(&heap->thread_delayed_free));
   assert_false(page->flags & LM_PAGE_IN_FULL);
-  assert_int_equal(thread_free_length(page), 1); /* (see the test above) */
+  assert_int_equal(thread_free_length(page), LM_TF_COUNTED ? 1 : 0); /* (see the test above) */
   check_page_accounting(page);
   mi_free(small);
   for (size_t i = 0; i < n; i++) {
