@@ -218,6 +218,25 @@ fetch_mingw_cmocka() {
   mkdir -p subprojects/cmocka && tar -xf "$tarball" -C subprojects/cmocka --strip-components=1
 }
 
+# need_tools NAME CHECK WHAT PACKAGE...: true when the command CHECK succeeds, after installing
+# the packages where it fails and this can (root with apt-get; the package lists are refreshed
+# once if the first try fails); otherwise says that WHAT is missing and the stage is skipped.
+need_tools() {
+  local name=$1 check=$2 what=$3
+  shift 3
+  if ! $check && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "$name: installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null ||
+      { DEBIAN_FRONTEND=noninteractive apt-get update >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null; } ||
+      true
+  fi
+  $check && return 0
+  echo "note: $name: $what is missing and could not be installed (needs root and apt-get):" \
+    "skipped" >&2
+  return 1
+}
+
 # run_windows TIMEOUT_S: the Windows build under wine (stage 8). Wine's background services keep
 # a pipe open until the wineserver exits, so the server is started first with its output on
 # /dev/null, the prefix is made once (wineboot, the slow part: ~10 s), and the server is stopped
@@ -228,17 +247,8 @@ run_windows() {
     command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 && command -v wine >/dev/null 2>&1 &&
       command -v wineserver >/dev/null 2>&1
   }
-  if ! have_windows_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "windows: installing gcc-mingw-w64-x86-64 wine wine64"
-    DEBIAN_FRONTEND=noninteractive apt-get update &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        gcc-mingw-w64-x86-64 wine wine64
-  fi
-  if ! have_windows_tools; then
-    echo "note: windows: mingw-w64 or wine is missing and could not be installed (needs root" \
-      "and apt-get): the Windows suites are skipped" >&2
+  need_tools windows have_windows_tools "mingw-w64 or wine" gcc-mingw-w64-x86-64 wine wine64 ||
     return
-  fi
   if ! fetch_mingw_cmocka; then
     echo "note: windows: cmocka's source package could not be fetched: the Windows layer" \
       "tests are left out" >&2
@@ -282,16 +292,8 @@ run_aarch64() {
   have_arm_tools() {
     command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1
   }
-  if ! have_arm_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "aarch64: installing gcc-aarch64-linux-gnu qemu-user"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null || true
-  fi
-  if ! have_arm_tools; then
-    echo "note: aarch64: the cross compiler or qemu-user is missing and could not be installed" \
-      "(needs root and apt-get): skipped" >&2
-    return
-  fi
+  need_tools aarch64 have_arm_tools "the cross compiler or qemu-user" gcc-aarch64-linux-gnu \
+    libc6-dev-arm64-cross qemu-user || return
   fetch_mingw_cmocka ||
     echo "note: aarch64: cmocka's source package could not be fetched: only the plain programs" \
       "(stress, torture) are built" >&2
@@ -315,16 +317,8 @@ run_i686() {
   have_i686_tools() {
     command -v i686-linux-gnu-gcc >/dev/null 2>&1 && [ -e /usr/i686-linux-gnu/lib/libc.so.6 ]
   }
-  if ! have_i686_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "i686: installing gcc-i686-linux-gnu libc6-dev-i386-cross libc6-i386"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gcc-i686-linux-gnu libc6-dev-i386-cross libc6-i386 >/dev/null || true
-  fi
-  if ! have_i686_tools; then
-    echo "note: i686: the cross compiler is missing and could not be installed" \
-      "(needs root and apt-get): skipped" >&2
-    return
-  fi
+  need_tools i686 have_i686_tools "the cross compiler" gcc-i686-linux-gnu libc6-dev-i386-cross \
+    libc6-i386 || return
   fetch_mingw_cmocka ||
     echo "note: i686: cmocka's source package could not be fetched: only the plain programs" \
       "(stress, torture, override) are built and run" >&2
@@ -342,16 +336,8 @@ run_wasm() {
       command -v llvm-ar-14 >/dev/null 2>&1 && [ -f /usr/lib/wasm32-wasi/libc.a ] &&
       ls /usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1
   }
-  if ! have_wasm_tools && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "wasm: installing wasi-libc libclang-rt-14-dev-wasm32 lld-14 llvm-14 clang-14"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      wasi-libc libclang-rt-14-dev-wasm32 lld-14 llvm-14 clang-14 >/dev/null || true
-  fi
-  if ! have_wasm_tools; then
-    echo "note: wasm: clang-14, lld-14 or wasi-libc is missing and could not be installed" \
-      "(needs root and apt-get): skipped" >&2
-    return
-  fi
+  need_tools wasm have_wasm_tools "clang-14, lld-14 or wasi-libc" wasi-libc \
+    libclang-rt-14-dev-wasm32 lld-14 llvm-14 clang-14 || return
   if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
     echo "note: wasm: Node 20 or later is needed to run the tests (found:" \
       "$(node --version 2>/dev/null || echo none)): skipped" >&2
@@ -368,17 +354,8 @@ run_wasm() {
 # Debian's source package, built with musl-gcc (the folder the Windows stage uses).
 run_musl() {
   local limit=$1 dir=build-musl
-  if ! command -v musl-gcc >/dev/null 2>&1 && [ "$(id -u)" = 0 ] &&
-    command -v apt-get >/dev/null 2>&1; then
-    say "musl: installing musl-tools musl-dev"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends musl-tools \
-      musl-dev >/dev/null || true
-  fi
-  if ! command -v musl-gcc >/dev/null 2>&1; then
-    echo "note: musl: musl-gcc is missing and could not be installed (needs root and" \
-      "apt-get): skipped" >&2
-    return
-  fi
+  have_musl_tools() { command -v musl-gcc >/dev/null 2>&1; }
+  need_tools musl have_musl_tools musl-gcc musl-tools musl-dev || return
   fetch_mingw_cmocka ||
     echo "note: musl: cmocka's source package could not be fetched: only the stress suite" \
       "is built" >&2
