@@ -173,6 +173,9 @@ void lm_heap_delayed_free(lm_heap_t* heap) {
   while (block != NULL) {
     lm_block_t* next = lm_delayed_next(block);
     lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
+    /* First wait out a remote free that may still be handing a block of this page over
+     * (DELAYED_FREEING): the page may be freed below, under it (TSan, stress_threads). */
+    lm_page_set_delayed(page, LM_TF_USE_DELAYED, false);
     /* The page has room: out of the full queue. The block goes where a plain remote free
      * would have put it, onto the page's thread-free list (the next search of its size takes
      * it), not onto its free list: a page every block of which came back from other threads
