@@ -169,6 +169,23 @@ stage_test() {
   fi
 }
 
+# stage_script NAME TIMEOUT_S LOG SCRIPT [ARGS...]: a test script that writes a Meson-style log
+# (its --log LOG), within the time limit; the log joins the summary.
+stage_script() {
+  local name=$1 limit=$2 log=$3 script=$4 rc=0
+  shift 4
+  say "$name: $script $* --log $log"
+  timeout --kill-after=30 "$limit" bash "$script" "$@" --log "$log" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    fail "$name: ran past ${limit}s"
+  fi
+  if [ -f "$log" ]; then
+    logs+=("$log")
+  else
+    fail "$name: $script exited $rc without a log"
+  fi
+}
+
 # run_pass NAME DIR TIMEOUT_S "SETUP OPTIONS" [meson test options...]: a native build with the
 # tests required (cmocka missing is an error here), then its tests.
 run_pass() {
@@ -181,18 +198,8 @@ run_pass() {
 # run_consumers TIMEOUT_S: tests/consumers/run.sh, whose results it writes as a Meson test log
 # (build-consumers/meson-logs/testlog.json) that the summary counts with the others
 run_consumers() {
-  local limit=$1 log=build-consumers/meson-logs/testlog.json rc=0
-  say "consumers: tests/consumers/run.sh --log $log"
   rm -rf build-consumers
-  timeout --kill-after=30 "$limit" bash tests/consumers/run.sh --log "$log" || rc=$?
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    fail "consumers: ran past ${limit}s"
-  fi
-  if [ -f "$log" ]; then
-    logs+=("$log")
-  else
-    fail "consumers: tests/consumers/run.sh exited $rc without a log"
-  fi
+  stage_script consumers "$1" build-consumers/meson-logs/testlog.json tests/consumers/run.sh
 }
 
 # fetch_mingw_cmocka: Debian has no mingw or musl build of cmocka; tests/cmocka-from-source builds
@@ -376,18 +383,9 @@ run_consumers 600
 # 1c. First contact: the main job's command with cmocka hidden, then again with it
 #     (tests/first-contact.sh, in a scratch copy of the tree)
 run_first_contact() {
-  local limit=$1 log=build-first-contact/meson-logs/testlog.json rc=0
-  say "first contact: tests/first-contact.sh --log $log"
   rm -rf build-first-contact
-  timeout --kill-after=30 "$limit" bash tests/first-contact.sh --log "$log" || rc=$?
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    fail "first contact: ran past ${limit}s"
-  fi
-  if [ -f "$log" ]; then
-    logs+=("$log")
-  else
-    fail "first contact: tests/first-contact.sh exited $rc without a log"
-  fi
+  stage_script "first contact" "$1" build-first-contact/meson-logs/testlog.json \
+    tests/first-contact.sh
 }
 run_first_contact 900
 
@@ -483,23 +481,14 @@ fi
 
 # 8g. macOS and Haiku, compiled and linked only (tests/compile-only/run.sh)
 run_compile_only() {
-  local limit=$1 log=build-compile-only/meson-logs/testlog.json rc=0
   if { ! command -v npm >/dev/null 2>&1 || ! command -v llvm-nm-14 >/dev/null 2>&1; } &&
       [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "compile-only: installing npm llvm-14"
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm llvm-14 \
       >/dev/null || true
   fi
-  say "compile-only: tests/compile-only/run.sh --log $log"
-  timeout --kill-after=30 "$limit" bash tests/compile-only/run.sh --log "$log" || rc=$?
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    fail "compile-only: ran past ${limit}s"
-  fi
-  if [ -f "$log" ]; then
-    logs+=("$log")
-  else
-    fail "compile-only: tests/compile-only/run.sh exited $rc without a log"
-  fi
+  stage_script compile-only "$1" build-compile-only/meson-logs/testlog.json \
+    tests/compile-only/run.sh
 }
 run_compile_only 900
 
@@ -509,19 +498,11 @@ run_compile_only 900
 #    is a throwaway), and the stages before use Debian's header for the ABI test; elsewhere
 #    they are only unpacked into a scratch folder.
 run_deb() {
-  local limit=$1 log=build-deb/meson-logs/testlog.json rc=0 args=()
+  local args=()
   [ "${CI:-}" = true ] && args+=(--install)
-  say "debian packages: scripts/deb.sh ${args[*]} --log $log"
   rm -rf build-deb
-  timeout --kill-after=30 "$limit" bash scripts/deb.sh "${args[@]}" --log "$log" || rc=$?
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-    fail "debian packages: ran past ${limit}s"
-  fi
-  if [ -f "$log" ]; then
-    logs+=("$log")
-  else
-    fail "debian packages: scripts/deb.sh exited $rc without a log"
-  fi
+  stage_script "debian packages" "$1" build-deb/meson-logs/testlog.json scripts/deb.sh \
+    "${args[@]}"
 }
 run_deb 1200
 

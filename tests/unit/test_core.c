@@ -426,21 +426,29 @@ static void test_core_slow_path_varies_reuse_and_page_in_secure_builds(void** st
   else assert_int_equal(switched, 0);
 }
 
-static void test_core_remote_free_into_a_full_page_reaches_its_owner(void** state) {
-  (void)state;
-  const size_t size = 8192 - LM_PADDING_SIZE; /* 8 blocks per small page */
-  lm_heap_t* heap = lm_heap_get_default();
-  void* blocks[16];
+/* Allocate blocks of `size` until one lands on a second page: the first page is then full.
+ * Returns the count; blocks[count - 1] opened the second page. */
+static size_t fill_page(size_t size, void** blocks, size_t max) {
   blocks[0] = mi_malloc(size);
   assert_non_null(blocks[0]);
   lm_page_t* page = page_of(blocks[0]);
   size_t n = 1;
   while (page_of(blocks[n - 1]) == page) {
-    assert_true(n < 16);
+    assert_true(n < max);
     blocks[n] = mi_malloc(size);
     assert_non_null(blocks[n]);
     n++;
   }
+  return n;
+}
+
+static void test_core_remote_free_into_a_full_page_reaches_its_owner(void** state) {
+  (void)state;
+  const size_t size = 8192 - LM_PADDING_SIZE; /* 8 blocks per small page */
+  lm_heap_t* heap = lm_heap_get_default();
+  void* blocks[16];
+  size_t n = fill_page(size, blocks, 16);
+  lm_page_t* page = page_of(blocks[0]);
   assert_int_equal(n - 1, page->reserved); /* the last one opened a second page */
   assert_true(page->flags & LM_PAGE_IN_FULL);
   check_page_accounting(page);
@@ -490,16 +498,8 @@ static void test_core_page_other_threads_emptied_is_given_back_while_its_owner_i
   const size_t size = 8192 - LM_PADDING_SIZE; /* 8 blocks per small page */
   lm_heap_t* heap = lm_heap_get_default();
   void* blocks[16];
-  blocks[0] = mi_malloc(size);
-  assert_non_null(blocks[0]);
+  size_t n = fill_page(size, blocks, 16);
   lm_page_t* page = page_of(blocks[0]);
-  size_t n = 1;
-  while (page_of(blocks[n - 1]) == page) {
-    assert_true(n < 16);
-    blocks[n] = mi_malloc(size);
-    assert_non_null(blocks[n]);
-    n++;
-  }
   size_t in_page = n - 1; /* blocks[in_page] opened the next page */
   assert_true(page->flags & LM_PAGE_IN_FULL);
   free_remotely(&blocks[0], 1);
@@ -552,14 +552,8 @@ static void test_core_delayed_free_is_taken_at_the_next_malloc_of_any_size(void*
   assert_non_null(small);
   mi_free(small);
   void* blocks[16];
-  blocks[0] = mi_malloc(size);
+  size_t n = fill_page(size, blocks, 16);
   lm_page_t* page = page_of(blocks[0]);
-  size_t n = 1;
-  while (page_of(blocks[n - 1]) == page) {
-    assert_true(n < 16);
-    blocks[n] = mi_malloc(size);
-    n++;
-  }
   assert_true(page->flags & LM_PAGE_IN_FULL);
   free_remotely(&blocks[2], 1);
   assert_ptr_equal(atomic_load(&heap->thread_delayed_free), blocks[2]);
