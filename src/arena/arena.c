@@ -343,16 +343,29 @@ static bool arena_reserve_auto(lm_arenas_t* arenas, size_t min_size, int numa_no
 
 /* ---- claiming and freeing blocks ---------------------------------------------------------- */
 
+/* Claim a single block that was freed a moment ago and waits for its purge (still resident). */
+static bool arena_try_claim_warm(lm_arena_t* arena, size_t* idx) {
+  for (size_t i = 0; i < arena->block_count; i++) {
+    if (lm_bitmap_is_any_set(arena->purge, i, 1) && lm_bitmap_try_set_range(arena->inuse, i, 1)) {
+      *idx = i;
+      return true;
+    }
+  }
+  return false;
+}
+
 static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t blocks, bool commit,
                              lm_memid_t* memid) {
-  /* Lowest blocks first: a block freed a moment ago (still resident, its purge pending) is
-   * used again before untouched memory further up, which would be faulted in anew while the
-   * freed one gets purged. */
+  /* A block freed a moment ago (still resident, its purge pending) first, then the lowest:
+   * untouched memory would be faulted in anew while the freed block gets purged. */
   size_t idx;
-  if (!lm_bitmap_try_claim(arena->inuse, arena->block_count, 0, blocks, &idx)) return NULL;
+  bool warm = blocks == 1 && arena_try_claim_warm(arena, &idx);
+  if (!warm && !lm_bitmap_try_claim(arena->inuse, arena->block_count, 0, blocks, &idx)) {
+    return NULL;
+  }
   uint8_t* p = arena->start + idx * LM_ARENA_BLOCK_SIZE;
   /* Claiming cancels any pending purge of these blocks. */
-  lm_bitmap_clear(arena->purge, idx, blocks);
+  bool was_pending = lm_bitmap_clear(arena->purge, idx, blocks);
   bool was_clean = lm_bitmap_set(arena->dirty, idx, blocks);
   /* Blocks handed out before may have been purged without a recommit since (by the arena or
    * by the segment that had them): the backend's reuse step, where it has one, for all of it. */
@@ -377,7 +390,8 @@ static void* arena_try_claim(lm_arenas_t* arenas, lm_arena_t* arena, size_t bloc
                         .is_large = arena->memid.is_large,
                         .is_exclusive = arena->exclusive,
                         .initially_committed = committed,
-                        .initially_zero = was_clean};
+                        .initially_zero = was_clean,
+                        .was_pending = was_pending};
   return p;
 }
 

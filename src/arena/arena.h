@@ -59,6 +59,7 @@ typedef struct lm_memid_s {
   bool is_exclusive;        /* from an arena used only when asked for by id */
   bool initially_committed; /* the whole range was committed when handed out */
   bool initially_zero;      /* the whole range read as zero when handed out */
+  bool was_pending;         /* freed and claimed again before its purge: as its last user left it */
 } lm_memid_t;
 
 /* ---- policy, copied from the options once at start ---------------------------------------- */

@@ -406,6 +406,12 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
     if (!is_zero) memid.initially_zero = false;
   }
   size_t slices = huge ? lm_min(size / LM_SLICE_SIZE, LM_SLICES_PER_SEGMENT) : LM_SLICES_PER_SEGMENT;
+  /* A block claimed back before its purge still holds what its last segment touched (its
+   * header says how far; a value out of range is ignored). */
+  size_t touched = info_slices;
+  if (memid.was_pending && !huge && segment->touched_end <= LM_SLICES_PER_SEGMENT) {
+    touched = lm_max(touched, segment->touched_end);
+  }
   /* Only the header and the descriptors in use need clearing (the sentinel included). */
   if (!memid.initially_zero) {
     memset(segment, 0, offsetof(lm_segment_t, slices) + (slices + 1) * sizeof(lm_page_t));
@@ -418,6 +424,7 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   segment->abandoned_next = NULL;
   segment->purge_flagged = false;
   segment->purge_expire = 0;
+  segment->touched_end = touched;
   memset(&segment->purge_mask, 0, sizeof(segment->purge_mask));
   memset(&segment->guard_mask, 0, sizeof(segment->guard_mask));
   memset(&segment->reuse_mask, 0, sizeof(segment->reuse_mask)); /* the arena's claim reused it */
@@ -513,6 +520,7 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
     memid.initially_committed = false;
   }
   segment->cookie = 0; /* a stale pointer into freed memory no longer looks like a segment */
+  if (segment->kind == LM_SEGMENT_NORMAL && memid.kind == LM_MEM_ARENA) tld->freed_warm++;
   lm_arena_free(segs->arenas, segment, segment->segment_size, &memid);
 }
 
@@ -574,6 +582,7 @@ static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment
   if (block_size <= LM_MEDIUM_OBJ_SIZE_MAX && segment->large_end < segment->segment_size) {
     segment_advise_large(tld->shared, segment, idx, page->slice_count);
   }
+  segment->touched_end = lm_max(segment->touched_end, idx + page->slice_count);
   page->is_committed = 1;
   page->is_zero_init = is_zero;
   page->has_guard = 0;
@@ -581,6 +590,42 @@ static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment
   page->block_size = block_size;
   segment->used++;
   lm_stat_increase(&tld->shared->page_stats, 1);
+  return page;
+}
+
+/* Does the span at `idx` start in memory that is resident: below the segment's touched end
+ * and not purged since? */
+static bool segment_span_resident(lm_segment_t* segment, size_t idx) {
+  if (idx >= segment->touched_end) return false;
+  lm_spin_lock(&segment->lock); /* the purger changes the masks */
+  bool resident = mask_get(&segment->commit_mask, idx) && !mask_get(&segment->purge_mask, idx);
+  lm_spin_unlock(&segment->lock);
+  return resident;
+}
+
+/* The span found for a new page lies in memory that is not resident (a segment's untouched
+ * tail, or purged) while a whole segment this thread emptied waits in an arena, still
+ * resident, for its purge: take that one instead. A thread that frees everything and allocates
+ * again then reuses the memory it had, where it used to spread into the untouched tail of the
+ * segment it kept while the segments it had emptied were purged (burst 2 1000000 42 forward
+ * 32-96: peak 99.7 -> 83 MiB, the first round's). */
+static lm_page_t* span_prefer_warm(lm_segments_tld_t* tld, lm_page_t* span, size_t slices,
+                                   int arena_id) {
+  lm_segment_t* segment = lm_segment_of(span);
+  size_t idx = (size_t)(span - segment->slices);
+  if (tld->freed_warm == 0 || segment_span_resident(segment, idx) ||
+      lm_arenas_purge_pending(tld->shared->arenas) == 0) {
+    return span;
+  }
+  tld->freed_warm--;
+  lm_span_free_coalesce(tld, segment, idx, slices);
+  lm_page_t* unused = NULL;
+  lm_segment_t* warm = segment_alloc(tld, 0, 0, arena_id, false, &unused);
+  /* Spans are taken lowest address first: the arena's warm block, or the one given back. */
+  lm_page_t* page = lm_span_alloc(tld, slices, arena_id);
+  if (warm != NULL && warm->used == 0 && (page == NULL || lm_segment_of(page) != warm)) {
+    segment_free(tld, warm);
+  }
   return page;
 }
 
@@ -603,6 +648,7 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
   size_t slices = lm_segment_page_slices(block_size > LM_MEDIUM_OBJ_SIZE_MAX ? block_size + guard
                                                                           : block_size);
   lm_page_t* page = lm_span_alloc(tld, slices, arena_id);
+  if (page != NULL && arena_id <= 0) page = span_prefer_warm(tld, page, slices, arena_id);
   if (page == NULL) {
     lm_page_t* unused = NULL;
     bool outgrown = block_size <= LM_MEDIUM_OBJ_SIZE_MAX && tld->count > 0;

@@ -109,6 +109,7 @@ typedef struct lm_segment_s {
   bool purge_flagged;    /* LM_BLOCK_PURGE_PENDING is set for this segment */
   int64_t purge_expire;  /* 0: nothing scheduled */
   int64_t purge_latest;  /* further frees extend purge_expire up to here, no further */
+  size_t touched_end;    /* slices below have held pages: resident, unless purged since */
   lm_commit_mask_t commit_mask;
   lm_commit_mask_t purge_mask;
   lm_commit_mask_t dirty_mask; /* slices that may hold non-zero bytes */
@@ -175,6 +176,7 @@ typedef struct lm_segments_tld_s {
   size_t peak_count;
   size_t reclaim_count;
   size_t eager_delay; /* segments still to come that are not committed whole (eager_commit_delay) */
+  size_t freed_warm;  /* segments this thread emptied and gave back, not yet taken again */
 } lm_segments_tld_t;
 
 void lm_segments_init(lm_segments_t* segs, lm_arenas_t* arenas, const lm_segment_config_t* config,
