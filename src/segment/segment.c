@@ -625,6 +625,7 @@ static lm_page_t* span_prefer_warm(lm_segments_tld_t* tld, lm_page_t* span, size
   lm_page_t* page = lm_span_alloc(tld, slices, arena_id);
   if (warm != NULL && warm->used == 0 && (page == NULL || lm_segment_of(page) != warm)) {
     segment_free(tld, warm);
+    tld->freed_warm = 0; /* no warm block below the span: not again until the thread empties one */
   }
   return page;
 }

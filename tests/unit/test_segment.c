@@ -432,6 +432,71 @@ static void test_segment_free_span_is_reused_lowest_address_first(void** state) 
   assert_int_equal(atomic_load(&segs.count), 0);
 }
 
+/* A thread that emptied a segment (given back to the arena, its purge pending: still resident)
+ * takes it back for its next page rather than the untouched tail of the segment it kept; a
+ * thread that emptied none keeps to its own tail. */
+static void test_segment_emptied_segment_is_taken_back_before_an_untouched_tail(void** state) {
+  (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge is ever pending */
+  config_t c = base_config();
+  c.mem.purge_delay_ms = 1000; /* the clock stays at 0: nothing falls due */
+  c.seg.purge_delay_ms = 1000;
+  start(&c);
+  enum { MAX_PAGES = 1024 };
+  static lm_page_t* a[MAX_PAGES];
+  size_t n = 0;
+  a[n++] = page_alloc(64);
+  lm_segment_t* first = lm_segment_of(a[0]);
+  lm_page_t* b[3];
+  for (;;) { /* fill the first segment; the next page starts a second one */
+    lm_page_t* page = page_alloc(64);
+    if (lm_segment_of(page) != first) {
+      b[0] = page;
+      break;
+    }
+    assert_true(n < MAX_PAGES);
+    a[n++] = page;
+  }
+  lm_segment_t* second = lm_segment_of(b[0]);
+  b[1] = page_alloc(64);
+  b[2] = page_alloc(64);
+  assert_true((uintptr_t)first < (uintptr_t)second);
+  assert_int_equal(second->touched_end, second->info_slices + 3);
+  for (size_t i = 0; i < n; i++) lm_segment_page_free(a[i], &tld); /* in order, as a burst */
+  assert_int_equal(tld.count, 1);
+  assert_true(lm_arenas_purge_pending(&arenas) > 0);
+
+  /* The lowest free span is the second segment's untouched tail; the emptied one comes back. */
+  lm_page_t* again = page_alloc(64);
+  lm_segment_t* back = lm_segment_of(again);
+  assert_ptr_equal(back, first);
+  assert_int_equal(slice_index(again), back->info_slices);
+  assert_int_equal(back->touched_end, back->segment_slices); /* all of it was touched before */
+  assert_int_equal(tld.count, 2);
+  assert_int_equal(lm_arenas_purge_pending(&arenas), 0);
+  lm_page_t* next = page_alloc(64); /* resident memory now: no further swap */
+  assert_ptr_equal(lm_segment_of(next), first);
+  assert_int_equal(tld.count, 2);
+
+  /* A thread that emptied no segment keeps to its own untouched tail, even while another
+   * thread's emptied segment waits in the arena. */
+  lm_page_t* other = lm_segment_page_alloc(&tld2, 64, 0, 0);
+  assert_non_null(other);
+  lm_segment_t* third = lm_segment_of(other);
+  assert_true(third != first && third != second);
+  lm_segment_page_free(again, &tld);
+  assert_true(lm_segment_page_free(next, &tld)); /* the first segment goes back again */
+  assert_true(lm_arenas_purge_pending(&arenas) > 0);
+  lm_page_t* other2 = lm_segment_page_alloc(&tld2, 64, 0, 0);
+  assert_non_null(other2);
+  assert_ptr_equal(lm_segment_of(other2), third);
+  assert_int_equal(tld2.count, 1);
+  lm_segment_page_free(other2, &tld2);
+  assert_true(lm_segment_page_free(other, &tld2));
+  for (size_t i = 0; i < 3; i++) lm_segment_page_free(b[i], &tld);
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
 /* A large page grows into the free slices after it and gives its tail back, in place. */
 static void test_segment_large_page_resizes_in_place(void** state) {
   (void)state;
@@ -1103,6 +1168,7 @@ int main(void) {
       T(test_segment_free_coalesces_spans_and_frees_the_empty_segment),
       T(test_segment_free_span_is_reused_best_fit),
       T(test_segment_free_span_is_reused_lowest_address_first),
+      T(test_segment_emptied_segment_is_taken_back_before_an_untouched_tail),
       T(test_segment_large_page_resizes_in_place),
       T(test_segment_large_pages_follow_small_pages_past_the_threshold),
       T(test_segment_outgrown_thread_gets_large_pages_from_the_start),
