@@ -70,6 +70,7 @@ int lm_arenas_init(lm_arenas_t* arenas, const lm_backend_t* backend,
     return EINVAL;
   }
   arenas->backend = backend;
+  atomic_store(&arenas->purger_idle, 1); /* nothing scheduled yet */
   if (config != NULL) arenas->config = *config;
   else lm_mem_config_default(&arenas->config);
   int nodes = arenas->config.numa_nodes;

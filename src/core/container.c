@@ -1,9 +1,11 @@
 /* The container the process runs in: its memory limit and CPU quota, through the backend
  * (cgroups on Linux).
  *
- * Limits are read at start and again every second, usage at most every 10 ms, and both only
- * by a purger pass (the background purger, or the inline one on slow paths): never on an
- * allocation's fast path. When usage reaches 90% of the limit that bites first (the tighter of
+ * Limits are read when first wanted, by the first purger pass (the background purger's first,
+ * once the program has threads; the inline one's once something waits for its purge), not at
+ * start: a short program that never gives memory back opens no cgroup file. Then again every second, and usage
+ * at most every 10 ms, both only by a purger pass (the background purger, or the inline one on
+ * slow paths): never on an allocation's fast path. When usage reaches 90% of the limit that bites first (the tighter of
  * the hard limit and the high mark), the arenas' pressure flag makes every free purge at once
  * instead of after its delay, and the pass that noticed purges everything already waiting;
  * below 80% the delays apply again. Both changes are said in verbose output.
@@ -23,9 +25,10 @@
 #define PRESSURE_OFF_PERCENT 80
 
 static bool aware;           /* reading the container's limits at all */
+static _Atomic(int) limits_state; /* 0: not read yet; 1: being read (by one thread); 2: read */
 static lm_container_t limits; /* as last read */
 static _Atomic(size_t) limit; /* the one that bites first; 0: none */
-static size_t cache_cpus;    /* CPUs for sizing caches: the quota's, else the affinity's */
+static _Atomic(size_t) cache_cpus; /* CPUs for sizing caches: the quota's, else the affinity's */
 static _Atomic(int64_t) next_usage; /* read without the pass lock by poll_due */
 static int64_t next_limits;
 
@@ -49,7 +52,7 @@ static void read_limits(const lm_backend_t* backend) {
   limits = c;
   lm_store_relaxed(&limit, first_biting(&c));
   size_t quota_cpus = (c.cpu_quota_milli + 999) / 1000;
-  cache_cpus = quota_cpus != 0 && quota_cpus < c.cpus ? quota_cpus : c.cpus;
+  lm_store_relaxed(&cache_cpus, quota_cpus != 0 && quota_cpus < c.cpus ? quota_cpus : c.cpus);
 }
 
 static void say_amount(char* buf, size_t size, size_t bytes) {
@@ -60,23 +63,38 @@ static void say_amount(char* buf, size_t size, size_t bytes) {
 void lm_container_init(void) {
   const lm_backend_t* backend = lm_process.backend;
   aware = backend->container_limits != NULL && !env_says_off(backend, "MIMALLOC_CONTAINER_AWARE");
-  if (!aware) return;
+}
+
+/* The limits are known: read them now if nobody has (one thread reads; the others go on as if
+ * there were none until it is done). */
+static bool limits_known(void) {
+  if (!aware) return false;
+  int state = atomic_load_explicit(&limits_state, memory_order_acquire);
+  if (state == 2) return true;
+  if (state != 0 || !atomic_compare_exchange_strong(&limits_state, &state, 1)) return false;
+  const lm_backend_t* backend = lm_process.backend;
   read_limits(backend);
   next_limits = backend->clock_ms() + LIMITS_INTERVAL_MS;
-  if (lm_load_relaxed(&limit) == 0 && limits.cpu_quota_milli == 0) return;
+  atomic_store_explicit(&limits_state, 2, memory_order_release);
+  if (lm_load_relaxed(&limit) == 0 && limits.cpu_quota_milli == 0) return true;
   char max[32], high[32];
   say_amount(max, sizeof(max), limits.memory_max);
   say_amount(high, sizeof(high), limits.memory_high);
   lm_verbose("container: memory limit %s, high mark %s, cpu quota %zu.%03zu (of %zu cpus): "
              "caches sized for %zu cpus", max, high, limits.cpu_quota_milli / 1000,
-             limits.cpu_quota_milli % 1000, limits.cpus, cache_cpus);
+             limits.cpu_quota_milli % 1000, limits.cpus, lm_load_relaxed(&cache_cpus));
+  return true;
 }
 
-size_t lm_container_cpus(void) { return aware ? cache_cpus : 0; }
+size_t lm_container_cpus(void) {
+  bool known = aware && atomic_load_explicit(&limits_state, memory_order_acquire) == 2;
+  return known ? lm_load_relaxed(&cache_cpus) : 0;
+}
 
 bool lm_container_watching(void) { return aware && lm_load_relaxed(&limit) != 0; }
 
 bool lm_container_poll_due(int64_t now) {
+  if (aware && atomic_load_explicit(&limits_state, memory_order_relaxed) == 0) return true;
   return lm_container_watching() && now >= lm_load_relaxed(&next_usage);
 }
 
@@ -97,7 +115,7 @@ static void set_pressure(bool on, size_t usage) {
 }
 
 bool lm_container_poll(int64_t now) {
-  if (!aware) return false;
+  if (!limits_known()) return false;
   const lm_backend_t* backend = lm_process.backend;
   bool pressure = atomic_load_explicit(&lm_process.arenas.pressure, memory_order_relaxed);
   if (now >= next_limits) { /* limits may change while the program runs (a resize) */

@@ -695,16 +695,18 @@ void lm_purger_notify_delayed(void);
  * everything pending regardless of delays. Serialised with the background purger. */
 void lm_purge_now(bool force);
 /* ---- the container (container.c) ------------------------------------------------------------ */
-/* Read the container's limits (at process start, after the arenas). */
+/* Decide whether to watch the container at all (at process start); nothing is read yet. */
 void lm_container_init(void);
-/* CPUs to size caches for (the CPU quota's, else the affinity's); 0 when unknown. */
+/* CPUs to size caches for (the CPU quota's, else the affinity's); 0 when unknown (not read
+ * yet: a purger pass reads them). */
 size_t lm_container_cpus(void);
 /* A memory limit is known: purger passes should poll usage. */
 bool lm_container_watching(void);
-/* Is a usage poll due (cheap: no read)? */
+/* Is a usage poll (or the first read of the limits) due (cheap: no read)? */
 bool lm_container_poll_due(int64_t now);
-/* In a purger pass (serialised by its lock): re-read limits and usage when due, switch the
- * arenas' pressure on or off. True when the pass should purge everything waiting now. */
+/* In a purger pass (serialised by its lock): read the limits the first time, re-read limits and
+ * usage when due, switch the arenas' pressure on or off. True when the pass should purge
+ * everything waiting now. */
 bool lm_container_poll(int64_t now);
 
 /* Register the fork handlers (once libc is up). */

@@ -35,7 +35,6 @@ typedef struct lm_thread_data_s {
 
 #define TD_CACHE_SIZE 16
 static _Atomic(lm_thread_data_t*) td_cache[TD_CACHE_SIZE];
-static size_t td_cache_len = TD_CACHE_SIZE; /* slots in use: sized from the CPU quota */
 
 static lm_thread_data_t* thread_data_alloc(void) {
   for (size_t i = 0; i < TD_CACHE_SIZE; i++) {
@@ -50,8 +49,16 @@ static lm_thread_data_t* thread_data_alloc(void) {
   return td;
 }
 
+/* Cached thread data serves threads that start as others end: a quota of a few CPUs keeps a
+ * few in flight, whatever the host's core count. */
+static size_t td_cache_slots(void) {
+  size_t cpus = lm_container_cpus();
+  return cpus != 0 ? lm_min(lm_max(2 * cpus, 2), TD_CACHE_SIZE) : TD_CACHE_SIZE;
+}
+
 static void thread_data_free(lm_thread_data_t* td) {
-  for (size_t i = 0; i < td_cache_len; i++) {
+  size_t slots = td_cache_slots();
+  for (size_t i = 0; i < slots; i++) {
     lm_thread_data_t* expected = NULL;
     if (atomic_compare_exchange_strong(&td_cache[i], &expected, td)) return;
   }
@@ -140,10 +147,6 @@ static void process_setup(void) {
   }
   if (lm_arenas_init(&lm_process.arenas, backend, &mem) != 0) return;
   lm_container_init();
-  /* Cached thread data serves threads that start as others end: a quota of a few CPUs keeps a
-   * few in flight, whatever the host's core count. */
-  size_t cpus = lm_container_cpus();
-  if (cpus != 0) td_cache_len = lm_min(lm_max(2 * cpus, 2), TD_CACHE_SIZE);
   fault_plan_from_env(backend);
 
   uintptr_t key = 0;
