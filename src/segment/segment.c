@@ -520,7 +520,11 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
     memid.initially_committed = false;
   }
   segment->cookie = 0; /* a stale pointer into freed memory no longer looks like a segment */
-  if (segment->kind == LM_SEGMENT_NORMAL && memid.kind == LM_MEM_ARENA) tld->freed_warm++;
+  /* A segment that held pages is worth taking back before its purge (span_prefer_warm). */
+  if (segment->kind == LM_SEGMENT_NORMAL && memid.kind == LM_MEM_ARENA &&
+      segment->touched_end > segment->info_slices) {
+    tld->freed_warm++;
+  }
   lm_arena_free(segs->arenas, segment, segment->segment_size, &memid);
 }
 
@@ -594,11 +598,11 @@ static lm_page_t* page_init_common(lm_segments_tld_t* tld, lm_segment_t* segment
 }
 
 /* Does the span at `idx` start in memory that is resident: below the segment's touched end
- * and not purged since? */
+ * and not decommitted since (a purge still pending leaves it resident)? */
 static bool segment_span_resident(lm_segment_t* segment, size_t idx) {
   if (idx >= segment->touched_end) return false;
   lm_spin_lock(&segment->lock); /* the purger changes the masks */
-  bool resident = mask_get(&segment->commit_mask, idx) && !mask_get(&segment->purge_mask, idx);
+  bool resident = mask_get(&segment->commit_mask, idx);
   lm_spin_unlock(&segment->lock);
   return resident;
 }
@@ -617,17 +621,19 @@ static lm_page_t* span_prefer_warm(lm_segments_tld_t* tld, lm_page_t* span, size
       lm_arenas_purge_pending(tld->shared->arenas) == 0) {
     return span;
   }
-  tld->freed_warm--;
-  lm_span_free_coalesce(tld, segment, idx, slices);
+  tld->freed_warm--; /* taken or not, this try used it up: no retry on every page */
   lm_page_t* unused = NULL;
   lm_segment_t* warm = segment_alloc(tld, 0, 0, arena_id, false, &unused);
-  /* Spans are taken lowest address first: the arena's warm block, or the one given back. */
-  lm_page_t* page = lm_span_alloc(tld, slices, arena_id);
-  if (warm != NULL && warm->used == 0 && (page == NULL || lm_segment_of(page) != warm)) {
-    segment_free(tld, warm);
-    tld->freed_warm = 0; /* no warm block below the span: not again until the thread empties one */
+  if (warm == NULL) return span;
+  if (warm->memid.was_pending) {
+    lm_page_t* page = lm_span_alloc_in(tld, warm, slices);
+    if (page != NULL) {
+      lm_span_free_coalesce(tld, segment, idx, slices); /* the cold span goes back */
+      return page;
+    }
   }
-  return page;
+  segment_free(tld, warm); /* a cold block after all (another thread took the warm one) */
+  return span;
 }
 
 lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,

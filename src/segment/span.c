@@ -117,6 +117,16 @@ static bool segment_suits(const lm_segment_t* segment, int arena_id) {
  * -> 22.1 MiB with this order). The scan is bounded: a page allocation stays cheap. */
 enum { SPAN_CANDIDATES = 64 };
 
+/* Take the front `slices` of a queued free span; the rest stays free. */
+static lm_page_t* span_take(lm_segments_tld_t* tld, lm_page_t* span, size_t bin, size_t slices) {
+  lm_segment_t* segment = lm_segment_of(span);
+  queue_remove(&tld->spans[bin], span);
+  size_t idx = (size_t)(span - segment->slices);
+  size_t rest = span->slice_count - slices;
+  if (rest > 0) lm_span_free(tld, segment, idx + slices, rest);
+  return mark_run(segment, idx, slices, 1);
+}
+
 lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id) {
   lm_page_t* best = NULL;
   size_t best_bin = 0, seen = 0;
@@ -129,12 +139,13 @@ lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id) {
     }
   }
   if (best == NULL) return NULL;
-  lm_segment_t* segment = lm_segment_of(best);
-  queue_remove(&tld->spans[best_bin], best);
-  size_t idx = (size_t)(best - segment->slices);
-  size_t rest = best->slice_count - slices;
-  if (rest > 0) lm_span_free(tld, segment, idx + slices, rest);
-  return mark_run(segment, idx, slices, 1);
+  return span_take(tld, best, best_bin, slices);
+}
+
+lm_page_t* lm_span_alloc_in(lm_segments_tld_t* tld, lm_segment_t* segment, size_t slices) {
+  lm_page_t* span = &segment->slices[segment->info_slices];
+  if (span->block_size != 0 || span->slice_count < slices) return NULL;
+  return span_take(tld, span, span_bin(span->slice_count), slices);
 }
 
 bool lm_span_resize(lm_segments_tld_t* tld, lm_segment_t* segment, lm_page_t* page, size_t slices) {

@@ -14,6 +14,9 @@ lm_page_t* lm_span_free_coalesce(lm_segments_tld_t* tld, lm_segment_t* segment, 
 /* Take `slices` slices from the best-fitting queued span (splitting it). The result has its
  * slice fields set and block_size 1 (in use); NULL when no queued span is big enough. */
 lm_page_t* lm_span_alloc(lm_segments_tld_t* tld, size_t slices, int arena_id);
+/* The same from the first free span of `segment` (one just made: its whole free area), or NULL
+ * when that span is not free or too short. */
+lm_page_t* lm_span_alloc_in(lm_segments_tld_t* tld, lm_segment_t* segment, size_t slices);
 /* Resize the page in place to `slices` slices: growing takes the front of the free span right
  * after it (false when there is none or it is too short); shrinking returns the tail as a free
  * span, merged with a free neighbour. The page keeps its core fields. */

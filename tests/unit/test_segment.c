@@ -497,6 +497,39 @@ static void test_segment_emptied_segment_is_taken_back_before_an_untouched_tail(
   assert_int_equal(atomic_load(&segs.count), 0);
 }
 
+/* The same when the emptied segment lies above the one kept: its page comes from it, not from
+ * the lower, untouched tail (spans are otherwise taken lowest address first). */
+static void test_segment_emptied_segment_above_is_taken_back_too(void** state) {
+  (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge is ever pending */
+  config_t c = base_config();
+  c.mem.purge_delay_ms = 1000;
+  c.seg.purge_delay_ms = 1000;
+  start(&c);
+  lm_page_t* small = page_alloc(64);
+  lm_page_t* big1 = page_alloc(LM_LARGE_OBJ_SIZE_MAX);
+  lm_page_t* big2 = page_alloc(LM_LARGE_OBJ_SIZE_MAX); /* no room left beside big1 */
+  lm_segment_t* low = lm_segment_of(small);
+  lm_segment_t* high = lm_segment_of(big2);
+  assert_ptr_equal(lm_segment_of(big1), low);
+  assert_true((uintptr_t)low < (uintptr_t)high);
+  assert_true(lm_segment_page_free(big2, &tld)); /* the high one is emptied and given back */
+  size_t tail = slice_index(big1) + big1->slice_count; /* the low one's free slices: */
+  assert_int_equal(low->touched_end, tail);            /* an untouched tail */
+
+  lm_page_t* again = page_alloc(64);
+  assert_ptr_equal(lm_segment_of(again), high);
+  assert_int_equal(slice_index(again), high->info_slices);
+  lm_page_t* next = page_alloc(64); /* that one taken back, the low tail is next */
+  assert_ptr_equal(lm_segment_of(next), low);
+  assert_int_equal(slice_index(next), tail);
+  lm_segment_page_free(next, &tld);
+  lm_segment_page_free(again, &tld);
+  lm_segment_page_free(big1, &tld);
+  lm_segment_page_free(small, &tld);
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
 /* A large page grows into the free slices after it and gives its tail back, in place. */
 static void test_segment_large_page_resizes_in_place(void** state) {
   (void)state;
@@ -1169,6 +1202,7 @@ int main(void) {
       T(test_segment_free_span_is_reused_best_fit),
       T(test_segment_free_span_is_reused_lowest_address_first),
       T(test_segment_emptied_segment_is_taken_back_before_an_untouched_tail),
+      T(test_segment_emptied_segment_above_is_taken_back_too),
       T(test_segment_large_page_resizes_in_place),
       T(test_segment_large_pages_follow_small_pages_past_the_threshold),
       T(test_segment_outgrown_thread_gets_large_pages_from_the_start),
