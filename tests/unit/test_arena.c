@@ -517,6 +517,40 @@ static void test_arena_free_purges_only_after_the_delay(void** state) {
   assert_false(fake_backend_is_committed(b, PAGE));
 }
 
+/* Each block waits its own delay: one freed later is not purged with the first. */
+static void test_arena_blocks_freed_later_wait_their_own_delay(void** state) {
+  (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
+  lm_mem_config_t c = base_config();
+  c.purge_delay_ms = 10;
+  c.arena_purge_mult = 10; /* the arena delay: 100 ms */
+  start(&c);
+  lm_memid_t ma, mb;
+  uint8_t* a = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &ma);
+  uint8_t* b = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &mb);
+  assert_non_null(a);
+  assert_non_null(b);
+  a[0] = b[0] = 1;
+  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+  lm_arena_free(&arenas, a, SEG, &ma); /* due at 100 */
+  fake_backend_set_clock(60);
+  lm_arena_free(&arenas, b, SEG, &mb); /* due at 160 */
+  assert_int_equal(lm_arenas_purge_deadline(&arenas), 100);
+
+  fake_backend_set_clock(101);
+  assert_true(lm_arenas_try_purge(&arenas, false)); /* b still pending */
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits + 1);
+  assert_false(fake_backend_is_committed(a, PAGE));
+  assert_true(fake_backend_is_committed(b, SEG));
+  assert_int_equal(lm_arenas_purge_deadline(&arenas), 160);
+
+  fake_backend_set_clock(161);
+  assert_false(lm_arenas_try_purge(&arenas, false));
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits + 2);
+  assert_false(fake_backend_is_committed(b, PAGE));
+  assert_int_equal(lm_arenas_purge_deadline(&arenas), 0);
+}
+
 static void test_arena_realloc_cancels_a_pending_purge(void** state) {
   (void)state;
   lm_mem_config_t c = base_config();
@@ -1240,6 +1274,7 @@ int main(void) {
       T(test_arena_alloc_rejects_zero_size),
       T(test_arena_free_purges_at_once_with_zero_delay),
       T(test_arena_free_purges_only_after_the_delay),
+      T(test_arena_blocks_freed_later_wait_their_own_delay),
       T(test_arena_realloc_cancels_a_pending_purge),
       T(test_arena_purged_block_is_recommitted_when_reallocated),
       T(test_arena_flags_set_clear_find_and_count),
