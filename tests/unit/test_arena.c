@@ -478,19 +478,25 @@ static void test_arena_free_purges_at_once_with_zero_delay(void** state) {
   assert_false(lm_arenas_try_purge(&arenas, false));
 }
 
+/* Arenas with a 100 ms arena purge delay (10 ms x 10), and two blocks taken and written. */
+static void start_with_two_blocks(uint8_t** a, lm_memid_t* ma, uint8_t** b, lm_memid_t* mb) {
+  lm_mem_config_t c = base_config();
+  c.purge_delay_ms = 10;
+  c.arena_purge_mult = 10;
+  start(&c);
+  *a = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, ma);
+  *b = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, mb);
+  assert_non_null(*a);
+  assert_non_null(*b);
+  (*a)[0] = (*b)[0] = 1;
+}
+
 static void test_arena_free_purges_only_after_the_delay(void** state) {
   (void)state;
   if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
-  lm_mem_config_t c = base_config();
-  c.purge_delay_ms = 10;
-  c.arena_purge_mult = 10; /* the arena delay: 100 ms */
-  start(&c);
   lm_memid_t ma, mb;
-  uint8_t* a = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &ma);
-  uint8_t* b = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &mb);
-  assert_non_null(a);
-  assert_non_null(b);
-  a[0] = b[0] = 1;
+  uint8_t *a, *b;
+  start_with_two_blocks(&a, &ma, &b, &mb);
   size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
   lm_arena_free(&arenas, a, SEG, &ma);
   assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits);
@@ -521,16 +527,9 @@ static void test_arena_free_purges_only_after_the_delay(void** state) {
 static void test_arena_blocks_freed_later_wait_their_own_delay(void** state) {
   (void)state;
   if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
-  lm_mem_config_t c = base_config();
-  c.purge_delay_ms = 10;
-  c.arena_purge_mult = 10; /* the arena delay: 100 ms */
-  start(&c);
   lm_memid_t ma, mb;
-  uint8_t* a = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &ma);
-  uint8_t* b = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &mb);
-  assert_non_null(a);
-  assert_non_null(b);
-  a[0] = b[0] = 1;
+  uint8_t *a, *b;
+  start_with_two_blocks(&a, &ma, &b, &mb);
   size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
   lm_arena_free(&arenas, a, SEG, &ma); /* due at 100 */
   fake_backend_set_clock(60);
