@@ -3,12 +3,13 @@
  *
  * Limits are read when first wanted, by the first purger pass (the background purger's first,
  * once the program has threads; the inline one's once something waits for its purge), not at
- * start: a short program that never gives memory back opens no cgroup file. Then again every second, and usage
- * at most every 10 ms, both only by a purger pass (the background purger, or the inline one on
- * slow paths): never on an allocation's fast path. When usage reaches 90% of the limit that bites first (the tighter of
- * the hard limit and the high mark), the arenas' pressure flag makes every free purge at once
- * instead of after its delay, and the pass that noticed purges everything already waiting;
- * below 80% the delays apply again. Both changes are said in verbose output.
+ * start: a short program that never gives memory back opens no cgroup file. Then again every
+ * second, and usage at most every 10 ms, both only by a purger pass (the background purger, or
+ * the inline one on slow paths): never on an allocation's fast path. When usage reaches 90% of
+ * the limit that bites first (the tighter of the hard limit and the high mark), the arenas'
+ * pressure flag makes every free purge at once instead of after its delay, and the pass that
+ * noticed purges everything already waiting; below 80% the delays apply again. Both changes
+ * are said in verbose output.
  *
  * MIMALLOC_CONTAINER_AWARE=0 turns all of it off (limits, pressure and the CPU quota). It is an
  * environment setting, not an mi_option_t: a new enum value after allow_thp would be a value
