@@ -632,7 +632,11 @@ static lm_page_t* span_prefer_warm(lm_segments_tld_t* tld, lm_page_t* span, size
       return page;
     }
   }
-  segment_free(tld, warm); /* a cold block after all (another thread took the warm one) */
+  /* A cold block after all (another thread took the warm one), or no room in it: given back
+   * unused, it is not a segment this thread emptied (segment_free would count it as one). */
+  size_t left = tld->freed_warm;
+  segment_free(tld, warm);
+  tld->freed_warm = left;
   return span;
 }
 
