@@ -40,9 +40,15 @@ void lm_tld_register(lm_tld_t* tld) {
   lm_spin_unlock(&lm_process.tlds_lock);
 }
 
-/* Waits for a drainer pass that is visiting the list: then none looks at this thread again. */
+/* Waits for a drainer that is visiting this thread (it keeps `draining` up until it has read
+ * the next one, under the lock): then none looks at this thread again. */
 void lm_tld_unregister(lm_tld_t* tld) {
   lm_spin_lock(&lm_process.tlds_lock);
+  while (atomic_load_explicit(&tld->draining, memory_order_acquire)) {
+    lm_spin_unlock(&lm_process.tlds_lock);
+    lm_tld_wait_drainer(tld);
+    lm_spin_lock(&lm_process.tlds_lock);
+  }
   if (tld->live_prev != NULL) tld->live_prev->live_next = tld->live_next;
   else if (lm_process.tlds == tld) lm_process.tlds = tld->live_next;
   if (tld->live_next != NULL) tld->live_next->live_prev = tld->live_prev;
@@ -188,31 +194,52 @@ static bool delayed_waiting(const lm_tld_t* tld) {
   return false;
 }
 
+/* One thread's heaps, held off by `draining`. Returns whether to look again later (frees wait
+ * but the owner was not idle). */
+static bool tld_drain(lm_tld_t* tld, bool force) {
+  /* Idle: no slow path since the last look, a purge delay ago or more, while frees wait on
+   * a delayed list (which makes the owner's next malloc a slow path). An owner that still
+   * allocates now and then reads its list itself, as before: draining it would free and
+   * re-make its pages under it (bench server: idle RSS 14 -> 20 MiB when it did). */
+  uint32_t epoch = atomic_load_explicit(&tld->slow_epoch, memory_order_relaxed);
+  bool idle = epoch == tld->drain_epoch || force;
+  tld->drain_epoch = epoch;
+  bool look_again = false;
+  if (delayed_waiting(tld)) {
+    if (!idle) look_again = true;
+    for (lm_heap_t* heap = tld->heaps; heap != NULL && idle; heap = heap->next) {
+      if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL &&
+          heap_drain(heap)) {
+        atomic_store_explicit(&heap->drained, true, memory_order_relaxed);
+      }
+    }
+  }
+  for (lm_heap_t* heap = tld->heaps; heap != NULL && idle; heap = heap->next) {
+    heap_drain_partial(heap);
+  }
+  return look_again;
+}
+
+/* The list lock is held only to step from thread to thread, not while one is drained (page
+ * resets call the OS): threads that start or end wait for the lock, and on a busy machine a
+ * drainer preempted while holding it kept them spinning (bench threadchurn: 8% of its time
+ * in lm_tld_register). The thread being drained stays in the list: lm_tld_unregister waits
+ * until `draining` is down, which the drainer lowers under the lock after reading the next. */
 void lm_drain_idle_heaps(bool force) {
   bool look_again = false;
   lm_spin_lock(&lm_process.tlds_lock);
-  for (lm_tld_t* tld = lm_process.tlds; tld != NULL; tld = tld->live_next) {
-    if (!drain_claim(tld)) continue;
-    /* Idle: no slow path since the last look, a purge delay ago or more, while frees wait on
-     * a delayed list (which makes the owner's next malloc a slow path). An owner that still
-     * allocates now and then reads its list itself, as before: draining it would free and
-     * re-make its pages under it (bench server: idle RSS 14 -> 20 MiB when it did). */
-    uint32_t epoch = atomic_load_explicit(&tld->slow_epoch, memory_order_relaxed);
-    bool idle = epoch == tld->drain_epoch || force;
-    tld->drain_epoch = epoch;
-    if (delayed_waiting(tld)) {
-      if (!idle) look_again = true;
-      for (lm_heap_t* heap = tld->heaps; heap != NULL && idle; heap = heap->next) {
-        if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL &&
-            heap_drain(heap)) {
-          atomic_store_explicit(&heap->drained, true, memory_order_relaxed);
-        }
-      }
+  lm_tld_t* tld = lm_process.tlds;
+  while (tld != NULL) {
+    if (!drain_claim(tld)) {
+      tld = tld->live_next;
+      continue;
     }
-    for (lm_heap_t* heap = tld->heaps; heap != NULL && idle; heap = heap->next) {
-      heap_drain_partial(heap);
-    }
+    lm_spin_unlock(&lm_process.tlds_lock);
+    if (tld_drain(tld, force)) look_again = true;
+    lm_spin_lock(&lm_process.tlds_lock);
+    lm_tld_t* next = tld->live_next;
     atomic_store_explicit(&tld->draining, false, memory_order_release);
+    tld = next;
   }
   lm_spin_unlock(&lm_process.tlds_lock);
   if (look_again) lm_purger_notify_delayed();

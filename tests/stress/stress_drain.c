@@ -8,6 +8,9 @@
  * owner's full pages, through its delayed list). A collector thread calls mi_collect(true) in a
  * loop, which drains idle heaps at once, so that drains race with owners waking up (entering
  * slow paths, freeing their kept blocks locally into full pages) and with remote frees.
+ * Meanwhile a churner starts short-lived threads one after another, each of which allocates,
+ * frees most of it, and ends with some blocks live (the churner checks and frees them), so
+ * that threads join and leave the drainer's list while it walks it and drains them.
  * Every kept block is verified before the owner frees it; at the end every count must balance.
  *
  * usage: stress_drain [owners=3] [freers=2] [rounds=200] [batch=3000] [seed=1]
@@ -153,6 +156,52 @@ static void* freer_main(void* arg) {
   return NULL;
 }
 
+#define CHURN_BLOCKS 200
+#define CHURN_LEFT 16
+
+struct churn_job {
+  uint64_t rng;
+  struct item left[CHURN_LEFT]; /* live when the thread ends */
+  size_t allocated;
+};
+
+static void* churn_thread_main(void* arg) {
+  struct churn_job* job = arg;
+  struct item items[CHURN_BLOCKS];
+  for (size_t i = 0; i < CHURN_BLOCKS; i++) {
+    items[i].size = block_size(&job->rng);
+    items[i].p = mi_malloc(items[i].size);
+    if (items[i].p == NULL) return NULL;
+    job->allocated++;
+    fill(&items[i]);
+  }
+  for (size_t i = 0; i < CHURN_BLOCKS; i++) {
+    if (i < CHURN_LEFT) job->left[i] = items[i];
+    else mi_free(items[i].p);
+  }
+  return NULL;
+}
+
+static _Atomic(size_t) churn_threads, churn_bad;
+
+static void* churner_main(void* arg) {
+  (void)arg;
+  uint64_t rng = 0x5eed;
+  while (!atomic_load(&stop_collector)) {
+    struct churn_job job = {.rng = rng_next(&rng)};
+    pthread_t t;
+    if (pthread_create(&t, NULL, churn_thread_main, &job) != 0) break;
+    pthread_join(t, NULL);
+    if (job.allocated != CHURN_BLOCKS) atomic_fetch_add(&churn_bad, 1);
+    for (size_t i = 0; i < CHURN_LEFT && i < job.allocated; i++) {
+      if (!intact(&job.left[i])) atomic_fetch_add(&churn_bad, 1);
+      mi_free(job.left[i].p);
+    }
+    atomic_fetch_add(&churn_threads, 1);
+  }
+  return NULL;
+}
+
 static void* collector_main(void* arg) {
   (void)arg;
   size_t n = 0;
@@ -184,13 +233,16 @@ int main(int argc, char** argv) {
     owners[i].batch = calloc(batch_size, sizeof(struct item));
     if (owners[i].batch == NULL) return 1;
   }
+  pthread_t churner;
   pthread_create(&ct, NULL, collector_main, NULL);
+  pthread_create(&churner, NULL, churner_main, NULL);
   for (int i = 0; i < n_freers; i++) pthread_create(&ft[i], NULL, freer_main, (void*)(intptr_t)i);
   for (int i = 0; i < n_owners; i++) pthread_create(&ot[i], NULL, owner_main, &owners[i]);
   for (int i = 0; i < n_owners; i++) pthread_join(ot[i], NULL);
   for (int i = 0; i < n_freers; i++) pthread_join(ft[i], NULL);
   atomic_store(&stop_collector, true);
   pthread_join(ct, NULL);
+  pthread_join(churner, NULL);
 
   int passed = 0, failed = 0;
   size_t allocated = 0, freed_local = 0, bad = 0;
@@ -214,6 +266,14 @@ int main(int argc, char** argv) {
   else {
     failed++;
     printf("FAIL: %zu blocks allocated but %zu freed\n", allocated, freed);
+  }
+  printf("stress_drain: %zu short-lived threads came and went during the drains\n",
+         atomic_load(&churn_threads));
+  if (atomic_load(&churn_bad) == 0 && atomic_load(&churn_threads) > 0) passed++;
+  else {
+    failed++;
+    printf("FAIL: %zu blocks of short-lived threads lost their contents or failed to allocate "
+           "(%zu threads ran)\n", atomic_load(&churn_bad), atomic_load(&churn_threads));
   }
   mi_collect(true);
   printf("%d passed, %d failed\n", passed, failed);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -537,6 +538,63 @@ static void test_core_page_other_threads_emptied_is_given_back_while_its_owner_i
   mi_free(blocks[in_page]);
   mi_free(other);
   mi_collect(true);
+}
+
+typedef struct unregister_job_s {
+  lm_tld_t* tld;
+  _Atomic(bool) done;
+} unregister_job_t;
+
+static void* unregister_main(void* arg) {
+  unregister_job_t* job = arg;
+  lm_tld_unregister(job->tld);
+  atomic_store(&job->done, true);
+  return NULL;
+}
+
+static bool tld_is_listed(const lm_tld_t* tld) {
+  lm_spin_lock(&lm_process.tlds_lock);
+  bool found = false;
+  for (const lm_tld_t* t = lm_process.tlds; t != NULL; t = t->live_next) found |= t == tld;
+  lm_spin_unlock(&lm_process.tlds_lock);
+  return found;
+}
+
+/* The drainer drops the list lock while it drains a thread (draining up) and steps to the next
+ * thread through it afterwards: a thread that ends meanwhile stays listed, its data intact,
+ * until the drainer lowers the flag under the lock. */
+static void test_core_thread_being_drained_leaves_the_list_after_the_drainer(void** state) {
+  (void)state;
+  /* No purger pass may drain the list meanwhile (it would claim the flag raised below): the
+   * fake clock stands still, so a drain an earlier test scheduled stays in the future (one
+   * already due is waited out); nothing here schedules another. */
+  const lm_backend_t* backend = lm_process.backend;
+  struct timespec tick = {0, 1000 * 1000};
+  for (int i = 0; i < 5000; i++) {
+    int64_t due = atomic_load(&lm_process.drain_due);
+    if (due == 0 || due > backend->clock_ms()) break;
+    nanosleep(&tick, NULL);
+  }
+  int64_t due = atomic_load(&lm_process.drain_due);
+  assert_true(due == 0 || due > backend->clock_ms());
+  static lm_tld_t tld; /* a thread's data with no heaps: the list and the flags are tested */
+  memset(&tld, 0, sizeof(tld));
+  lm_tld_register(&tld);
+  assert_true(tld_is_listed(&tld));
+  atomic_store(&tld.draining, true); /* as drain_claim does */
+  unregister_job_t job = {&tld, false};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, unregister_main, &job), 0);
+  struct timespec pause = {0, 50 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  assert_false(atomic_load(&job.done));
+  assert_true(tld_is_listed(&tld));
+  lm_spin_lock(&lm_process.tlds_lock); /* the drainer's step to the next thread */
+  atomic_store(&tld.draining, false);
+  lm_spin_unlock(&lm_process.tlds_lock);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_true(atomic_load(&job.done));
+  assert_false(tld_is_listed(&tld));
 }
 
 /* A remote free into a full page is taken over at the owner's next malloc of any size, even
@@ -1153,6 +1211,7 @@ int main(void) {
       cmocka_unit_test(test_core_remote_free_into_a_full_page_reaches_its_owner),
       cmocka_unit_test(test_core_delayed_free_is_taken_at_the_next_malloc_of_any_size),
       cmocka_unit_test(test_core_page_other_threads_emptied_is_given_back_while_its_owner_idles),
+      cmocka_unit_test(test_core_thread_being_drained_leaves_the_list_after_the_drainer),
       cmocka_unit_test(test_core_pairs_over_many_sizes_keep_their_retired_pages),
       cmocka_unit_test(test_core_freed_page_is_retired_and_direct_entry_follows_queue_head),
       cmocka_unit_test(test_core_direct_table_maps_every_word_size_to_its_bin),
