@@ -165,7 +165,8 @@ typedef struct lm_tld_s {
   _Atomic(bool) busy;
   _Atomic(bool) draining;
   _Atomic(uint32_t) slow_epoch; /* slow paths entered (the owner's count) */
-  uint32_t drain_epoch;         /* slow_epoch at the drainer's last look (the drainer's) */
+  /* slow_epoch at the drainer's last look, or when a remote free started a delayed list */
+  _Atomic(uint32_t) drain_epoch;
   struct lm_tld_s* live_next; /* the threads the drainer may visit (lm_process.tlds) */
   struct lm_tld_s* live_prev;
   lm_heap_t* heap_backing;   /* the thread's own heap */

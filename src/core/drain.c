@@ -197,13 +197,14 @@ static bool delayed_waiting(const lm_tld_t* tld) {
 /* One thread's heaps, held off by `draining`. Returns whether to look again later (frees wait
  * but the owner was not idle). */
 static bool tld_drain(lm_tld_t* tld, bool force) {
-  /* Idle: no slow path since the last look, a purge delay ago or more, while frees wait on
-   * a delayed list (which makes the owner's next malloc a slow path). An owner that still
+  /* Idle: no slow path since the last look or since the remote free that started the
+   * delayed list (lm_free_block_remote), a purge delay ago or more, while frees wait on a
+   * delayed list (which makes the owner's next malloc a slow path). An owner that still
    * allocates now and then reads its list itself, as before: draining it would free and
    * re-make its pages under it (bench server: idle RSS 14 -> 20 MiB when it did). */
   uint32_t epoch = atomic_load_explicit(&tld->slow_epoch, memory_order_relaxed);
-  bool idle = epoch == tld->drain_epoch || force;
-  tld->drain_epoch = epoch;
+  bool idle = epoch == atomic_load_explicit(&tld->drain_epoch, memory_order_relaxed) || force;
+  atomic_store_explicit(&tld->drain_epoch, epoch, memory_order_relaxed);
   bool look_again = false;
   if (delayed_waiting(tld)) {
     if (!idle) look_again = true;

@@ -63,6 +63,14 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
   if (heap != NULL) {
     lm_block_t* head = lm_heap_delayed_push(heap, block);
     first = head == NULL || head == atomic_load_explicit(&heap->drain_kept, memory_order_relaxed);
+    /* The drainer takes the list over once the owner took no slow path for a purge delay
+     * from now: the epoch it compares with (set here, while DELAYED_FREEING keeps the owner's
+     * data from going away). */
+    if (first) {
+      lm_tld_t* tld = heap->tld;
+      uint32_t epoch = atomic_load_explicit(&tld->slow_epoch, memory_order_relaxed);
+      atomic_store_explicit(&tld->drain_epoch, epoch, memory_order_relaxed);
+    }
   }
   tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
   do {
