@@ -67,6 +67,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -485,8 +486,34 @@ def allocator_table(build_dir, lib=None):
             table.append((name,) + local_peer(name))
             continue
         p = find_system_lib([lib])
-        table.append((name, p, None if p else f"{lib} not found (apt-get install {pkg})"))
+        why = None if p else f"{lib} not found (apt-get install {pkg})"
+        if p and is_own_package(p):
+            why = (f"{p} is this project's own package (its CI mode installs it): reinstall "
+                   f"Debian's, apt-get install --allow-downgrades {pkg}=VERSION (apt-cache "
+                   f"policy {pkg} lists it)")
+            p = None
+        table.append((name, p, why))
     return table
+
+
+def is_own_package(path):
+    """Whether a system library was installed by this project's .deb (which replaces Debian's
+    libmimalloc2.0 under the same name): measured as a peer, it would be ours, unnoticed."""
+    if not shutil.which("dpkg-query"):
+        return False
+    real = os.path.realpath(path)
+    try:
+        owner = subprocess.run(["dpkg-query", "-S", real], capture_output=True, text=True,
+                               check=False).stdout.split(":")[0].strip()
+        if not owner:
+            return False
+        maint = subprocess.run(["dpkg-query", "-W", "-f=${Maintainer}", owner],
+                               capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return False
+    own = (ROOT / "debian" / "control").read_text(errors="replace")
+    m = re.search(r"^Maintainer:\s*(.+)$", own, re.M)
+    return bool(m) and m.group(1).strip() == maint.strip()
 
 
 def local_peer(name):
