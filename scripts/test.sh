@@ -14,8 +14,9 @@
 #      tests pass): tests/first-contact.sh, in a scratch copy
 #   1d. build-numa/  -Dnuma=enabled -Dhuge_pages=disabled (libnuma, no explicit huge pages):
 #      suites unit, override, hugepages
-#   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites unit, stress and api
-#   3. build-tsan/  TSan (debugoptimized, override=false): suites unit and stress
+#   2. build-asan/  ASan + UBSan (debugoptimized, override=false): suites unit, stress, api and
+#      container
+#   3. build-tsan/  TSan (debugoptimized, override=false): suites unit, stress and container
 #   4. build-secure/, build-debug/  -Dsecure=true and -Ddebug_level=3: every suite but bench
 #      (and but torture in the debug build, whose heap checks make it slow);
 #      then the attack catalogue's table (which build stops which attack)
@@ -401,14 +402,14 @@ run_pass "numa" build-numa 900 "-Dnuma=enabled -Dhuge_pages=disabled" \
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=0
 run_pass "asan" build-asan 900 \
   "-Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Doverride=false" \
-  --suite unit --suite stress --suite api --suite checkers --no-suite override \
-  --timeout-multiplier 3
+  --suite unit --suite stress --suite api --suite checkers --suite container \
+  --no-suite override --timeout-multiplier 3
 unset UBSAN_OPTIONS ASAN_OPTIONS
 
 # 3. ThreadSanitizer
 export TSAN_OPTIONS=halt_on_error=1
 run_pass "tsan" build-tsan 900 "-Db_sanitize=thread -Dbuildtype=debugoptimized -Doverride=false" \
-  --suite unit --suite stress --no-suite override --timeout-multiplier 5
+  --suite unit --suite stress --suite container --no-suite override --timeout-multiplier 5
 unset TSAN_OPTIONS
 
 # 4. The hardened and the checking builds pass the whole suite (benchmarks' smoke runs aside:

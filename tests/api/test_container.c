@@ -97,9 +97,9 @@ static void sleep_ms(long ms) {
 /* Single-threaded, purges happen on slow paths (a page allocated or freed, a collect): give it
  * some, as a program that keeps working would. */
 static void slow_paths(void) {
-  void* p = malloc(300 * 1024);
+  void* p = mi_malloc(300 * 1024);
   if (p != NULL) memset(p, 2, 4096);
-  free(p);
+  mi_free(p);
   mi_collect(false);
 }
 
@@ -107,10 +107,10 @@ static void slow_paths(void) {
 static void churn(void) {
   void* blocks[48];
   for (int i = 0; i < 48; i++) {
-    blocks[i] = malloc(MiB);
+    blocks[i] = mi_malloc(MiB);
     if (blocks[i] != NULL) memset(blocks[i], 1, MiB);
   }
-  for (int i = 0; i < 48; i++) free(blocks[i]);
+  for (int i = 0; i < 48; i++) mi_free(blocks[i]);
 }
 
 /* Wait up to `ms` for `bytes` more to be purged than at `base`; true if it happened.
@@ -126,8 +126,8 @@ static bool purged_within(long long base, long long bytes, long ms, long long* s
 }
 
 static void* idle_thread(void* arg) {
-  void* volatile p = malloc(64); /* volatile: the pair must not be folded away */
-  free(p); /* the program now has a thread of its own: the purger may start */
+  void* volatile p = mi_malloc(64); /* volatile: the pair must not be folded away */
+  mi_free(p); /* the program now has a thread of its own: the purger may start */
   return arg;
 }
 
