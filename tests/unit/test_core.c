@@ -482,6 +482,18 @@ static void test_core_remote_free_into_a_full_page_reaches_its_owner(void** stat
   mi_collect(false);
 }
 
+#define DRAIN_TEST_SIZE (8192 - LM_PADDING_SIZE) /* 8 blocks per small page */
+
+/* A full page of DRAIN_TEST_SIZE blocks, blocks[0 .. *in_page); blocks[*in_page] opened the next
+ * page. */
+static lm_page_t* fill_full_page(void** blocks, size_t* in_page) {
+  size_t n = fill_page(DRAIN_TEST_SIZE, blocks, 16);
+  lm_page_t* page = page_of(blocks[0]);
+  *in_page = n - 1;
+  assert_true(page->flags & LM_PAGE_IN_FULL);
+  return page;
+}
+
 static void* drain_heaps_main(void* arg) {
   (void)arg;
   lm_drain_idle_heaps(true); /* (as mi_collect(true) on another thread does) */
@@ -496,13 +508,11 @@ static void* drain_heaps_main(void* arg) {
 static void test_core_page_other_threads_emptied_is_given_back_while_its_owner_idles(void** state) {
   (void)state;
   if (!LM_TF_COUNTED) skip(); /* 32-bit: the owner collects delayed frees at once (heap.c) */
-  const size_t size = 8192 - LM_PADDING_SIZE; /* 8 blocks per small page */
+  const size_t size = DRAIN_TEST_SIZE;
   lm_heap_t* heap = lm_heap_get_default();
   void* blocks[16];
-  size_t n = fill_page(size, blocks, 16);
-  lm_page_t* page = page_of(blocks[0]);
-  size_t in_page = n - 1; /* blocks[in_page] opened the next page */
-  assert_true(page->flags & LM_PAGE_IN_FULL);
+  size_t in_page;
+  lm_page_t* page = fill_full_page(blocks, &in_page);
   free_remotely(&blocks[0], 1);
   void* other = mi_malloc(48); /* takes the delayed free: the page has room again */
   assert_non_null(other);
@@ -554,13 +564,10 @@ static void* free_then_drain_main(void* arg) {
 static void test_core_idle_owner_is_drained_at_the_first_look(void** state) {
   (void)state;
   if (!LM_TF_COUNTED) skip(); /* 32-bit: the owner collects delayed frees at once (heap.c) */
-  const size_t size = 8192 - LM_PADDING_SIZE; /* 8 blocks per small page */
   lm_heap_t* heap = lm_heap_get_default();
   void* blocks[16];
-  size_t n = fill_page(size, blocks, 16);
-  lm_page_t* page = page_of(blocks[0]);
-  size_t in_page = n - 1; /* blocks[in_page] opened the next page */
-  assert_true(page->flags & LM_PAGE_IN_FULL);
+  size_t in_page;
+  lm_page_t* page = fill_full_page(blocks, &in_page);
   /* The first free goes onto the delayed list, the rest onto the page's thread-free list; the
    * owner waits in pthread_join meanwhile. */
   free_job_t job = {blocks, in_page};
@@ -570,7 +577,7 @@ static void test_core_idle_owner_is_drained_at_the_first_look(void** state) {
   assert_int_equal(page->used, 0);
   assert_int_equal(page->capacity, 0);
   assert_true(atomic_load(&heap->drained));
-  void* more = mi_malloc(size); /* the owner takes the reset page over on its next slow path */
+  void* more = mi_malloc(DRAIN_TEST_SIZE); /* the owner takes the reset page over */
   assert_non_null(more);
   assert_false(atomic_load(&heap->drained));
   mi_free(more);
