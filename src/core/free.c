@@ -57,7 +57,9 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
   }
   /* The page is full: hand the block to its owner heap so the page is noticed. The heap is
    * stable while we hold DELAYED_FREEING (abandoning waits for it to end). */
-  lm_heap_t* heap = lm_page_heap(page);
+  /* (acquire: pairs with the release that gave the page its heap, so the heap's fields read
+   * below, its tld, are those its owner set up) */
+  lm_heap_t* heap = (lm_heap_t*)atomic_load_explicit(&page->xheap, memory_order_acquire);
   /* the first block on the heap's delayed list since the owner (or the drainer) looked */
   bool first = false;
   if (heap != NULL) {
