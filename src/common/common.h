@@ -49,6 +49,17 @@
 #ifndef LM_SANITIZED
 #define LM_SANITIZED 0
 #endif
+/* Built with AddressSanitizer in particular (it checks every write against its poison). */
+#if defined(__SANITIZE_ADDRESS__)
+#define LM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LM_ASAN 1
+#endif
+#endif
+#ifndef LM_ASAN
+#define LM_ASAN 0
+#endif
 
 /* ---- compiler hints -------------------------------------------------------------------- */
 #define lm_likely(x) __builtin_expect(!!(x), 1)

@@ -309,16 +309,7 @@ static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p
 #endif
 /* An AddressSanitizer build poisons free blocks the same way, so ASan reports use-after-free
  * and overflows into free blocks made with our blocks (not only with its own malloc's). */
-#if defined(__SANITIZE_ADDRESS__)
-#define LM_TRACK_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LM_TRACK_ASAN 1
-#endif
-#endif
-#ifndef LM_TRACK_ASAN
-#define LM_TRACK_ASAN 0
-#endif
+#define LM_TRACK_ASAN LM_ASAN
 #define LM_TRACK (LM_TRACK_VALGRIND || LM_TRACK_ASAN)
 #if LM_TRACK_VALGRIND
 #include <valgrind/memcheck.h>

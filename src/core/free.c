@@ -56,9 +56,9 @@ void lm_free_block_remote(lm_page_t* page, lm_block_t* block) {
     return;
   }
   /* The page is full: hand the block to its owner heap so the page is noticed. The heap is
-   * stable while we hold DELAYED_FREEING (abandoning waits for it to end). */
-  /* (acquire: pairs with the release that gave the page its heap, so the heap's fields read
-   * below, its tld, are those its owner set up) */
+   * stable while we hold DELAYED_FREEING (abandoning waits for it to end). Acquire: it pairs
+   * with the release that gave the page its heap, so the heap's tld read below is the one its
+   * owner set up (the heap's memory may have been another thread's before). */
   lm_heap_t* heap = (lm_heap_t*)atomic_load_explicit(&page->xheap, memory_order_acquire);
   /* the first block on the heap's delayed list since the owner (or the drainer) looked */
   bool first = false;

@@ -226,15 +226,7 @@ static size_t off_of(const void* p) { return (size_t)((const uint8_t*)p - base);
 /* Write the "OS's" bytes over a unit: what a kernel does to memory it reclaims, which a
  * sanitizer must not see as the program's write (the allocator may have poisoned free blocks
  * there in ASan builds). A plain loop through a volatile pointer: memset is intercepted. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FAKE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define FAKE_ASAN 1
-#endif
-#if defined(FAKE_ASAN)
+#if LM_ASAN
 __attribute__((no_sanitize("address"))) static void os_fill(uint8_t* p, int byte, size_t n) {
   volatile uint8_t* v = p;
   for (size_t i = 0; i < n; i++) v[i] = (uint8_t)byte;

@@ -171,7 +171,10 @@ static void* churn_thread_main(void* arg) {
   for (size_t i = 0; i < CHURN_BLOCKS; i++) {
     items[i].size = block_size(&job->rng);
     items[i].p = mi_malloc(items[i].size);
-    if (items[i].p == NULL) return NULL;
+    if (items[i].p == NULL) { /* counted as a failure; nothing is left live */
+      while (i > 0) mi_free(items[--i].p);
+      return NULL;
+    }
     job->allocated++;
     fill(&items[i]);
   }
@@ -192,8 +195,11 @@ static void* churner_main(void* arg) {
     pthread_t t;
     if (pthread_create(&t, NULL, churn_thread_main, &job) != 0) break;
     pthread_join(t, NULL);
-    if (job.allocated != CHURN_BLOCKS) atomic_fetch_add(&churn_bad, 1);
-    for (size_t i = 0; i < CHURN_LEFT && i < job.allocated; i++) {
+    if (job.allocated != CHURN_BLOCKS) { /* (a malloc failed: `left` was never filled) */
+      atomic_fetch_add(&churn_bad, 1);
+      continue;
+    }
+    for (size_t i = 0; i < CHURN_LEFT; i++) {
       if (!intact(&job.left[i])) atomic_fetch_add(&churn_bad, 1);
       mi_free(job.left[i].p);
     }

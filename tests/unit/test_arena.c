@@ -478,75 +478,79 @@ static void test_arena_free_purges_at_once_with_zero_delay(void** state) {
   assert_false(lm_arenas_try_purge(&arenas, false));
 }
 
-/* Arenas with a 100 ms arena purge delay (10 ms x 10), and two blocks taken and written. */
-static void start_with_two_blocks(uint8_t** a, lm_memid_t* ma, uint8_t** b, lm_memid_t* mb) {
+/* Arenas with a 100 ms arena purge delay (10 ms x 10), two blocks taken and written, and the
+ * count of decommits before any purge. */
+typedef struct two_blocks_s {
+  uint8_t *a, *b;
+  lm_memid_t ma, mb;
+  size_t decommits;
+} two_blocks_t;
+
+static two_blocks_t start_with_two_blocks(void) {
   lm_mem_config_t c = base_config();
   c.purge_delay_ms = 10;
   c.arena_purge_mult = 10;
   start(&c);
-  *a = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, ma);
-  *b = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, mb);
-  assert_non_null(*a);
-  assert_non_null(*b);
-  (*a)[0] = (*b)[0] = 1;
+  two_blocks_t t;
+  t.a = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &t.ma);
+  t.b = lm_arena_alloc(&arenas, SEG, SEG, 0, true, 0, &t.mb);
+  assert_non_null(t.a);
+  assert_non_null(t.b);
+  t.a[0] = t.b[0] = 1;
+  t.decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+  return t;
 }
 
 static void test_arena_free_purges_only_after_the_delay(void** state) {
   (void)state;
   if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
-  lm_memid_t ma, mb;
-  uint8_t *a, *b;
-  start_with_two_blocks(&a, &ma, &b, &mb);
-  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
-  lm_arena_free(&arenas, a, SEG, &ma);
-  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits);
+  two_blocks_t t = start_with_two_blocks();
+  lm_arena_free(&arenas, t.a, SEG, &t.ma);
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), t.decommits);
   assert_int_equal(lm_arenas_purge_deadline(&arenas), 100);
-  assert_true(fake_backend_is_committed(a, SEG));
+  assert_true(fake_backend_is_committed(t.a, SEG));
 
   fake_backend_set_clock(99);
   assert_true(lm_arenas_try_purge(&arenas, false)); /* still pending */
-  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits);
-  assert_true(fake_backend_is_committed(a, SEG));
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), t.decommits);
+  assert_true(fake_backend_is_committed(t.a, SEG));
 
   fake_backend_set_clock(101);
   assert_false(lm_arenas_try_purge(&arenas, false)); /* done, nothing left */
-  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits + 1);
-  assert_false(fake_backend_is_committed(a, PAGE));
-  assert_true(fake_backend_is_committed(b, SEG)); /* in use: untouched */
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), t.decommits + 1);
+  assert_false(fake_backend_is_committed(t.a, PAGE));
+  assert_true(fake_backend_is_committed(t.b, SEG)); /* in use: untouched */
   assert_int_equal(lm_arenas_purge_deadline(&arenas), 0);
 
   /* force purges what is pending at once. */
-  lm_arena_free(&arenas, b, SEG, &mb);
+  lm_arena_free(&arenas, t.b, SEG, &t.mb);
   assert_int_equal(lm_arenas_purge_deadline(&arenas), 201);
   assert_false(lm_arenas_try_purge(&arenas, true));
-  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits + 2);
-  assert_false(fake_backend_is_committed(b, PAGE));
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), t.decommits + 2);
+  assert_false(fake_backend_is_committed(t.b, PAGE));
 }
 
 /* Each block waits its own delay: one freed later is not purged with the first. */
 static void test_arena_blocks_freed_later_wait_their_own_delay(void** state) {
   (void)state;
   if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
-  lm_memid_t ma, mb;
-  uint8_t *a, *b;
-  start_with_two_blocks(&a, &ma, &b, &mb);
-  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
-  lm_arena_free(&arenas, a, SEG, &ma); /* due at 100 */
+  two_blocks_t t = start_with_two_blocks();
+  lm_arena_free(&arenas, t.a, SEG, &t.ma); /* due at 100 */
   fake_backend_set_clock(60);
-  lm_arena_free(&arenas, b, SEG, &mb); /* due at 160 */
+  lm_arena_free(&arenas, t.b, SEG, &t.mb); /* due at 160 */
   assert_int_equal(lm_arenas_purge_deadline(&arenas), 100);
 
   fake_backend_set_clock(101);
   assert_true(lm_arenas_try_purge(&arenas, false)); /* b still pending */
-  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits + 1);
-  assert_false(fake_backend_is_committed(a, PAGE));
-  assert_true(fake_backend_is_committed(b, SEG));
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), t.decommits + 1);
+  assert_false(fake_backend_is_committed(t.a, PAGE));
+  assert_true(fake_backend_is_committed(t.b, SEG));
   assert_int_equal(lm_arenas_purge_deadline(&arenas), 160);
 
   fake_backend_set_clock(161);
   assert_false(lm_arenas_try_purge(&arenas, false));
-  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), decommits + 2);
-  assert_false(fake_backend_is_committed(b, PAGE));
+  assert_int_equal(fake_backend_calls(FAKE_OP_DECOMMIT), t.decommits + 2);
+  assert_false(fake_backend_is_committed(t.b, PAGE));
   assert_int_equal(lm_arenas_purge_deadline(&arenas), 0);
 }
 
