@@ -34,33 +34,71 @@ void lm_segments_tld_init(lm_segments_tld_t* tld, lm_segments_t* segs) {
 
 /* ---- masks ---------------------------------------------------------------------------------- */
 
+/* The masks are worked on a 64-bit word at a time: a coalesced free span is hundreds of slices,
+ * and the span is scheduled for purging again each time a page beside it is freed (bit by bit
+ * that was 3,400 instructions a page free in bench/tree). */
+
+/* The bits of word `f` that fall in [idx, end). */
+static inline uint64_t word_bits(size_t f, size_t idx, size_t end) {
+  size_t lo = f * 64;
+  size_t a = idx > lo ? idx - lo : 0;
+  size_t b = end < lo + 64 ? end - lo : 64;
+  if (a >= b) return 0;
+  uint64_t upto = b == 64 ? ~(uint64_t)0 : ((uint64_t)1 << b) - 1;
+  return upto & ~(((uint64_t)1 << a) - 1);
+}
 static void mask_set(lm_commit_mask_t* m, size_t idx, size_t n, bool on) {
-  for (size_t i = idx; i < idx + n; i++) {
-    uint64_t bit = (uint64_t)1 << (i % 64);
-    if (on) m->bits[i / 64] |= bit;
-    else m->bits[i / 64] &= ~bit;
+  for (size_t f = idx / 64; f * 64 < idx + n; f++) {
+    if (on) m->bits[f] |= word_bits(f, idx, idx + n);
+    else m->bits[f] &= ~word_bits(f, idx, idx + n);
   }
 }
 static bool mask_get(const lm_commit_mask_t* m, size_t i) {
   return (m->bits[i / 64] >> (i % 64)) & 1;
 }
+static size_t mask_count(const lm_commit_mask_t* m, size_t idx, size_t n) {
+  size_t count = 0;
+  for (size_t f = idx / 64; f * 64 < idx + n; f++) {
+    count += lm_popcount64(m->bits[f] & word_bits(f, idx, idx + n));
+  }
+  return count;
+}
+/* The first slice at or after `i` (below `end`) whose bit is `on`; `end` if none. */
+static size_t mask_next(const lm_commit_mask_t* m, size_t i, size_t end, bool on) {
+  while (i < end) {
+    size_t f = i / 64;
+    uint64_t word = (on ? m->bits[f] : ~m->bits[f]) & word_bits(f, i, end);
+    if (word != 0) return f * 64 + lm_ctz64(word);
+    i = (f + 1) * 64;
+  }
+  return end;
+}
 /* Purge bits are counted process-wide: committed memory that is free but not purged yet. */
+static void purge_pending_add(lm_segments_t* segs, int64_t slices) {
+  if (slices == 0) return;
+  atomic_fetch_add_explicit(&segs->purge_pending, slices * (int64_t)LM_SLICE_SIZE,
+                            memory_order_relaxed);
+}
 static void purge_mask_set(lm_segments_t* segs, lm_segment_t* segment, size_t idx, size_t n,
                            bool on) {
-  int64_t changed = 0;
-  for (size_t i = idx; i < idx + n; i++) {
-    if (mask_get(&segment->purge_mask, i) != on) changed++;
-  }
-  if (changed == 0) return;
+  size_t set = mask_count(&segment->purge_mask, idx, n);
   mask_set(&segment->purge_mask, idx, n, on);
-  int64_t bytes = changed * (int64_t)LM_SLICE_SIZE;
-  atomic_fetch_add_explicit(&segs->purge_pending, on ? bytes : -bytes, memory_order_relaxed);
+  purge_pending_add(segs, on ? (int64_t)(n - set) : -(int64_t)set);
+}
+/* Mark the committed slices of [idx, idx+n) for purging. */
+static void purge_mask_set_committed(lm_segments_t* segs, lm_segment_t* segment, size_t idx,
+                                     size_t n) {
+  size_t added = 0;
+  for (size_t f = idx / 64; f * 64 < idx + n; f++) {
+    uint64_t add = segment->commit_mask.bits[f] & word_bits(f, idx, idx + n) &
+                   ~segment->purge_mask.bits[f];
+    segment->purge_mask.bits[f] |= add;
+    added += lm_popcount64(add);
+  }
+  purge_pending_add(segs, (int64_t)added);
 }
 static bool mask_all(const lm_commit_mask_t* m, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (!mask_get(m, i)) return false;
-  }
-  return true;
+  return mask_count(m, 0, n) == n;
 }
 static bool mask_any(const lm_commit_mask_t* m) {
   for (size_t f = 0; f < LM_COMMIT_MASK_FIELDS; f++) {
@@ -78,14 +116,9 @@ static uint8_t* slice_address(lm_segment_t* segment, size_t idx) {
 /* Purge the runs of purge_mask (caller holds the lock). */
 static void segment_purge_now(lm_segments_t* segs, lm_segment_t* segment) {
   lm_arenas_t* arenas = segs->arenas;
-  size_t i = 0;
-  while (i < LM_SLICES_PER_SEGMENT) {
-    if (!mask_get(&segment->purge_mask, i)) {
-      i++;
-      continue;
-    }
-    size_t start = i;
-    while (i < LM_SLICES_PER_SEGMENT && mask_get(&segment->purge_mask, i)) i++;
+  size_t end = LM_SLICES_PER_SEGMENT;
+  for (size_t start, i = 0; (start = mask_next(&segment->purge_mask, i, end, true)) < end;) {
+    i = mask_next(&segment->purge_mask, start, end, false);
     bool needs_recommit =
         lm_os_purge(arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
     if (needs_recommit) mask_set(&segment->commit_mask, start, i - start, false);
@@ -112,13 +145,9 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
   lm_spin_lock(&segment->lock);
   purge_mask_set(segs, segment, idx, n, false);
   if (!mask_any(&segment->purge_mask)) segment->purge_expire = 0;
-  for (size_t i = idx; i < idx + n;) {
-    if (mask_get(&segment->commit_mask, i)) {
-      i++;
-      continue;
-    }
-    size_t start = i;
-    while (i < idx + n && !mask_get(&segment->commit_mask, i)) i++;
+  size_t end = idx + n;
+  for (size_t start, i = idx; (start = mask_next(&segment->commit_mask, i, end, false)) < end;) {
+    i = mask_next(&segment->commit_mask, start, end, true);
     bool run_zero = false;
     if (!lm_os_commit(segs->arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE,
                       &run_zero)) {
@@ -131,19 +160,12 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
     if (run_zero) mask_set(&segment->dirty_mask, start, i - start, false);
   }
   /* Slices purged but kept committed go through the backend's reuse step (macOS). */
-  for (size_t i = idx; ok && i < idx + n;) {
-    if (!mask_get(&segment->reuse_mask, i)) {
-      i++;
-      continue;
-    }
-    size_t start = i;
-    while (i < idx + n && mask_get(&segment->reuse_mask, i)) i++;
+  for (size_t start, i = idx; ok && (start = mask_next(&segment->reuse_mask, i, end, true)) < end;) {
+    i = mask_next(&segment->reuse_mask, start, end, false);
     lm_os_reuse(segs->arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
     mask_set(&segment->reuse_mask, start, i - start, false);
   }
-  for (size_t i = idx; ok && i < idx + n; i++) {
-    if (mask_get(&segment->dirty_mask, i)) zero = false;
-  }
+  if (mask_count(&segment->dirty_mask, idx, n) > 0) zero = false;
   if (ok) mask_set(&segment->dirty_mask, idx, n, true);
   lm_spin_unlock(&segment->lock);
   *is_zero = ok && zero;
@@ -172,9 +194,7 @@ static void segment_schedule_purge(lm_segments_tld_t* tld, lm_segment_t* segment
   delay = lm_arenas_purge_delay(segs->arenas, delay); /* none while memory is short */
   if (delay < 0 || !segs->arenas->caps.has_decommit || segment->memid.is_pinned) return;
   lm_spin_lock(&segment->lock);
-  for (size_t i = idx; i < idx + n; i++) {
-    if (mask_get(&segment->commit_mask, i)) purge_mask_set(segs, segment, i, 1, true);
-  }
+  purge_mask_set_committed(segs, segment, idx, n);
   if (delay == 0) {
     segment_purge_now(segs, segment);
     lm_spin_unlock(&segment->lock);
@@ -335,10 +355,9 @@ static void page_guard(lm_segments_t* segs, lm_segment_t* segment, lm_page_t* pa
 
 /* Lift every guard (the segment goes back to its arena, which may hand it out differently). */
 static void segment_unguard(lm_segments_t* segs, lm_segment_t* segment) {
-  for (size_t i = 0; i < LM_SLICES_PER_SEGMENT; i++) {
-    if (mask_get(&segment->guard_mask, i)) {
-      lm_os_protect(segs->arenas, slice_guard(segment, i), segment->guard_size, false);
-    }
+  size_t end = LM_SLICES_PER_SEGMENT;
+  for (size_t i = 0; (i = mask_next(&segment->guard_mask, i, end, true)) < end; i++) {
+    lm_os_protect(segs->arenas, slice_guard(segment, i), segment->guard_size, false);
   }
   memset(&segment->guard_mask, 0, sizeof(segment->guard_mask));
 }
