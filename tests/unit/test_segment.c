@@ -884,6 +884,50 @@ static void test_segment_purges_at_once_with_zero_delay(void** state) {
   assert_true(lm_segment_page_free(x, &tld));
 }
 
+/* The masks are worked a word (64 slices) at a time: free spans that start or end at a word
+ * boundary or cross one are purged exactly, their neighbours stay committed, and all of them
+ * are committed again when their slices are reused; the pending count goes back to 0. */
+static bool freed_slice(size_t slice) { /* slices [64, 70), [100, 128) and [150, 200) */
+  return (slice >= 64 && slice < 70) || (slice >= 100 && slice < 128) ||
+         (slice >= 150 && slice < 200);
+}
+static void test_segment_purge_runs_across_mask_words(void** state) {
+  (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
+  fake_backend_set_needs_recommit(true);     /* decommitted memory is inaccessible */
+  config_t c = base_config();
+  c.seg.purge_delay_ms = 0;
+  start(&c);
+  enum { PAGES = 210 };
+  lm_page_t* pages[PAGES];
+  uint8_t* areas[PAGES];
+  size_t sizes[PAGES];
+  for (size_t i = 0; i < PAGES; i++) {
+    pages[i] = page_alloc(64);
+    areas[i] = lm_page_area(pages[i], &sizes[i]);
+  }
+  lm_segment_t* segment = lm_segment_of(pages[0]);
+  size_t first = slice_index(pages[0]);
+  assert_int_equal(slice_index(pages[PAGES - 1]), first + PAGES - 1); /* one run of slices */
+  for (size_t i = 0; i < PAGES; i++) {
+    if (freed_slice(first + i)) lm_segment_page_free(pages[i], &tld);
+  }
+  for (size_t i = 0; i < PAGES; i++) {
+    assert_true(fake_backend_is_committed(areas[i], sizes[i]) == !freed_slice(first + i));
+  }
+  assert_int_equal(atomic_load(&segs.purge_pending), 0);
+  assert_int_equal(segment->purge_expire, 0);
+  size_t commits = fake_backend_calls(FAKE_OP_COMMIT);
+  for (size_t i = 0; i < PAGES; i++) {
+    if (!freed_slice(first + i)) continue;
+    pages[i] = page_alloc(64);
+    assert_int_equal(slice_index(pages[i]), first + i); /* lowest address first */
+    check_usable(pages[i], true);
+  }
+  assert_true(fake_backend_calls(FAKE_OP_COMMIT) > commits);
+  for (size_t i = 0; i < PAGES; i++) lm_segment_page_free(pages[i], &tld);
+}
+
 static void test_segment_purged_span_is_recommitted_when_reused(void** state) {
   (void)state;
   if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
@@ -1214,6 +1258,7 @@ int main(void) {
       T(test_segment_purge_deadline_extends_on_further_frees),
       T(test_segment_large_block_purge_waits_as_long_as_arena_memory),
       T(test_segment_purges_at_once_with_zero_delay),
+      T(test_segment_purge_runs_across_mask_words),
       T(test_segment_purged_span_is_recommitted_when_reused),
       T(test_segment_reused_block_recommits_slices_its_segment_decommitted),
       T(test_segment_purge_flagged_purges_due_segments_of_any_thread),
