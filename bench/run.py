@@ -12,7 +12,8 @@ Two groups of workloads (--workloads takes names and group names; the list is WO
              falseshare-active, falseshare-passive, reallocgrow, large, burst, tree, traverse,
              server, threads-16, threads-64, grow (64 buffers grown by realloc to 2 MiB),
              burst-alternating (1M objects of 32..96 bytes, freed forward and in reverse by
-             turns) and larson (threads that hand their live objects to a fresh thread);
+             turns), larson (threads that hand their live objects to a fresh thread) and
+             exchange (32 short-lived threads a round trade blocks through a shared table);
   container  cgroupswing: a live set that swings between size classes under a simulated
              cgroup memory limit (a tree the runner writes; the program writes its RSS into
              the simulated memory.current, and reports the share of samples over the limit);
@@ -83,7 +84,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # every C program bench/meson.build builds (memtime: the measuring helper)
 WORKLOAD_PROGRAMS = ("fastpath", "churn", "prodcons", "threadchurn", "falseshare", "reallocgrow",
                      "large", "burst", "tree", "traverse", "server", "manythreads", "latency",
-                     "grow", "larson", "cgroupswing", "memtime")
+                     "grow", "larson", "cgroupswing", "exchange", "memtime")
 # the C++ programs: built only where Meson finds a C++ compiler (their workloads are skipped
 # with a note elsewhere)
 OPTIONAL_PROGRAMS = ("cxxthreads",)
@@ -368,6 +369,10 @@ WORKLOADS = [
     Workload("larson", "larson", ["320", "4", "1000", "20000"], ["100", "4", "1000", "20000"],
              "4 threads replace objects of 16..1024 bytes; each thread hands its array to a "
              "fresh thread after 20k operations (objects freed by a later thread)"),
+    Workload("exchange", "exchange", ["60", "32", "10"], ["20", "32", "10"],
+             "32 threads a round make calloc'd blocks (8 B..5 MiB, checked when freed), trade "
+             "them through a shared table of 1,000 slots and exit; half the table outlives each "
+             "round (the shape of mimalloc's own stress test)"),
     CgroupWorkload("cgroupswing", "cgroupswing", ["60", "64", "112"], ["30", "64", "112"],
                    "64 MiB live, one size class after another (24 B..300 KiB), under a "
                    "simulated 112 MiB cgroup limit"),
