@@ -285,7 +285,6 @@ static inline void free_ours(void* p) {
  * allocator never handed out (memory from before a preload took effect, another allocator's
  * block passed to us). The last kind goes to the next allocator, never into our metadata. */
 static lm_noinline void free_outside_region(void* p) {
-  if (p == NULL) return;
   if (lm_is_in_heap_region(p)) {
     free_ours(p);
     return;
@@ -302,7 +301,9 @@ static lm_noinline void free_outside_region(void* p) {
 void mi_free(void* p) mi_attr_noexcept {
   /* One subtraction and compare: inside the region every segment header is mapped. */
   if (lm_unlikely(!lm_arenas_region_contains(&lm_process.arenas, p))) {
-    free_outside_region(p);
+    /* free(NULL) is common (bench tree: 2.2M of its 5.7M frees): answered here, without the
+     * call, on the path that is already out of the way. */
+    if (p != NULL) free_outside_region(p);
     return;
   }
   free_ours(p);
