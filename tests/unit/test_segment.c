@@ -891,13 +891,17 @@ static bool freed_slice(size_t slice) { /* slices [64, 70), [100, 128) and [150,
   return (slice >= 64 && slice < 70) || (slice >= 100 && slice < 128) ||
          (slice >= 150 && slice < 200);
 }
-static void test_segment_purge_runs_across_mask_words(void** state) {
-  (void)state;
-  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
-  fake_backend_set_needs_recommit(true);     /* decommitted memory is inaccessible */
+/* Purging at once, over a backend whose decommitted memory is inaccessible until recommitted. */
+static void start_purging_at_once_with_recommit(void) {
+  fake_backend_set_needs_recommit(true);
   config_t c = base_config();
   c.seg.purge_delay_ms = 0;
   start(&c);
+}
+static void test_segment_purge_runs_across_mask_words(void** state) {
+  (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
+  start_purging_at_once_with_recommit();
   enum { PAGES = 210 };
   lm_page_t* pages[PAGES];
   uint8_t* areas[PAGES];
@@ -931,10 +935,7 @@ static void test_segment_purge_runs_across_mask_words(void** state) {
 static void test_segment_purged_span_is_recommitted_when_reused(void** state) {
   (void)state;
   if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge */
-  fake_backend_set_needs_recommit(true); /* decommitted memory is inaccessible */
-  config_t c = base_config();
-  c.seg.purge_delay_ms = 0;
-  start(&c);
+  start_purging_at_once_with_recommit();
   lm_page_t* x = page_alloc(64);
   lm_page_t* a = page_alloc(64);
   uint8_t* area = lm_page_area(a, NULL);
