@@ -160,7 +160,8 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
     if (run_zero) mask_set(&segment->dirty_mask, start, i - start, false);
   }
   /* Slices purged but kept committed go through the backend's reuse step (macOS). */
-  for (size_t start, i = idx; ok && (start = mask_next(&segment->reuse_mask, i, end, true)) < end;) {
+  for (size_t start, i = idx;
+       ok && (start = mask_next(&segment->reuse_mask, i, end, true)) < end;) {
     i = mask_next(&segment->reuse_mask, start, end, false);
     lm_os_reuse(segs->arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
     mask_set(&segment->reuse_mask, start, i - start, false);
