@@ -49,11 +49,16 @@ static uint64_t* make(uint64_t* rs, size_t words) {
   return p;
 }
 
-/* Check a block's pattern and free it (NULL is fine). */
+/* The most words make() hands out: a kept block of 64 words, ten thousand times larger. */
+#define MAX_WORDS (64 * 10000)
+
+/* Check a block's pattern and free it (NULL is fine). A first word that no length could give
+ * is reported before the check reads past the block. */
 static void drop(uint64_t* p) {
   if (p != NULL) {
     size_t words = (size_t)(p[0] ^ KEY);
-    for (size_t i = 0; i < words; i++) {
+    if (words == 0 || words > MAX_WORDS) atomic_store(&failed, 2);
+    for (size_t i = 0; i < words && words <= MAX_WORDS; i++) {
       if ((p[i] ^ KEY) != words - i) {
         atomic_store(&failed, 2);
         break;

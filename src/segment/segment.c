@@ -49,8 +49,8 @@ static inline uint64_t word_bits(size_t f, size_t idx, size_t end) {
 }
 static void mask_set(lm_commit_mask_t* m, size_t idx, size_t n, bool on) {
   for (size_t f = idx / 64; f * 64 < idx + n; f++) {
-    if (on) m->bits[f] |= word_bits(f, idx, idx + n);
-    else m->bits[f] &= ~word_bits(f, idx, idx + n);
+    uint64_t bits = word_bits(f, idx, idx + n);
+    m->bits[f] = on ? m->bits[f] | bits : m->bits[f] & ~bits;
   }
 }
 static bool mask_get(const lm_commit_mask_t* m, size_t i) {
@@ -79,11 +79,10 @@ static void purge_pending_add(lm_segments_t* segs, int64_t slices) {
   atomic_fetch_add_explicit(&segs->purge_pending, slices * (int64_t)LM_SLICE_SIZE,
                             memory_order_relaxed);
 }
-static void purge_mask_set(lm_segments_t* segs, lm_segment_t* segment, size_t idx, size_t n,
-                           bool on) {
-  size_t set = mask_count(&segment->purge_mask, idx, n);
-  mask_set(&segment->purge_mask, idx, n, on);
-  purge_pending_add(segs, on ? (int64_t)(n - set) : -(int64_t)set);
+static void purge_mask_clear(lm_segments_t* segs, lm_segment_t* segment, size_t idx, size_t n) {
+  size_t was_set = mask_count(&segment->purge_mask, idx, n);
+  mask_set(&segment->purge_mask, idx, n, false);
+  purge_pending_add(segs, -(int64_t)was_set);
 }
 /* Mark the committed slices of [idx, idx+n) for purging. */
 static void purge_mask_set_committed(lm_segments_t* segs, lm_segment_t* segment, size_t idx,
@@ -123,7 +122,7 @@ static void segment_purge_now(lm_segments_t* segs, lm_segment_t* segment) {
         lm_os_purge(arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
     if (needs_recommit) mask_set(&segment->commit_mask, start, i - start, false);
     else if (lm_os_has_reuse(arenas)) mask_set(&segment->reuse_mask, start, i - start, true);
-    purge_mask_set(segs, segment, start, i - start, false);
+    purge_mask_clear(segs, segment, start, i - start);
   }
   segment->purge_expire = 0;
 }
@@ -143,7 +142,7 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
   bool ok = true;
   bool zero = true;
   lm_spin_lock(&segment->lock);
-  purge_mask_set(segs, segment, idx, n, false);
+  purge_mask_clear(segs, segment, idx, n);
   if (!mask_any(&segment->purge_mask)) segment->purge_expire = 0;
   size_t end = idx + n;
   for (size_t start, i = idx; (start = mask_next(&segment->commit_mask, i, end, false)) < end;) {
@@ -512,7 +511,7 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
   lm_segments_t* segs = tld->shared;
   if (segment->kind == LM_SEGMENT_NORMAL) lm_span_remove_all(tld, segment);
   segment_unflag_purge(segs, segment);
-  purge_mask_set(segs, segment, 0, LM_SLICES_PER_SEGMENT, false); /* the arena takes it over */
+  purge_mask_clear(segs, segment, 0, LM_SLICES_PER_SEGMENT); /* the arena takes it over */
   segment_map_set(segs, segment, false);
   atomic_fetch_sub_explicit(&segs->count, 1, memory_order_relaxed);
   lm_stat_decrease(&segs->segment_stats, 1);
