@@ -14,7 +14,6 @@ interleaving: its ratio A'/A is the noise of this machine for that workload, the
 B/A (on a shared 2-core machine 5-10% per workload, more for multi-threaded ones).
 """
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -40,10 +39,6 @@ def env_pairs(items, ap):
             ap.error(f"expected VAR=VALUE, got {item!r}")
         env[name] = value
     return env
-
-
-def geomean(xs):
-    return math.exp(sum(map(math.log, xs)) / len(xs))
 
 
 def main():
@@ -118,8 +113,8 @@ def main():
         print(f"{name} = {lib}" + (f" with {env}" if env else ""))
     print(f"{args.runs} interleaved runs per workload, medians")
     for n in others:
-        gt = geomean([t[n] / t["A"] for _, t, _ in rows])
-        gm = geomean([m[n] / m["A"] for _, _, m in rows])
+        gt = bench.geomean([t[n] / t["A"] for _, t, _ in rows])
+        gm = bench.geomean([m[n] / m["A"] for _, _, m in rows])
         print(f"geometric mean {n}/A: time {gt:.3f}, peak RSS {gm:.3f}")
     return 0
 
