@@ -267,7 +267,12 @@ uintptr_t lm_page_push_thread_free(lm_page_t* page, lm_block_t* block);
 void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size);
 /* Thread more blocks into the free list (lazily: about one OS page per step). */
 void lm_page_extend(lm_page_t* page);
-/* Change the delayed-free state; `override_never` also replaces NEVER_DELAYED. */
+/* Wait until no remote free is handing a block of this page to its heap (DELAYED_FREEING);
+ * returns the list's word then. Whoever takes a block off a delayed list waits so before the
+ * page can be freed: the remote free still reads and writes the page's list word. */
+uintptr_t lm_page_wait_handover(lm_page_t* page);
+/* Change the delayed-free state (after any hand-over under way); `override_never` also
+ * replaces NEVER_DELAYED. */
 void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never);
 static inline lm_heap_t* lm_page_heap(const lm_page_t* page) {
   return (lm_heap_t*)atomic_load_explicit(&((lm_page_t*)page)->xheap, memory_order_relaxed);

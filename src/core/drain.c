@@ -22,7 +22,8 @@
  * lm_tld_leave; the drainer only while it holds the thread's `draining` flag, raised only
  * when the thread is not busy: each side raises its flag, then looks at the other's (both
  * sequentially consistent, so at most one sees the other's flag down). The owner waits for a
- * drainer that got there first; the drainer never waits: it skips a busy thread. */
+ * drainer that got there first; the drainer never waits for the owner: it skips a busy thread.
+ * It waits only for a remote free to end its hand-over of a block (a few instructions). */
 #include "core.h"
 
 /* ---- the owner's side ------------------------------------------------------------------------- */
@@ -144,7 +145,12 @@ static bool heap_drain(lm_heap_t* heap) {
                                                memory_order_acquire);
   while (block != NULL) {
     lm_block_t* next = lm_delayed_next(block);
-    lm_page_push_thread_free(lm_segment_page_of(lm_segment_of(block), block), block);
+    lm_page_t* page = lm_segment_page_of(lm_segment_of(block), block);
+    /* The remote free that put the block here may still be ending its hand-over: once the
+     * block is on the thread-free list, the owner may free the page under it (TSan,
+     * stress_threads: lm_heap_undrain freed it while lm_free_block_remote read its list). */
+    (void)lm_page_wait_handover(page);
+    lm_page_push_thread_free(page, block);
     moved = true;
     block = next;
   }

@@ -19,15 +19,24 @@ uintptr_t lm_page_push_thread_free(lm_page_t* page, lm_block_t* block) {
   return pushed;
 }
 
+/* Acquire: pairs with the release of the CAS that ends the hand-over, so the remote free's
+ * last access to the page comes before whatever the caller does to it next. */
+uintptr_t lm_page_wait_handover(lm_page_t* page) {
+  uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
+  while (lm_tf_state(tfree) == LM_TF_DELAYED_FREEING) {
+    lm_cpu_relax();
+    tfree = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
+  }
+  return tfree;
+}
+
 void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never) {
-  uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+  uintptr_t tfree = lm_page_wait_handover(page);
   uintptr_t tfreex;
   do {
     uintptr_t old = lm_tf_state(tfree);
-    if (old == LM_TF_DELAYED_FREEING) {
-      /* A remote free is handing a block to the heap: let it finish. */
-      lm_cpu_relax();
-      tfree = atomic_load_explicit(&page->xthread_free, memory_order_relaxed);
+    if (old == LM_TF_DELAYED_FREEING) { /* another hand-over began since */
+      tfree = lm_page_wait_handover(page);
       continue;
     }
     if (old == state || (old == LM_TF_NEVER_DELAYED && !override_never)) return;

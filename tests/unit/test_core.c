@@ -585,6 +585,55 @@ static void test_core_idle_owner_is_drained_at_the_first_look(void** state) {
   mi_collect(true);
 }
 
+/* A remote free into a full page hands its block to the owner heap's delayed list while the
+ * page's state says DELAYED_FREEING, and ends that state with a CAS on the page's list word
+ * afterwards. A drainer that takes the delayed list meanwhile waits for that end before it
+ * moves the block onto the page's thread-free list: from there the owner may free the page,
+ * under the remote free still writing to it (TSan caught it in stress_threads: lm_heap_undrain
+ * freed the page while lm_free_block_remote read its list word). */
+static void test_core_drainer_waits_for_a_remote_free_to_end_its_hand_over(void** state) {
+  (void)state;
+  lm_heap_t* heap = lm_heap_get_default();
+  void* blocks[16];
+  size_t in_page;
+  lm_page_t* page = fill_full_page(blocks, &in_page);
+  /* The first half of lm_free_block_remote, as a thread stopped in the middle would leave it. */
+  lm_block_t* block = lm_page_block_of(page, blocks[0]);
+  uintptr_t tfree = atomic_load(&page->xthread_free);
+  assert_int_equal(lm_tf_state(tfree), LM_TF_USE_DELAYED);
+  uintptr_t freeing = (tfree & ~(uintptr_t)LM_TF_STATE_MASK) | LM_TF_DELAYED_FREEING;
+  assert_true(atomic_compare_exchange_strong(&page->xthread_free, &tfree, freeing));
+  lm_heap_delayed_push(heap, block);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, drain_heaps_main, NULL), 0);
+  struct timespec pause = {0, 50 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  /* (seen now, asserted once the hand-over has ended: a failed assertion must not leave the
+   * page in DELAYED_FREEING for the tests that follow) */
+  lm_block_t* listed = atomic_load(&heap->thread_delayed_free);
+  size_t moved = thread_free_length(page);
+  /* The second half: the state ends, and the block goes its way. */
+  tfree = atomic_load(&page->xthread_free);
+  assert_int_equal(lm_tf_state(tfree), LM_TF_DELAYED_FREEING);
+  uintptr_t ended = (tfree & ~(uintptr_t)LM_TF_STATE_MASK) | LM_TF_NO_DELAYED;
+  assert_true(atomic_compare_exchange_strong(&page->xthread_free, &tfree, ended));
+  assert_int_equal(pthread_join(t, NULL), 0);
+  /* The drainer had taken the list, and held the block until the hand-over ended. */
+  assert_null(listed);
+  assert_int_equal(moved, 0);
+  /* A page with live blocks: its freed block is back on the delayed list for the owner. */
+  assert_ptr_equal(atomic_load(&heap->thread_delayed_free), block);
+  assert_true(atomic_load(&heap->drained));
+  void* more = mi_malloc(DRAIN_TEST_SIZE); /* the owner takes the freed block over */
+  assert_non_null(more);
+  assert_false(atomic_load(&heap->drained));
+  assert_null(atomic_load(&heap->thread_delayed_free));
+  check_page_accounting(page);
+  mi_free(more);
+  for (size_t i = 1; i <= in_page; i++) mi_free(blocks[i]);
+  mi_collect(true);
+}
+
 typedef struct unregister_job_s {
   lm_tld_t* tld;
   _Atomic(bool) done;
@@ -1257,6 +1306,7 @@ int main(void) {
       cmocka_unit_test(test_core_delayed_free_is_taken_at_the_next_malloc_of_any_size),
       cmocka_unit_test(test_core_page_other_threads_emptied_is_given_back_while_its_owner_idles),
       cmocka_unit_test(test_core_idle_owner_is_drained_at_the_first_look),
+      cmocka_unit_test(test_core_drainer_waits_for_a_remote_free_to_end_its_hand_over),
       cmocka_unit_test(test_core_thread_being_drained_leaves_the_list_after_the_drainer),
       cmocka_unit_test(test_core_pairs_over_many_sizes_keep_their_retired_pages),
       cmocka_unit_test(test_core_freed_page_is_retired_and_direct_entry_follows_queue_head),
