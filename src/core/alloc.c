@@ -13,14 +13,14 @@ static inline void* page_pop_finish(lm_page_t* page, lm_block_t* block, lm_block
   page->free = next;
   page->used++;
   page->stat_allocs++; /* the statistics' only cost on this path */
-  lm_track_malloc(block, page->block_size, zero && page->free_is_zero);
+  lm_track_malloc(block, page->block_size, zero && lm_page_free_is_zero(page));
   /* Hardened builds wipe the encoded link: it must not leak, and a live block whose first word
    * still decoded as a link would look like a double free when it is freed. */
   if (LM_ENCODE_FREELIST) block->next = NULL;
   if (LM_DEBUG_FILL) lm_debug_check_reused(page, block);
   if (lm_unlikely(zero)) {
     /* Fresh OS memory is zero except the link word; otherwise clear what the caller asked. */
-    if (page->free_is_zero) block->next = NULL;
+    if (lm_page_free_is_zero(page)) block->next = NULL;
     else memset(block, 0, page->block_size);
   } else if (LM_DEBUG_FILL) {
     memset(block, 0xD0, lm_min(size, page->block_size - LM_PADDING_SIZE));

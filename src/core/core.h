@@ -285,6 +285,13 @@ static inline void lm_page_flags_update(lm_page_t* page, uint8_t set, uint8_t cl
   uint8_t f = lm_page_flags(page);
   atomic_store_explicit(&page->flags, (uint8_t)((f | set) & (uint8_t)~clear), memory_order_relaxed);
 }
+static inline bool lm_page_free_is_zero(const lm_page_t* page) {
+  return (lm_page_flags(page) & LM_PAGE_FREE_ZERO) != 0;
+}
+/* Blocks that were handed out join `free`: it is not known zero any more. */
+static inline void lm_page_free_dirty(lm_page_t* page) {
+  if (lm_page_flags(page) & LM_PAGE_FREE_ZERO) lm_page_flags_update(page, 0, LM_PAGE_FREE_ZERO);
+}
 /* A block's start from an interior (aligned) pointer into it. */
 static inline lm_block_t* lm_page_block_of(const lm_page_t* page, const void* p) {
   size_t diff = (size_t)((const uint8_t*)p - page->page_start);

@@ -104,7 +104,7 @@ static bool page_drain(lm_page_t* page, uintptr_t tfree) {
   page->local_free = NULL;
   page->used = 0;
   page->capacity = 0;
-  page->free_is_zero = false;
+  lm_page_free_dirty(page);
   if (!lm_segment_page_discard(&lm_process.segments, page, used_bytes)) {
     lm_error(ENOMEM, "the memory of page %p could not be made accessible again", (void*)page);
   }

@@ -17,12 +17,12 @@ static inline void page_push_free(lm_page_t* page, lm_block_t* block) {
     page->local_free = block;
   } else {
     lm_block_set_next(page, block, page->free);
-    page->free = block;
-    page->free_is_zero = 0;
+    page->free = block; /* (a page whose free list is known zero takes the generic path) */
   }
 }
 
 void lm_free_block_local(lm_page_t* page, lm_block_t* block) {
+  lm_page_free_dirty(page);
   page_push_free(page, block);
   page->used--;
   if (lm_unlikely(lm_page_flags(page) & LM_PAGE_IN_FULL)) {

@@ -85,7 +85,7 @@ void lm_page_collect(lm_page_t* page, bool force) {
     if (page->free == NULL && !force) {
       /* Hand the remote blocks out first; local_free (if any) waits for the next collect. */
       page->free = remote;
-      page->free_is_zero = false;
+      lm_page_free_dirty(page);
       return;
     }
     /* Into local_free: in front of it (one walk of the remote list, whose length is bounded
@@ -98,12 +98,12 @@ void lm_page_collect(lm_page_t* page, bool force) {
   if (page->free == NULL) {
     page->free = page->local_free;
     page->local_free = NULL;
-    page->free_is_zero = false;
+    lm_page_free_dirty(page);
   } else if (force) {
     lm_block_set_next(page, list_tail(page, page->local_free), page->free);
     page->free = page->local_free;
     page->local_free = NULL;
-    page->free_is_zero = false;
+    lm_page_free_dirty(page);
   }
 }
 
@@ -125,7 +125,7 @@ void lm_page_extend(lm_page_t* page) {
       if (LM_DEBUG_FILL) lm_debug_fill_freed(page, (lm_block_t*)(start + i * bsize));
       lm_track_close(start + i * bsize, bsize);
     }
-    if (LM_DEBUG_FILL) page->free_is_zero = false;
+    if (LM_DEBUG_FILL) lm_page_free_dirty(page);
   }
   if (LM_SECURE_SHUFFLE && extend > 2 && heap != NULL) {
     /* Secure builds hand new blocks out in an order an overflow cannot count on: the new
@@ -278,9 +278,9 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   page->used = 0;
   page->free = NULL;
   page->local_free = NULL;
-  lm_page_flags_update(page, 0, 0xFF);
+  atomic_store_explicit(&page->flags, page->is_zero_init ? LM_PAGE_FREE_ZERO : 0,
+                        memory_order_relaxed);
   page->retire_expire = 0;
-  page->free_is_zero = page->is_zero_init;
   page->block_size_shift = lm_is_power_of_two(block_size) ? (uint8_t)lm_ctz(block_size) : 0;
   page->block_size_inv = single ? 0 : UINT64_MAX / block_size + 1;
   page->heap_tag = heap->tag;

@@ -45,34 +45,40 @@ typedef struct lm_block_s {
 #define LM_PAGE_IN_FULL 0x01     /* in the heap's full queue */
 #define LM_PAGE_HAS_ALIGNED 0x02 /* some block was handed out at an interior (aligned) address */
 #define LM_PAGE_ABANDONED 0x04   /* belongs to no heap: every free takes the remote path */
+/* The blocks in `free` are zero beyond their first word (fresh OS memory). A flag, not a field
+ * of its own: the first free into such a page takes the slower path once and clears it, and
+ * the free fast path stores nothing but the link, the list head and the count. */
+#define LM_PAGE_FREE_ZERO 0x08
 
 /* A page descriptor. Every slice of a segment has one; only the first slice of a page or free
  * span carries a page, the others only `slice_offset` back to it. The slice fields belong to the
  * segment layer, the rest to the core (free lists, owner heap, queue links). */
 typedef struct lm_page_s {
+  /* The first 24 bytes hold all that the malloc and free fast paths touch, so that those find
+   * it in one cache line for most pages (a descriptor is 120 bytes, so some straddle). */
+  uint32_t slice_count;  /* segment layer: slices in this page or span (0 for interior slices) */
+  uint32_t slice_offset; /* segment layer: bytes back to the first slice of the page or span */
+  lm_block_t* free;      /* allocation list */
+  uint16_t used;         /* blocks in use, including those waiting in xthread_free */
+  _Atomic(uint8_t) flags; /* LM_PAGE_IN_FULL | LM_PAGE_HAS_ALIGNED | ...; written by the owner
+                           * only, read relaxed (a plain byte load) by any thread */
+  uint8_t heap_tag;
+  uint32_t stat_allocs;  /* blocks handed out since the statistics last looked */
+  /* the rest of the core's */
+  uint16_t capacity;     /* blocks threaded into the free lists so far */
+  uint16_t reserved;     /* blocks that fit */
+  uint16_t stat_used;    /* `used` when the statistics last looked */
+  uint8_t retire_expire; /* > 0: kept empty for a while before release (hysteresis) */
+  uint8_t block_size_shift; /* log2(block_size) for powers of two, else 0 */
   /* segment layer */
-  uint32_t slice_count;  /* slices in this page or span (0 for interior slices) */
-  uint32_t slice_offset; /* bytes back to the first slice of the page or span */
   uint8_t is_committed : 1;
   uint8_t is_zero_init : 1; /* the page memory was known zero when it was allocated */
   uint8_t is_huge : 1;
   uint8_t has_guard : 1;    /* the last OS page of the page's area is inaccessible */
   /* core */
-  _Atomic(uint8_t) flags; /* LM_PAGE_IN_FULL | LM_PAGE_HAS_ALIGNED; written by the owner only,
-                           * read relaxed (a plain byte load) by any thread */
-  uint8_t free_is_zero;   /* the blocks in `free` are zero beyond their first word */
-  uint8_t retire_expire;  /* > 0: kept empty for a while before release (hysteresis) */
-  uint16_t capacity;      /* blocks threaded into the free lists so far */
-  uint16_t reserved;      /* blocks that fit */
-  uint16_t used;          /* blocks in use, including those waiting in xthread_free */
-  uint8_t block_size_shift; /* log2(block_size) for powers of two, else 0 */
-  uint8_t heap_tag;
-  uint32_t stat_allocs;   /* blocks handed out since the statistics last looked (core) */
-  uint16_t stat_used;     /* `used` when the statistics last looked (core) */
-  lm_block_t* free;       /* allocation list */
   lm_block_t* local_free; /* frees waiting for the next collect (secure builds: the owner's) */
   size_t block_size;      /* 0 marks a free span */
-  uint64_t block_size_inv; /* floor((2^64-1) / block_size) + 1: a divisibility test (core) */
+  uint64_t block_size_inv; /* floor((2^64-1) / block_size) + 1: a divisibility test */
   uint8_t* page_start;
   uintptr_t keys[2];      /* free-list encoding keys (secure builds) */
   _Atomic(uintptr_t) xthread_free; /* frees by other threads: block pointer | 3 state bits */

@@ -1256,6 +1256,38 @@ static void test_core_calloc_returns_zeroed_memory(void** state) {
   mi_collect(true);
 }
 
+/* A page of memory known zero (fresh from the OS) hands its blocks to calloc without clearing
+ * them again. The first block that comes back dirties its free list: that free takes the
+ * generic path once and ends it (the fast path stores nothing but the list and the count). */
+static void test_core_page_known_zero_until_a_block_comes_back(void** state) {
+  (void)state;
+  /* (a heap of its own arena: fresh memory, which the fake reports zero) */
+  mi_arena_id_t id;
+  assert_int_equal(mi_reserve_os_memory_ex(64 * LM_MiB, true, false, true, &id), 0);
+  mi_heap_t* heap = mi_heap_new_in_arena(id);
+  assert_non_null(heap);
+  uint8_t* first = mi_heap_malloc(heap, 200);
+  assert_non_null(first);
+  lm_page_t* page = page_of(first);
+  assert_true(page->is_zero_init);
+  assert_true(lm_page_free_is_zero(page));
+  uint8_t* second = mi_heap_calloc(heap, 1, 200);
+  assert_non_null(second);
+  assert_ptr_equal(page_of(second), page);
+  assert_true(all_zero(second, 200));
+  assert_true(lm_page_free_is_zero(page)); /* handing out does not end it */
+  memset(first, 0xee, 200);
+  mi_free(first);
+  assert_false(lm_page_free_is_zero(page));
+  uint8_t* again = mi_heap_calloc(heap, 1, 200); /* the dirty block, cleared */
+  assert_ptr_equal(again, first);
+  assert_true(all_zero(again, 200));
+  mi_free(again);
+  mi_free(second);
+  mi_heap_delete(heap);
+  mi_collect(true);
+}
+
 static void test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed(void** state) {
   (void)state;
   /* A block of a new (lazily committed) arena, committed when the segment claims it: the fake
@@ -1323,6 +1355,7 @@ int main(void) {
       cmocka_unit_test(test_core_fresh_blocks_come_in_random_order_in_secure_builds),
       cmocka_unit_test(test_core_slow_path_varies_reuse_and_page_in_secure_builds),
       cmocka_unit_test(test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed),
+      cmocka_unit_test(test_core_page_known_zero_until_a_block_comes_back),
       cmocka_unit_test(test_core_deprecated_huge_reserve_counts_the_pages_had),
   };
   return cmocka_run_group_tests_name("core", tests, group_setup, group_teardown);
