@@ -299,12 +299,24 @@ static inline lm_block_t* lm_page_block_of(const lm_page_t* page, const void* p)
                                               : diff % page->block_size;
   return (lm_block_t*)((uintptr_t)p - adjust);
 }
+/* A page of one block (large and huge pages). */
+static inline bool lm_page_is_single(const lm_page_t* page) {
+#if LM_PAGE_CHECKED
+  return page->block_size_inv == 0;
+#else
+  return page->is_huge || page->block_size > LM_MEDIUM_OBJ_SIZE_MAX;
+#endif
+}
 /* Is p the start of a block of the page? One multiply (Lemire's test): for d < 2^32 and
  * c = floor((2^64-1)/size) + 1, d is a multiple of size exactly when d*c mod 2^64 < c. */
 static inline bool lm_page_is_block_start(const lm_page_t* page, const void* p) {
+#if LM_PAGE_CHECKED
   uint64_t diff = (uint64_t)((const uint8_t*)p - page->page_start);
   if (page->block_size_inv == 0) return diff == 0; /* a single-block page */
   return diff * page->block_size_inv < page->block_size_inv;
+#else
+  return (const void*)lm_page_block_of(page, p) == p; /* (only checked builds ask) */
+#endif
 }
 static inline size_t lm_page_usable_size_of(const lm_page_t* page, const void* p) {
   const lm_block_t* block = lm_page_block_of(page, p);
@@ -379,7 +391,12 @@ static inline bool lm_page_holds(const lm_page_t* page, const void* p) {
 
 /* The link a raw (encoded) word stands for; the page's address stands for NULL. */
 static inline uintptr_t lm_block_decode(const lm_page_t* page, uintptr_t raw) {
+#if LM_PAGE_CHECKED
   return lm_rotr(raw - page->keys[0], page->keys[0]) ^ page->keys[1];
+#else
+  (void)page; /* (only checked builds encode) */
+  return raw;
+#endif
 }
 
 static inline lm_block_t* lm_block_next(const lm_page_t* page, const lm_block_t* block) {
@@ -439,7 +456,12 @@ static inline lm_padding_t* lm_padding_of(const lm_page_t* page, const void* blo
 /* Keyed by the page and the block's address; the low byte is zero, so a string that runs on
  * past its block stops at the canary instead of reading on. */
 static inline uint32_t lm_padding_canary(const lm_page_t* page, const void* block) {
+#if LM_PAGE_CHECKED
   return (uint32_t)(((uintptr_t)block ^ page->keys[1]) >> 3) & ~(uint32_t)0xFF;
+#else
+  (void)page; /* (only checked builds pad) */
+  return (uint32_t)((uintptr_t)block >> 3) & ~(uint32_t)0xFF;
+#endif
 }
 /* The canary and a plausible slack, without the fill: what every block of a page keeps. */
 static inline bool lm_padding_canary_ok(const lm_page_t* page, const void* block) {

@@ -222,13 +222,13 @@ static inline bool free_is_invalid(const lm_segment_t* segment, const lm_page_t*
 static inline bool free_checked_fast(const lm_segment_t* segment, const lm_page_t* page,
                                      const void* p) {
   if (!lm_segment_is_valid(&lm_process.segments, segment) || !lm_page_holds(page, p) ||
-      page->block_size_inv == 0 || !lm_page_is_block_start(page, p) ||
+      lm_page_is_single(page) || !lm_page_is_block_start(page, p) ||
       lm_page_flags(page) != 0 || lm_thread_id() != lm_segment_owner(segment)) {
     return false;
   }
   uintptr_t x = lm_block_decode(page, *(const uintptr_t*)p);
   if (x == (uintptr_t)page || lm_page_holds(page, (const void*)x)) return false;
-  /* its padding, and the canary of the block below (a page of several: block_size_inv) */
+  /* its padding, and the canary of the block below (a page of several) */
   return !LM_PADDING ||
          (lm_padding_intact(page, p) &&
           ((const uint8_t*)p == page->page_start || !lm_padding_kept_when_free(page) ||

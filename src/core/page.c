@@ -282,13 +282,13 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
                         memory_order_relaxed);
   page->retire_expire = 0;
   page->block_size_shift = lm_is_power_of_two(block_size) ? (uint8_t)lm_ctz(block_size) : 0;
-  page->block_size_inv = single ? 0 : UINT64_MAX / block_size + 1;
   page->heap_tag = heap->tag;
   page->next = page->prev = NULL;
-  if (LM_ENCODE_FREELIST) {
-    page->keys[0] = (uintptr_t)lm_random_next(&heap->random) | 1;
-    page->keys[1] = (uintptr_t)lm_random_next(&heap->random);
-  }
+#if LM_PAGE_CHECKED
+  page->block_size_inv = single ? 0 : UINT64_MAX / block_size + 1;
+  page->keys[0] = (uintptr_t)lm_random_next(&heap->random) | 1;
+  page->keys[1] = (uintptr_t)lm_random_next(&heap->random);
+#endif
   atomic_store_explicit(&page->xthread_free, LM_TF_NO_DELAYED, memory_order_relaxed);
   atomic_store_explicit(&page->xheap, (uintptr_t)heap, memory_order_release);
   lm_page_stats_fresh(page, &heap->tld->stats);

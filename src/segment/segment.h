@@ -50,12 +50,20 @@ typedef struct lm_block_s {
  * the free fast path stores nothing but the link, the list head and the count. */
 #define LM_PAGE_FREE_ZERO 0x08
 
+/* Builds that check frees and encode free lists (secure and debug) keep two more things per
+ * page: its free-list keys and a divisibility constant. Release builds leave them out, so that a
+ * descriptor is 96 bytes: the index of a pointer's descriptor is then two cheap instructions,
+ * and with the slices 64-byte aligned the fast paths' first 24 bytes never straddle a cache
+ * line. */
+#define LM_PAGE_CHECKED (LM_SECURE || LM_DEBUG > 0)
+
 /* A page descriptor. Every slice of a segment has one; only the first slice of a page or free
  * span carries a page, the others only `slice_offset` back to it. The slice fields belong to the
  * segment layer, the rest to the core (free lists, owner heap, queue links). */
 typedef struct lm_page_s {
-  /* The first 24 bytes hold all that the malloc and free fast paths touch, so that those find
-   * it in one cache line for most pages (a descriptor is 120 bytes, so some straddle). */
+  /* The first 24 bytes hold all that the malloc and free fast paths touch, in one cache line
+   * for every page of a release build (see LM_PAGE_CHECKED); the 120 bytes of a checked
+   * build's descriptor split them for a quarter of the pages. */
   uint32_t slice_count;  /* segment layer: slices in this page or span (0 for interior slices) */
   uint32_t slice_offset; /* segment layer: bytes back to the first slice of the page or span */
   lm_block_t* free;      /* allocation list */
@@ -78,9 +86,11 @@ typedef struct lm_page_s {
   /* core */
   lm_block_t* local_free; /* frees waiting for the next collect (secure builds: the owner's) */
   size_t block_size;      /* 0 marks a free span */
-  uint64_t block_size_inv; /* floor((2^64-1) / block_size) + 1: a divisibility test */
   uint8_t* page_start;
-  uintptr_t keys[2];      /* free-list encoding keys (secure builds) */
+#if LM_PAGE_CHECKED
+  uint64_t block_size_inv; /* floor((2^64-1) / block_size) + 1 (0: one block): divisibility */
+  uintptr_t keys[2];       /* free-list encoding keys */
+#endif
   _Atomic(uintptr_t) xthread_free; /* frees by other threads: block pointer | 3 state bits */
   _Atomic(uintptr_t) xheap;        /* owning heap, 0 when abandoned */
   struct lm_page_s* next; /* page queue (core) or span queue (segment) links */
@@ -121,7 +131,7 @@ typedef struct lm_segment_s {
   lm_commit_mask_t dirty_mask; /* slices that may hold non-zero bytes */
   lm_commit_mask_t guard_mask; /* slices whose last OS page is protected (kept across reuse) */
   lm_commit_mask_t reuse_mask; /* purged but still committed: the backend's reuse step first */
-  lm_page_t slices[LM_SLICES_PER_SEGMENT + 1]; /* +1: sentinel after the last slice */
+  _Alignas(64) lm_page_t slices[LM_SLICES_PER_SEGMENT + 1]; /* +1: a sentinel at the end */
 } lm_segment_t;
 
 /* Slices of a page for blocks of `block_size` (not huge). A medium page holds about 8 blocks,
