@@ -11,10 +11,13 @@ side, the ratio B/A, and the geometric means of the ratios.
 --env-a/--env-b add a variable to one side's environment (repeatable), --workloads takes
 names and groups as bench/run.py does, and --control runs A a second time (A') in the same
 interleaving: its ratio A'/A is the noise of this machine for that workload, the yardstick for
-B/A (on a shared 2-core machine 5-10% per workload, more for multi-threaded ones).
+B/A (on a shared 2-core machine 5-10% per workload, more for multi-threaded ones). A real
+program must print the same in every run, on both sides, as in bench/run.py; the comparison
+stops with an error where it does not.
 """
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,10 +28,11 @@ import run as bench  # the workload table and the measuring helper live there
 
 
 def measure(lib, argv, env, out):
+    """(wall s, peak RSS MiB, what the program printed)"""
     code, wall, rss_kib, _ = bench.measure(argv, os.path.abspath(lib), out, env)
     if code != 0:
         raise RuntimeError(f"{argv[0]} exited {code} under {lib}")
-    return wall, rss_kib / 1024.0
+    return wall, rss_kib / 1024.0, bench.read_text(out)
 
 
 def env_pairs(items, ap):
@@ -72,6 +76,23 @@ def main():
     bin_dir = os.path.join(args.build_dir, "bench")
     bench.MEMTIME = os.path.join(bin_dir, "memtime")
     folder = tempfile.mkdtemp(prefix="lm-compare-")  # the real programs' input files
+    try:
+        rows = compare(workloads, sides, args, bin_dir, folder)
+    except RuntimeError as e:  # a run failed or printed other than the first
+        print(f"\ncompare.py: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if not rows:
+        print("no workload ran")
+        return 1
+    report(rows, sides, args.runs)
+    return 0
+
+
+def compare(workloads, sides, args, bin_dir, folder):
+    """Runs each workload on every side, interleaved; returns [(name, median times, median
+    peaks)]."""
     out = os.path.join(folder, "run.out")
     rows = []
     for w in workloads:
@@ -83,21 +104,29 @@ def main():
         argv = w.argv(Path(bin_dir), folder, args.quick)
         times = {name: [] for name, _, _ in sides}
         peaks = {name: [] for name, _, _ in sides}
+        first = None  # (side, output) of the first run of a real program
         for i in range(args.runs):
             print(f"\r{w.name}: run {i + 1}/{args.runs}   ", end="", file=sys.stderr, flush=True)
             for name, lib, extra in sides:
                 env = w.environment(folder)
                 env.update(extra)
-                t, m = measure(lib, argv, env, out)
+                t, m, text = measure(lib, argv, env, out)
+                if w.same_output:
+                    if first is None:
+                        first = (name, text)
+                    elif text != first[1]:
+                        raise RuntimeError(f"{w.name}: run {i + 1} under {name} printed other "
+                                           f"than the first run (under {first[0]})")
                 times[name].append(t)
                 peaks[name].append(m)
         med_t = {n: statistics.median(v) for n, v in times.items()}
         med_m = {n: statistics.median(v) for n, v in peaks.items()}
         rows.append((w.name, med_t, med_m))
     print("", file=sys.stderr)
-    if not rows:
-        print("no workload ran")
-        return 1
+    return rows
+
+
+def report(rows, sides, runs):
     others = [name for name, _, _ in sides[1:]]
     head = "| workload | time A (s) | " + " | ".join(f"{n}/A" for n in others)
     head += " | RSS A (MiB) | " + " | ".join(f"{n}/A" for n in others) + " |"
@@ -111,12 +140,11 @@ def main():
     for name, lib, extra in sides:
         env = " ".join(f"{k}={v}" for k, v in extra.items())
         print(f"{name} = {lib}" + (f" with {env}" if env else ""))
-    print(f"{args.runs} interleaved runs per workload, medians")
+    print(f"{runs} interleaved runs per workload, medians")
     for n in others:
         gt = bench.geomean([t[n] / t["A"] for _, t, _ in rows])
         gm = bench.geomean([m[n] / m["A"] for _, _, m in rows])
         print(f"geometric mean {n}/A: time {gt:.3f}, peak RSS {gm:.3f}")
-    return 0
 
 
 if __name__ == "__main__":
