@@ -74,6 +74,7 @@ static void stats_check(lm_tld_t* tld) {
       for (lm_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
         bool huge = page->is_huge || page->block_size > LM_MEDIUM_OBJ_SIZE_MAX;
         uint8_t sbin = huge ? LM_BIN_HUGE : lm_bin(page->block_size);
+        lm_check(page->bin == sbin);
         lm_check(page->stat_used == page->used && page->stat_allocs == 0);
         blocks[sbin] += page->used;
         pages[sbin]++;

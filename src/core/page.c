@@ -272,6 +272,7 @@ void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   bool single = page->is_huge || block_size > LM_MEDIUM_OBJ_SIZE_MAX;
   if (block_size > LM_MEDIUM_OBJ_SIZE_MAX && area_size > block_size) block_size = area_size;
   page->block_size = block_size;
+  page->bin = single ? LM_BIN_HUGE : lm_bin(block_size);
   size_t reserved = single ? 1 : area_size / block_size;
   page->reserved = (uint16_t)(reserved > UINT16_MAX ? UINT16_MAX : reserved);
   page->capacity = 0;

@@ -9,8 +9,7 @@ static bool queue_is_full(const lm_heap_t* heap, const lm_page_queue_t* pq) {
 
 lm_page_queue_t* lm_heap_queue_for(lm_heap_t* heap, const lm_page_t* page) {
   if (lm_page_flags(page) & LM_PAGE_IN_FULL) return &heap->pages[LM_BIN_FULL];
-  if (page->block_size > LM_MEDIUM_OBJ_SIZE_MAX || page->is_huge) return &heap->pages[LM_BIN_HUGE];
-  return &heap->pages[lm_bin(page->block_size)];
+  return &heap->pages[page->bin];
 }
 
 /* The smallest word size of a small bin (see lm_bin): bins 1..8 step by 16 bytes (bins 3, 5

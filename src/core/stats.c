@@ -52,12 +52,8 @@ static void add_counter(lm_counter_local_t* local, _Atomic(int64_t)* global, int
 
 /* ---- pages --------------------------------------------------------------------------------- */
 
-static bool page_is_huge(const lm_page_t* page) {
-  return page->is_huge || page->block_size > LM_MEDIUM_OBJ_SIZE_MAX;
-}
-
 static uint8_t page_bin(const lm_page_t* page) {
-  return page_is_huge(page) ? LM_BIN_HUGE : lm_bin(page->block_size);
+  return page->bin; /* (LM_BIN_HUGE for large and huge pages, whose bytes count as huge) */
 }
 
 #define LOCAL(ts, field) ((ts) != NULL ? &(ts)->field : NULL)

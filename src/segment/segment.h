@@ -84,6 +84,7 @@ typedef struct lm_page_s {
   uint8_t is_huge : 1;
   uint8_t has_guard : 1;    /* the last OS page of the page's area is inaccessible */
   /* core */
+  uint8_t bin;            /* its queue in a heap while not full (fixed at page init) */
   lm_block_t* local_free; /* frees waiting for the next collect (secure builds: the owner's) */
   size_t block_size;      /* 0 marks a free span */
   uint8_t* page_start;
