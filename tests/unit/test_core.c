@@ -1281,10 +1281,18 @@ static void test_core_page_known_zero_until_a_block_comes_back(void** state) {
   memset(first, 0xee, 200);
   mi_free(first);
   assert_false(lm_page_free_is_zero(page));
-  uint8_t* again = mi_heap_calloc(heap, 1, 200); /* the dirty block, cleared */
-  assert_ptr_equal(again, first);
-  assert_true(all_zero(again, 200));
-  mi_free(again);
+  /* The dirty block comes back cleared: at once (secure builds: once the free list ran out and
+   * the page's local frees were collected; every block on the way is zero too). */
+  static uint8_t* taken[1024];
+  size_t n = 0;
+  do {
+    taken[n] = mi_heap_calloc(heap, 1, 200);
+    assert_non_null(taken[n]);
+    assert_true(all_zero(taken[n], 200));
+  } while (taken[n++] != first && n < 1024);
+  assert_ptr_equal(taken[n - 1], first);
+  if (!LM_SECURE) assert_int_equal(n, 1);
+  for (size_t i = 0; i < n; i++) mi_free(taken[i]);
   mi_free(second);
   mi_heap_delete(heap);
   mi_collect(true);
