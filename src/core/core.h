@@ -301,11 +301,7 @@ static inline lm_block_t* lm_page_block_of(const lm_page_t* page, const void* p)
 }
 /* A page of one block (large and huge pages). */
 static inline bool lm_page_is_single(const lm_page_t* page) {
-#if LM_PAGE_CHECKED
-  return page->block_size_inv == 0;
-#else
-  return page->is_huge || page->block_size > LM_MEDIUM_OBJ_SIZE_MAX;
-#endif
+  return page->bin == LM_BIN_HUGE;
 }
 /* Is p the start of a block of the page? One multiply (Lemire's test): for d < 2^32 and
  * c = floor((2^64-1)/size) + 1, d is a multiple of size exactly when d*c mod 2^64 < c. */
