@@ -27,6 +27,7 @@ typedef struct lm_arena_s {
   size_t meta_size;
   _Atomic(int64_t) purge_expire;    /* the earliest deadline of a pending block (0: none) */
   _Atomic(int64_t)* block_expire;   /* each pending block's own deadline */
+  _Atomic(lm_thread_id_t)* block_freer; /* the thread that freed each pending block */
   lm_bitmap_field_t* inuse;
   lm_bitmap_field_t* committed;
   lm_bitmap_field_t* dirty;
@@ -122,15 +123,19 @@ static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committ
   size_t fields = lm_divide_up(blocks, LM_BITMAP_FIELD_BITS);
   size_t bitmaps = 4 + LM_BLOCK_FLAG_COUNT;
   size_t meta_size = sizeof(lm_arena_t) + bitmaps * fields * sizeof(lm_bitmap_field_t) +
-                     blocks * sizeof(_Atomic(int64_t));
+                     blocks * (sizeof(_Atomic(int64_t)) + sizeof(_Atomic(lm_thread_id_t)));
   lm_memid_t meta_memid;
   lm_arena_t* arena = lm_os_alloc(arenas, meta_size, true, &meta_memid);
   if (arena == NULL) return 0;
   lm_bitmap_field_t* bits = (lm_bitmap_field_t*)(arena + 1);
   _Atomic(int64_t)* block_expire = (_Atomic(int64_t)*)(bits + bitmaps * fields);
+  _Atomic(lm_thread_id_t)* block_freer = (_Atomic(lm_thread_id_t)*)(block_expire + blocks);
   /* Fresh OS memory may not be zero (the backend says so): clear the metadata explicitly. */
   for (size_t i = 0; i < bitmaps * fields; i++) atomic_init(&bits[i], 0);
-  for (size_t i = 0; i < blocks; i++) atomic_init(&block_expire[i], 0);
+  for (size_t i = 0; i < blocks; i++) {
+    atomic_init(&block_expire[i], 0);
+    atomic_init(&block_freer[i], 0);
+  }
   *arena = (lm_arena_t){.start = start,
                         .block_count = blocks,
                         .is_pinned = memid->is_pinned,
@@ -140,6 +145,7 @@ static int arena_add(lm_arenas_t* arenas, void* start, size_t size, bool committ
                         .meta_memid = meta_memid,
                         .meta_size = meta_size,
                         .block_expire = block_expire,
+                        .block_freer = block_freer,
                         .inuse = bits,
                         .committed = bits + fields,
                         .dirty = bits + 2 * fields,
@@ -498,8 +504,10 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
       /* Each block keeps its own deadline: one freed a moment ago is not purged with one whose
        * delay has passed (bench grow: a segment given back and taken again within the delay
        * was purged and faulted back in, 96 MiB a run). */
+      lm_thread_id_t freer = lm_thread_id();
       for (size_t i = idx; i < idx + n; i++) {
         atomic_store_explicit(&arena->block_expire[i], expire, memory_order_release);
+        atomic_store_explicit(&arena->block_freer[i], freer, memory_order_relaxed);
       }
       lm_bitmap_set(arena->purge, idx, n);
       note_earliest(&arena->purge_expire, expire);
@@ -512,9 +520,10 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
 
 /* ---- purging ------------------------------------------------------------------------------ */
 
-/* Purge this arena's pending blocks whose deadline passed (all with `force`); returns true if
- * some remain pending. */
-static bool arena_try_purge(lm_arenas_t* arenas, lm_arena_t* arena, int64_t now, bool force) {
+/* Purge this arena's pending blocks whose deadline passed (all with `force`), except those
+ * thread `keep` freed (none when 0); returns true if some remain pending. */
+static bool arena_try_purge(lm_arenas_t* arenas, lm_arena_t* arena, int64_t now, bool force,
+                            lm_thread_id_t keep) {
   int64_t expire = lm_load_relaxed(&arena->purge_expire);
   if (expire == 0) return false;
   if (!force && expire > now) return true;
@@ -523,7 +532,9 @@ static bool arena_try_purge(lm_arenas_t* arenas, lm_arena_t* arena, int64_t now,
   for (size_t idx = 0; idx < arena->block_count; idx++) {
     if (!lm_bitmap_is_any_set(arena->purge, idx, 1)) continue;
     int64_t due = atomic_load_explicit(&arena->block_expire[idx], memory_order_acquire);
-    if (!force && due > now) {
+    bool kept = keep != 0 &&
+                atomic_load_explicit(&arena->block_freer[idx], memory_order_relaxed) == keep;
+    if ((!force || kept) && due > now) {
       if (next == 0 || due < next) next = due;
       continue;
     }
@@ -539,7 +550,7 @@ static bool arena_try_purge(lm_arenas_t* arenas, lm_arena_t* arena, int64_t now,
   return next != 0 || lm_bitmap_count(arena->purge, arena->block_count) > 0;
 }
 
-bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force) {
+static bool arenas_purge(lm_arenas_t* arenas, bool force, lm_thread_id_t keep) {
   int64_t expire = lm_load_acquire(&arenas->purge_expire);
   if (expire == 0) return false;
   int64_t now = lm_os_clock(arenas);
@@ -552,7 +563,7 @@ bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force) {
   for (size_t i = 0; i < n; i++) {
     lm_arena_t* arena = arena_at(arenas, i);
     if (arena == NULL) continue;
-    if (arena_try_purge(arenas, arena, now, force)) {
+    if (arena_try_purge(arenas, arena, now, force, keep)) {
       pending = true;
       int64_t e = lm_load_relaxed(&arena->purge_expire);
       if (e != 0 && (next == 0 || e < next)) next = e;
@@ -561,6 +572,12 @@ bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force) {
   lm_spin_unlock(&arenas->purge_guard);
   if (pending) note_earliest(&arenas->purge_expire, next != 0 ? next : now + 1);
   return pending;
+}
+
+bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force) { return arenas_purge(arenas, force, 0); }
+
+void lm_arenas_purge_early(lm_arenas_t* arenas, lm_thread_id_t keep) {
+  arenas_purge(arenas, true, keep);
 }
 
 size_t lm_arenas_purge_pending(lm_arenas_t* arenas) {

@@ -224,6 +224,10 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
 /* Purge the arena blocks whose purge delay expired (all pending ones when `force`). Returns
  * true if some purge is still pending. Only one thread purges at a time. */
 bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force);
+/* Purge every pending block now, before its deadline, except those that thread `keep` freed
+ * (it is the likeliest to take them again). Only one thread purges at a time: a no-op while
+ * another does. */
+void lm_arenas_purge_early(lm_arenas_t* arenas, lm_thread_id_t keep);
 /* Bytes of free arena blocks waiting for their purge (address space: parts of them may have
  * been purged by their segment before it was freed). */
 size_t lm_arenas_purge_pending(lm_arenas_t* arenas);

@@ -1,8 +1,10 @@
 /* The background purger: one thread that returns memory to the OS when its delay has passed,
  * even when every other thread is idle. It purges expired arena blocks, expired free spans of
  * segments owned by any thread (through the segment layer's BUSY/PENDING handshake), and
- * collects abandoned segments that remote frees have emptied. It sleeps without a timeout when
- * nothing is scheduled, and is woken when something is. It never allocates.
+ * collects abandoned segments that remote frees have emptied; when a thread grows into fresh
+ * memory while memory that others freed waits, it purges that much of it early
+ * (lm_segments_offset_growth). It sleeps without a timeout when nothing is scheduled, and is
+ * woken when something is. It never allocates.
  *
  * It starts only once the program has a thread of its own besides the first: a single-threaded
  * program stays single-threaded (unshare(CLONE_NEWUSER), sandboxes and some fork-based code
@@ -46,6 +48,8 @@ static void purger_pass(int64_t now, int64_t* next) {
   } else {
     *next = earliest(*next, drain);
   }
+  /* A thread grew while memory others freed waited: give back as much of that now. */
+  lm_segments_offset_growth(&lm_process.segments);
   /* Near the container's limit: what waits for its delay is purged now. */
   bool urgent = lm_container_poll(now);
   *next = earliest(*next, lm_segments_purge_flagged(&lm_process.segments, now, urgent));

@@ -126,7 +126,9 @@ typedef struct lm_segment_s {
   bool purge_flagged;    /* LM_BLOCK_PURGE_PENDING is set for this segment */
   int64_t purge_expire;  /* 0: nothing scheduled */
   int64_t purge_latest;  /* further frees extend purge_expire up to here, no further */
-  size_t touched_end;    /* slices below have held pages: resident, unless purged since */
+  /* Slices below have held pages: resident, unless purged since. Written by the owner only;
+   * atomic because the purger reads it (lm_segments_offset_growth). */
+  _Atomic(size_t) touched_end;
   lm_commit_mask_t commit_mask;
   lm_commit_mask_t purge_mask;
   lm_commit_mask_t dirty_mask; /* slices that may hold non-zero bytes */
@@ -171,6 +173,10 @@ typedef struct lm_segments_s {
   lm_stat_count_t page_stats;          /* pages allocated and freed */
   lm_stat_count_t abandoned_stats;     /* segments abandoned and taken back */
   _Atomic(int64_t) purge_pending;      /* bytes of free slices waiting for their purge */
+  /* Fresh memory pages took (slices touched for the first time) while purges waited: what the
+   * purger should give back early to make up for it (lm_segments_offset_growth). */
+  _Atomic(int64_t) growth_debt;
+  _Atomic(lm_thread_id_t) growth_thread; /* the thread whose growth made the debt due */
   lm_stat_count_t pages_abandoned_stats; /* pages abandoned and taken back */
   /* One bit per 32 MiB of address space for segments taken straight from the OS (arena memory
    * is known to the arenas): allocated on first need, 1 MiB for a 48-bit address space, 16
@@ -293,6 +299,13 @@ bool lm_segment_map_contains(lm_segments_t* segs, const void* p);
  * purges (owned by any thread), using the BUSY/PENDING handshake. Returns the earliest
  * remaining deadline, 0 when none. Callers serialise: one purger pass at a time. */
 int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now, bool force);
+/* Some thread took LM_GROWTH_OFFSET_STEP or more of fresh memory (slices never touched) for
+ * pages while memory that other threads freed waited for its purge delay: purge that much of
+ * the free spans of segments the grower does not own now, and every arena block it did not
+ * free. The grower's own pending memory keeps its delay: it is the likeliest to reuse it.
+ * Called by the purger pass (one at a time), with the BUSY/PENDING handshake. */
+void lm_segments_offset_growth(lm_segments_t* segs);
+#define LM_GROWTH_OFFSET_STEP ((int64_t)4 << 20)
 /* Will the background purger see to the segment's pending purge (it is flagged in its arena)? */
 bool lm_segment_purge_is_flagged(lm_segment_t* segment);
 

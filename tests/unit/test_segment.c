@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -1235,6 +1236,108 @@ static void test_segment_page_alloc_fails_cleanly_when_reserve_fails(void** stat
   assert_true(lm_segment_page_free(page, &tld));
 }
 
+/* ---- growth offset ---------------------------------------------------------------------- */
+
+/* What another thread does before the main thread grows: it makes a segment of its own (one
+ * page kept, four freed: free spans waiting for their purge) and empties a huge one (an arena
+ * block it freed, waiting too). Runs on its own thread, so both are that thread's. */
+typedef struct other_thread_s {
+  lm_page_t* kept;
+  uint8_t* freed_area;
+  size_t freed_size;
+  uint8_t* huge_area;
+} other_thread_t;
+
+static void* other_thread_main(void* arg) {
+  other_thread_t* o = arg;
+  o->kept = lm_segment_page_alloc(&tld2, 64, 0, 0);
+  lm_page_t* freed[4];
+  for (size_t i = 0; i < 4; i++) {
+    freed[i] = lm_segment_page_alloc(&tld2, LM_SMALL_OBJ_SIZE_MAX + 8, 0, 0);
+    if (freed[i] == NULL) return NULL;
+    memset(lm_page_area(freed[i], &o->freed_size), 0x44, o->freed_size);
+  }
+  o->freed_area = lm_page_area(freed[0], NULL);
+  o->freed_size *= 4; /* the four pages lie side by side after the first */
+  lm_page_t* huge = lm_segment_page_alloc(&tld2, LM_LARGE_OBJ_SIZE_MAX + 1, 0, 0);
+  if (huge == NULL) return NULL;
+  o->huge_area = lm_page_area(huge, NULL);
+  lm_segment_page_free(huge, &tld2);
+  for (size_t i = 0; i < 4; i++) lm_segment_page_free(freed[i], &tld2);
+  return NULL;
+}
+
+/* A thread that takes fresh memory for its pages while memory other threads freed waits for
+ * its purge makes up for it: the next purger pass purges the others' free spans and the arena
+ * blocks they freed before their delay, but leaves the grower's own pending memory alone. */
+static void test_segment_growth_purges_what_other_threads_left_waiting(void** state) {
+  (void)state;
+  if (fake_backend_imitates_wasm()) skip(); /* no decommit, so no purge is ever pending */
+  config_t c = base_config();
+  c.mem.purge_delay_ms = 1000; /* the clock stays at 0: nothing falls due */
+  c.mem.arena_reserve = 8 * SEG;
+  c.seg.purge_delay_ms = 1000;
+  start(&c);
+  /* The main thread's segment and huge block come first, so neither is a warm claim of the
+   * memory the other thread frees. */
+  lm_page_t* first = page_alloc(64);
+  lm_page_t* own_huge = page_alloc(LM_LARGE_OBJ_SIZE_MAX + 1);
+  other_thread_t o = {0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, other_thread_main, &o), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_non_null(o.kept);
+  assert_non_null(o.huge_area);
+  lm_segment_t* other = lm_segment_of(o.kept);
+  assert_true(other->purge_flagged);
+  assert_true(fake_backend_is_committed(o.freed_area, o.freed_size));
+  assert_int_equal(lm_arenas_purge_pending(&arenas), SEG);
+  /* Nothing was pending while those pages were made: no debt. */
+  assert_int_equal(atomic_load(&segs.growth_debt), 0);
+  lm_segments_offset_growth(&segs); /* below the step: does nothing */
+  assert_true(other->purge_flagged);
+
+  /* The main thread grows by a step's worth of fresh slices. */
+  enum { MAX_GROWTH = 64 };
+  lm_page_t* grown[MAX_GROWTH];
+  size_t n = 0;
+  while (atomic_load(&segs.growth_debt) < LM_GROWTH_OFFSET_STEP) {
+    assert_true(n < MAX_GROWTH);
+    grown[n++] = page_alloc(LM_SMALL_OBJ_SIZE_MAX + 8);
+    assert_ptr_equal(lm_segment_of(grown[n - 1]), lm_segment_of(first));
+  }
+  assert_int_equal(n * lm_segment_page_slices(LM_SMALL_OBJ_SIZE_MAX + 8) * SLICE,
+                   LM_GROWTH_OFFSET_STEP);
+  /* Its own memory waiting too: a page it frees, and a huge block it empties. */
+  size_t own_size;
+  uint8_t* own_area = lm_page_area(grown[n - 1], &own_size);
+  lm_segment_page_free(grown[--n], &tld);
+  lm_segment_t* mine = lm_segment_of(first);
+  assert_true(mine->purge_flagged);
+  lm_segment_page_free(own_huge, &tld);
+  assert_int_equal(lm_arenas_purge_pending(&arenas), 2 * SEG);
+
+  size_t decommits = fake_backend_calls(FAKE_OP_DECOMMIT);
+  lm_segments_offset_growth(&segs);
+  assert_true(fake_backend_calls(FAKE_OP_DECOMMIT) > decommits);
+  assert_int_equal(atomic_load(&segs.growth_debt), 0);
+  /* The other thread's free spans and arena block are purged... */
+  assert_false(other->purge_flagged);
+  assert_int_equal(other->purge_expire, 0);
+  assert_false(fake_backend_is_committed(o.freed_area, o.freed_size));
+  assert_false(fake_backend_is_committed(o.huge_area, SLICE));
+  /* ...the grower's own are not. */
+  assert_true(mine->purge_flagged);
+  assert_int_equal(mine->purge_expire, 1000);
+  assert_true(fake_backend_is_committed(own_area, own_size));
+  assert_int_equal(lm_arenas_purge_pending(&arenas), SEG);
+
+  for (size_t i = 0; i < n; i++) lm_segment_page_free(grown[i], &tld);
+  assert_true(lm_segment_page_free(first, &tld));
+  assert_true(lm_segment_page_free(o.kept, &tld2));
+  assert_int_equal(atomic_load(&segs.count), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1257,6 +1360,7 @@ int main(void) {
       T(test_segment_alloc_over_lazily_committed_arena_starts_clean),
       T(test_segment_purges_free_span_only_after_the_delay),
       T(test_segment_purge_deadline_extends_on_further_frees),
+      T(test_segment_growth_purges_what_other_threads_left_waiting),
       T(test_segment_large_block_purge_waits_as_long_as_arena_memory),
       T(test_segment_purges_at_once_with_zero_delay),
       T(test_segment_purge_runs_across_mask_words),
