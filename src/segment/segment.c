@@ -250,7 +250,7 @@ bool lm_segment_purge_is_flagged(lm_segment_t* segment) {
 /* Visit a segment flagged PURGE_PENDING, with the handshake (the owner waits for BUSY before
  * freeing it): purge what is due (all with `force`). Returns the deadline left (0: none, the
  * flag is off); adds the purged slices that lay below touched_end (resident, unless purged
- * before) to `*resident`. */
+ * before) to `*resident` unless it is NULL. */
 static int64_t flagged_segment_purge(lm_segments_t* segs, void* block, int64_t now, bool force,
                                      size_t* resident) {
   lm_arenas_t* arenas = segs->arenas;
@@ -260,12 +260,15 @@ static int64_t flagged_segment_purge(lm_segments_t* segs, void* block, int64_t n
     lm_segment_t* segment = (lm_segment_t*)block;
     due = now + 1;
     if (lm_spin_try_lock(&segment->lock)) {
-      size_t touched = lm_min(lm_load_relaxed(&segment->touched_end), LM_SLICES_PER_SEGMENT);
-      size_t below = mask_count(&segment->purge_mask, 0, touched);
+      size_t below = 0;
+      if (resident != NULL) {
+        size_t touched = lm_min(lm_load_relaxed(&segment->touched_end), LM_SLICES_PER_SEGMENT);
+        below = mask_count(&segment->purge_mask, 0, touched);
+      }
       due = segment_try_purge_locked(segs, segment, now, force);
       if (due == 0) {
         segment->purge_flagged = false;
-        *resident += below;
+        if (resident != NULL) *resident += below;
       }
       lm_spin_unlock(&segment->lock);
     }
@@ -277,12 +280,11 @@ static int64_t flagged_segment_purge(lm_segments_t* segs, void* block, int64_t n
 
 int64_t lm_segments_purge_flagged(lm_segments_t* segs, int64_t now, bool force) {
   int64_t next = 0;
-  size_t resident = 0;
   lm_arena_cursor_t cursor = LM_ARENA_CURSOR_START;
   void* block;
   while ((block = lm_arena_flag_find_next(segs->arenas, LM_BLOCK_PURGE_PENDING, &cursor)) !=
          NULL) {
-    int64_t due = flagged_segment_purge(segs, block, now, force, &resident);
+    int64_t due = flagged_segment_purge(segs, block, now, force, NULL);
     if (due != 0 && (next == 0 || due < next)) next = due;
   }
   return next;
@@ -306,9 +308,9 @@ void lm_segments_offset_growth(lm_segments_t* segs) {
     flagged_segment_purge(segs, block, now, true, &resident);
   }
   /* Whole segments freed by other threads: the grower spread into its own free tail rather
-   * than take one, and its growth shows they are not needed now. All of them, not the debt's
-   * worth (bench exchange, medians of 11 runs: peak 85 MiB before, 71 with the debt's worth,
-   * 58 with all, for 5-15% more time in that workload). */
+   * than take one, and its growth shows they are not needed now. All of them: only the
+   * debt's worth (one block at the most, the oldest) left bench exchange's peak at 74 MiB even
+   * with 4 MiB steps, where all of them give 69 (81 without the offset; medians of 9 runs). */
   lm_arenas_purge_early(segs->arenas, grower);
 }
 
@@ -633,10 +635,10 @@ bool lm_segment_page_discard(lm_segments_t* segs, lm_page_t* page, size_t size) 
 
 /* A page takes `slices` never touched before. While free memory waits for its purge, count
  * them towards the next early purge (lm_segments_offset_growth) and wake the purger each
- * LM_GROWTH_OFFSET_STEP: one thread spreading into fresh memory while others' freed memory
- * stays resident is what made short-lived threads' programs peak at 1.6x the live memory
- * (bench exchange). Pages reusing purged slices below touched_end do not count: the offset
- * never causes another. */
+ * LM_GROWTH_OFFSET_STEP: threads spreading into fresh memory while memory that threads before
+ * them freed stayed resident made short-lived threads' programs peak at 1.6x the memory of
+ * the best other allocator (bench exchange). Pages reusing purged slices below touched_end
+ * do not count: an early purge never causes another. */
 static void note_growth(lm_segments_t* segs, size_t slices) {
   if (atomic_load_explicit(&segs->purge_pending, memory_order_relaxed) <= 0 &&
       lm_arenas_purge_deadline(segs->arenas) == 0) {

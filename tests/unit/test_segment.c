@@ -1298,8 +1298,8 @@ static void test_segment_growth_purges_what_other_threads_left_waiting(void** st
   assert_true(other->purge_flagged);
 
   /* The main thread grows by a step's worth of fresh slices. */
-  enum { MAX_GROWTH = 64 };
-  lm_page_t* grown[MAX_GROWTH];
+  enum { MAX_GROWTH = LM_SLICES_PER_SEGMENT };
+  static lm_page_t* grown[MAX_GROWTH];
   size_t n = 0;
   while (atomic_load(&segs.growth_debt) < LM_GROWTH_OFFSET_STEP) {
     assert_true(n < MAX_GROWTH);
