@@ -274,6 +274,13 @@ uintptr_t lm_page_wait_handover(lm_page_t* page);
 /* Change the delayed-free state (after any hand-over under way); `override_never` also
  * replaces NEVER_DELAYED. */
 void lm_page_set_delayed(lm_page_t* page, uintptr_t state, bool override_never);
+/* Give back the physical memory inside the free blocks of `list` (a page's thread-free list)
+ * while other blocks keep the page in use: the pages of an idle owner (drain.c), which nobody
+ * else may allocate from. Each block keeps its first OS page (its link and a mark that it was
+ * done, so that a later look skips it) and, with padding, the OS page of its canary; blocks
+ * too small to give two OS pages are left, a system call being dearer than what it returns.
+ * The caller holds the owner off. Returns the bytes given back. */
+size_t lm_page_discard_free(lm_page_t* page, lm_block_t* list);
 static inline lm_heap_t* lm_page_heap(const lm_page_t* page) {
   return (lm_heap_t*)atomic_load_explicit(&((lm_page_t*)page)->xheap, memory_order_relaxed);
 }

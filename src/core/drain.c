@@ -164,7 +164,9 @@ static bool heap_drain(lm_heap_t* heap) {
       moved = true;
       continue;
     }
-    /* Blocks still live: the next remote free notifies the owner (and this drainer) again. */
+    /* Blocks still live: the freed ones give their memory back, and the next remote free
+     * notifies the owner (and this drainer) again. */
+    (void)lm_page_discard_free(page, lm_tf_block(tfree));
     lm_page_set_delayed(page, LM_TF_USE_DELAYED, false);
     if (keep == NULL) keep = page;
     moved = true;
@@ -189,6 +191,7 @@ static void heap_drain_partial(lm_heap_t* heap) {
       uintptr_t tfree = atomic_load_explicit(&page->xthread_free, memory_order_acquire);
       if (lm_tf_block(tfree) == NULL || lm_tf_state(tfree) == LM_TF_DELAYED_FREEING) continue;
       if (thread_free_length(page, tfree) == page->capacity) (void)page_drain(page, tfree);
+      else (void)lm_page_discard_free(page, lm_tf_block(tfree));
     }
   }
 }

@@ -260,6 +260,43 @@ void lm_debug_check_reused(const lm_page_t* page, const lm_block_t* block) {
   }
 }
 
+/* ---- free blocks of pages that stay in use ---------------------------------------------------- */
+
+/* A discarded block keeps a mark past its link and past the freed fill that debug builds check
+ * on reuse; its last bytes keep the canary that the owner's free of the block above checks. */
+#define DISCARD_MARK_AT (sizeof(void*) + (LM_DEBUG_FILL ? LM_DEBUG_FILL_CHECK : 0))
+
+static uintptr_t discard_mark(const lm_block_t* block) {
+  return ((uintptr_t)block ^ lm_process.cookie_key) + (uintptr_t)0x6D61726B64697363ULL;
+}
+
+size_t lm_page_discard_free(lm_page_t* page, lm_block_t* list) {
+  size_t os_page = lm_os_page_size(&lm_process.arenas);
+  size_t bsize = page->block_size;
+  size_t front = DISCARD_MARK_AT + sizeof(uintptr_t);
+  if (bsize < front + LM_PADDING_SIZE + 2 * os_page) return 0;
+  size_t given = 0, count = 0;
+  /* (a list is at most `reserved` long; a corrupted one is not followed further) */
+  for (lm_block_t* block = list; block != NULL && count < page->reserved;
+       block = lm_block_next(page, block), count++) {
+    uintptr_t* mark = (uintptr_t*)((uint8_t*)block + DISCARD_MARK_AT);
+    lm_track_open(mark, sizeof(*mark));
+    bool done = *mark == discard_mark(block);
+    *mark = discard_mark(block);
+    lm_track_close(mark, sizeof(*mark));
+    uintptr_t start = lm_align_up((uintptr_t)block + front, os_page);
+    uintptr_t end = lm_align_down((uintptr_t)block + bsize - LM_PADDING_SIZE, os_page);
+    if (done || end <= start) continue;
+    if (!lm_segment_discard(&lm_process.segments, page, (void*)start, end - start)) {
+      lm_error(ENOMEM, "the memory of a free block at %p could not be made accessible again",
+               (void*)block);
+      return given;
+    }
+    given += end - start;
+  }
+  return given;
+}
+
 void lm_page_init(lm_heap_t* heap, lm_page_t* page, size_t block_size) {
   size_t area_size;
   uint8_t* area = lm_page_area(page, &area_size);

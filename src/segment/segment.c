@@ -627,10 +627,10 @@ void lm_segment_huge_advise_large(lm_segments_t* segs, lm_page_t* page) {
   segment->large_end = end;
 }
 
-bool lm_segment_page_discard(lm_segments_t* segs, lm_page_t* page, size_t size) {
-  lm_segment_t* segment = lm_segment_of(page);
+bool lm_segment_discard(lm_segments_t* segs, const lm_page_t* page, void* p, size_t size) {
+  const lm_segment_t* segment = lm_segment_of(page);
   if (segment->memid.is_pinned) return true; /* large OS pages cannot be given back */
-  return lm_os_discard(segs->arenas, page->page_start, size);
+  return lm_os_discard(segs->arenas, p, size);
 }
 
 /* A page takes `slices` never touched before. While free memory waits for its purge, count

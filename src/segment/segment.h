@@ -249,11 +249,15 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
  * calloc): ask for large pages over the 2 MiB chunks it covers, where the segment may use
  * them at all. */
 void lm_segment_huge_advise_large(lm_segments_t* segs, lm_page_t* page);
-/* The first `size` bytes of a page in use hold nothing any more (every block of it was freed
- * and the page was reset in place): give their physical memory back where that leaves them
- * accessible. Any thread may call it for a page nobody else touches meanwhile. False when the
- * OS left the memory inaccessible (out of memory on a recommit). */
-bool lm_segment_page_discard(lm_segments_t* segs, lm_page_t* page, size_t size);
+/* [p, p+size) of a page in use (OS-page aligned) holds nothing any more: free blocks, or the
+ * first bytes of a page whose every block was freed and that was reset in place. Give its
+ * physical memory back where that leaves it accessible (reading as zero or as before). Any
+ * thread may call it for memory nobody else touches meanwhile. False when the OS left the
+ * memory inaccessible (out of memory on a recommit). */
+bool lm_segment_discard(lm_segments_t* segs, const lm_page_t* page, void* p, size_t size);
+static inline bool lm_segment_page_discard(lm_segments_t* segs, lm_page_t* page, size_t size) {
+  return lm_segment_discard(segs, page, page->page_start, size);
+}
 /* Return an empty page to its segment (coalescing, scheduling a purge); frees the segment
  * when it was the last page, and then returns true. */
 bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld);
