@@ -82,16 +82,19 @@ static void purge_pending_add(lm_segments_t* segs, int64_t slices) {
 static void purge_mask_clear(lm_segments_t* segs, lm_segment_t* segment, size_t idx, size_t n) {
   size_t was_set = mask_count(&segment->purge_mask, idx, n);
   mask_set(&segment->purge_mask, idx, n, false);
+  mask_set(&segment->young_mask, idx, n, false);
   purge_pending_add(segs, -(int64_t)was_set);
 }
-/* Mark the committed slices of [idx, idx+n) for purging. */
+/* Mark the committed slices of [idx, idx+n) for purging; `young`: not at the next pass (see
+ * segment_purge_now). Slices already waiting keep their age. */
 static void purge_mask_set_committed(lm_segments_t* segs, lm_segment_t* segment, size_t idx,
-                                     size_t n) {
+                                     size_t n, bool young) {
   size_t added = 0;
   for (size_t f = idx / 64; f * 64 < idx + n; f++) {
     uint64_t add = segment->commit_mask.bits[f] & word_bits(f, idx, idx + n) &
                    ~segment->purge_mask.bits[f];
     segment->purge_mask.bits[f] |= add;
+    if (young) segment->young_mask.bits[f] |= add;
     added += lm_popcount64(add);
   }
   purge_pending_add(segs, (int64_t)added);
@@ -112,19 +115,36 @@ static uint8_t* slice_address(lm_segment_t* segment, size_t idx) {
   return (uint8_t*)segment + idx * LM_SLICE_SIZE;
 }
 
-/* Purge the runs of purge_mask (caller holds the lock). */
-static void segment_purge_now(lm_segments_t* segs, lm_segment_t* segment) {
+/* Purge the runs of purge_mask (caller holds the lock): all of them, or only the slices that
+ * already waited at the previous pass. Those freed since are spared one more delay: memory a
+ * busy thread frees it often takes again at once, and purging it then only makes it fault in
+ * again; what stays free a whole delay is purged at the next pass whatever else is freed
+ * meanwhile. Returns the new deadline, 0 when nothing waits any more. */
+static int64_t segment_purge_now(lm_segments_t* segs, lm_segment_t* segment, int64_t now,
+                                 bool all) {
   lm_arenas_t* arenas = segs->arenas;
+  lm_commit_mask_t due = segment->purge_mask;
+  if (!all) {
+    for (size_t f = 0; f < LM_COMMIT_MASK_FIELDS; f++) due.bits[f] &= ~segment->young_mask.bits[f];
+  }
   size_t end = LM_SLICES_PER_SEGMENT;
-  for (size_t start, i = 0; (start = mask_next(&segment->purge_mask, i, end, true)) < end;) {
-    i = mask_next(&segment->purge_mask, start, end, false);
+  for (size_t start, i = 0; (start = mask_next(&due, i, end, true)) < end;) {
+    i = mask_next(&due, start, end, false);
     bool needs_recommit =
         lm_os_purge(arenas, slice_address(segment, start), (i - start) * LM_SLICE_SIZE);
     if (needs_recommit) mask_set(&segment->commit_mask, start, i - start, false);
     else if (lm_os_has_reuse(arenas)) mask_set(&segment->reuse_mask, start, i - start, true);
     purge_mask_clear(segs, segment, start, i - start);
   }
-  segment->purge_expire = 0;
+  memset(&segment->young_mask, 0, sizeof(segment->young_mask));
+  int64_t delay = lm_arenas_purge_delay(arenas, segs->config.purge_delay_ms);
+  if (!mask_any(&segment->purge_mask) || delay < 0) {
+    segment->purge_expire = 0;
+  } else {
+    segment->purge_expire = now + (delay > 0 ? delay : 1);
+    segment->purge_latest = segment->purge_expire;
+  }
+  return segment->purge_expire;
 }
 
 /* Purge if due (caller holds the lock); returns the remaining deadline, 0 if none. */
@@ -132,8 +152,7 @@ static int64_t segment_try_purge_locked(lm_segments_t* segs, lm_segment_t* segme
                                         bool force) {
   if (segment->purge_expire == 0) return 0;
   if (!force && segment->purge_expire > now) return segment->purge_expire;
-  segment_purge_now(segs, segment);
-  return 0;
+  return segment_purge_now(segs, segment, now, force);
 }
 
 /* Make sure the page's slices are committed and not about to be purged. */
@@ -182,8 +201,11 @@ static bool segment_commit_range(lm_segments_t* segs, lm_segment_t* segment, siz
  * does not give back what it takes again at once; but at most to this many purge delays after
  * the first free, or a program that frees pages more often than once per extend delay never
  * purges at all: a 30-second soak whose live set fell from 96 to 12 MiB kept 110-150 MiB
- * resident through every trough (tests/torture/torture_soak.c). */
-#define PURGE_EXTEND_LIMIT 50
+ * resident through every trough (tests/torture/torture_soak.c). Two, not more: the pass spares
+ * what was freed since its deadline was set (segment_purge_now), so a short deadline no longer
+ * purges a busy thread's memory under it; at 50 delays bench threadchurn, whose threads free
+ * pages every few microseconds, kept their free pages resident for half a second. */
+#define PURGE_EXTEND_LIMIT 2
 
 static void segment_schedule_purge(lm_segments_tld_t* tld, lm_segment_t* segment, size_t idx,
                                    size_t n, bool large_block) {
@@ -194,14 +216,18 @@ static void segment_schedule_purge(lm_segments_tld_t* tld, lm_segment_t* segment
   delay = lm_arenas_purge_delay(segs->arenas, delay); /* none while memory is short */
   if (delay < 0 || !segs->arenas->caps.has_decommit || segment->memid.is_pinned) return;
   lm_spin_lock(&segment->lock);
-  purge_mask_set_committed(segs, segment, idx, n);
   if (delay == 0) {
-    segment_purge_now(segs, segment);
+    purge_mask_set_committed(segs, segment, idx, n, false);
+    segment_purge_now(segs, segment, 0, true);
     lm_spin_unlock(&segment->lock);
     return;
   }
   int64_t now = lm_os_clock(segs->arenas);
-  if (segment->purge_expire == 0 || (large_block && segment->purge_expire < now + delay)) {
+  /* A deadline set for these slices purges them; one that runs already, set for slices freed
+   * earlier, spares them (they wait for the pass after). */
+  bool renew = segment->purge_expire == 0 || (large_block && segment->purge_expire < now + delay);
+  purge_mask_set_committed(segs, segment, idx, n, !renew);
+  if (renew) {
     if (segment->purge_expire == 0) segment->purge_latest = now + PURGE_EXTEND_LIMIT * delay;
     segment->purge_expire = now + delay;
     if (segment->purge_latest < segment->purge_expire) segment->purge_latest = segment->purge_expire;
@@ -485,6 +511,7 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   segment->purge_expire = 0;
   lm_store_relaxed(&segment->touched_end, touched);
   memset(&segment->purge_mask, 0, sizeof(segment->purge_mask));
+  memset(&segment->young_mask, 0, sizeof(segment->young_mask));
   memset(&segment->guard_mask, 0, sizeof(segment->guard_mask));
   memset(&segment->reuse_mask, 0, sizeof(segment->reuse_mask)); /* the arena's claim reused it */
   segment->memid = memid;
