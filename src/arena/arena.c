@@ -479,7 +479,8 @@ static void note_earliest(_Atomic(int64_t)* at, int64_t expire) {
   }
 }
 
-void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid) {
+static void arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid,
+                       int64_t mult, int64_t purge_not_before) {
   if (p == NULL || size == 0) return;
   if (memid->kind == LM_MEM_OS) {
     lm_os_free(arenas, p, size, memid);
@@ -499,8 +500,8 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
     if (delay == 0) {
       arena_purge_blocks(arenas, arena, idx, n);
     } else {
-      int64_t mult = arenas->config.arena_purge_mult > 0 ? arenas->config.arena_purge_mult : 1;
       int64_t expire = lm_os_clock(arenas) + delay * mult;
+      if (purge_not_before > expire) expire = purge_not_before;
       /* Each block keeps its own deadline: one freed a moment ago is not purged with one whose
        * delay has passed (bench grow: a segment given back and taken again within the delay
        * was purged and faulted back in, 96 MiB a run). */
@@ -516,6 +517,16 @@ void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* 
     }
   }
   lm_bitmap_clear(arena->inuse, idx, n);
+}
+
+void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid) {
+  int64_t mult = arenas->config.arena_purge_mult > 0 ? arenas->config.arena_purge_mult : 1;
+  arena_free(arenas, p, size, memid, mult, 0);
+}
+
+void lm_arena_free_soon(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid,
+                        int64_t purge_not_before) {
+  arena_free(arenas, p, size, memid, 1, purge_not_before);
 }
 
 /* ---- purging ------------------------------------------------------------------------------ */

@@ -221,6 +221,11 @@ void* lm_arena_alloc(lm_arenas_t* arenas, size_t size, size_t align, size_t offs
 /* Free memory from lm_arena_alloc (purged later). `memid->initially_committed` false says that
  * parts of it may be decommitted now: it is committed again before its next use. */
 void lm_arena_free(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid);
+/* The same for memory that comes and goes by many pages at a time, not a few large blocks:
+ * purged after the plain purge delay (not x arena_purge_mult), or at `purge_not_before` (a
+ * clock time, 0: none) if that is later. */
+void lm_arena_free_soon(lm_arenas_t* arenas, void* p, size_t size, const lm_memid_t* memid,
+                        int64_t purge_not_before);
 /* Purge the arena blocks whose purge delay expired (all pending ones when `force`). Returns
  * true if some purge is still pending. Only one thread purges at a time. */
 bool lm_arenas_try_purge(lm_arenas_t* arenas, bool force);

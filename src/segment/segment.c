@@ -574,10 +574,12 @@ static lm_segment_t* segment_alloc(lm_segments_tld_t* tld, size_t required, size
   return segment;
 }
 
-static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
+/* `large_last`: its last page held a large block (its memory waits the arena's longer delay). */
+static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment, bool large_last) {
   lm_segments_t* segs = tld->shared;
   if (segment->kind == LM_SEGMENT_NORMAL) lm_span_remove_all(tld, segment);
   segment_unflag_purge(segs, segment);
+  int64_t purge_was_due = segment->purge_expire; /* (the large blocks' longer wait, if any) */
   purge_mask_clear(segs, segment, 0, LM_SLICES_PER_SEGMENT); /* the arena takes it over */
   segment_map_set(segs, segment, false);
   atomic_fetch_sub_explicit(&segs->count, 1, memory_order_relaxed);
@@ -611,7 +613,16 @@ static void segment_free(lm_segments_tld_t* tld, lm_segment_t* segment) {
       lm_load_relaxed(&segment->touched_end) > segment->info_slices) {
     tld->freed_warm++;
   }
-  lm_arena_free(segs->arenas, segment, segment->segment_size, &memid);
+  /* The pages of a normal segment come and go by the thousand: its memory waits the plain
+   * purge delay in the arena, not the arena's longer one, made for large blocks that come and
+   * go a few at a time (which keep theirs: a large last page, or purge_was_due for one freed
+   * before). With the arena's, every segment that short-lived threads emptied stayed resident
+   * 100 ms: bench exchange peak 65 -> 58 MiB, page faults 48k -> 38k (medians of 15 runs). */
+  if (segment->kind == LM_SEGMENT_NORMAL && !large_last) {
+    lm_arena_free_soon(segs->arenas, segment, segment->segment_size, &memid, purge_was_due);
+  } else {
+    lm_arena_free(segs->arenas, segment, segment->segment_size, &memid);
+  }
 }
 
 /* ---- pages ------------------------------------------------------------------------------------ */
@@ -745,7 +756,7 @@ static lm_page_t* span_prefer_warm(lm_segments_tld_t* tld, lm_page_t* span, size
   /* A cold block after all (another thread took the warm one), or no room in it: given back
    * unused, it is not a segment this thread emptied (segment_free would count it as one). */
   size_t left = tld->freed_warm;
-  segment_free(tld, warm);
+  segment_free(tld, warm, false);
   tld->freed_warm = left;
   return span;
 }
@@ -761,7 +772,7 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
         segment_alloc(tld, lm_max(block_size, 1) + guard, page_alignment, arena_id, false, &page);
     if (segment == NULL) return NULL;
     if (page_init_common(tld, segment, page, block_size) == NULL) {
-      segment_free(tld, segment);
+      segment_free(tld, segment, false);
       return NULL;
     }
     return page;
@@ -782,7 +793,7 @@ lm_page_t* lm_segment_page_alloc(lm_segments_tld_t* tld, size_t block_size,
   if (page_init_common(tld, segment, page, block_size) == NULL) {
     size_t idx = (size_t)(page - segment->slices);
     lm_span_free_coalesce(tld, segment, idx, page->slice_count);
-    if (segment->used == 0) segment_free(tld, segment);
+    if (segment->used == 0) segment_free(tld, segment, false);
     return NULL;
   }
   return page;
@@ -828,22 +839,22 @@ bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld) {
   segment->used--;
   lm_stat_decrease(&tld->shared->page_stats, 1);
   if (segment->kind == LM_SEGMENT_HUGE) {
-    segment_free(tld, segment);
+    segment_free(tld, segment, true);
     return true;
   }
   size_t idx = (size_t)(page - segment->slices);
   size_t n = page->slice_count;
+  bool large = n > LM_MEDIUM_PAGE_SIZE / LM_SLICE_SIZE;
   uint8_t tag = page->heap_tag;
   /* Clear the core's fields; the span code rewrites the slice fields. */
   *page = (lm_page_t){.slice_count = (uint32_t)n, .heap_tag = tag};
   lm_page_t* span = lm_span_free_coalesce(tld, segment, idx, n);
   if (segment->used == 0) {
-    segment_free(tld, segment);
+    segment_free(tld, segment, large);
     return true;
   }
   size_t span_idx = (size_t)(span - segment->slices);
-  segment_schedule_purge(tld, segment, span_idx, span->slice_count,
-                         n > LM_MEDIUM_PAGE_SIZE / LM_SLICE_SIZE);
+  segment_schedule_purge(tld, segment, span_idx, span->slice_count, large);
   return false;
 }
 
