@@ -260,7 +260,7 @@ void lm_debug_check_reused(const lm_page_t* page, const lm_block_t* block) {
   }
 }
 
-/* ---- free blocks of pages that stay in use ---------------------------------------------------- */
+/* ---- free blocks of pages that stay in use --------------------------------------------------- */
 
 /* A discarded block keeps a mark past its link and past the freed fill that debug builds check
  * on reuse; its last bytes keep the canary that the owner's free of the block above checks. */

@@ -115,11 +115,11 @@ static uint8_t* slice_address(lm_segment_t* segment, size_t idx) {
   return (uint8_t*)segment + idx * LM_SLICE_SIZE;
 }
 
-/* Purge the runs of purge_mask (caller holds the lock): all of them, or only the slices that
- * already waited at the previous pass. Those freed since are spared one more delay: memory a
- * busy thread frees it often takes again at once, and purging it then only makes it fault in
- * again; what stays free a whole delay is purged at the next pass whatever else is freed
- * meanwhile. Returns the new deadline, 0 when nothing waits any more. */
+/* Purge the runs of purge_mask (caller holds the lock): all of them, or only those that were
+ * free when the deadline was set. Those freed since are spared one more delay: a busy thread
+ * often takes again at once what it frees, and purging that only makes it fault back in; what
+ * stays free a whole delay goes at the next pass, whatever else is freed meanwhile. Returns
+ * the new deadline, 0 when nothing waits any more. */
 static int64_t segment_purge_now(lm_segments_t* segs, lm_segment_t* segment, int64_t now,
                                  bool all) {
   lm_arenas_t* arenas = segs->arenas;

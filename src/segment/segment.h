@@ -131,7 +131,7 @@ typedef struct lm_segment_s {
   _Atomic(size_t) touched_end;
   lm_commit_mask_t commit_mask;
   lm_commit_mask_t purge_mask;
-  lm_commit_mask_t young_mask; /* purge bits set since the last purge pass: spared by it */
+  lm_commit_mask_t young_mask; /* purge bits set while a deadline ran: that pass spares them */
   lm_commit_mask_t dirty_mask; /* slices that may hold non-zero bytes */
   lm_commit_mask_t guard_mask; /* slices whose last OS page is protected (kept across reuse) */
   lm_commit_mask_t reuse_mask; /* purged but still committed: the backend's reuse step first */
