@@ -205,6 +205,15 @@ void* mi_mallocn(size_t count, size_t size) mi_attr_noexcept {
 
 /* ---- reallocation ---------------------------------------------------------------------------- */
 
+/* The block p starts a page of one large or huge block of ours. */
+static lm_page_t* single_block_page(void* p) {
+  if (!lm_arenas_region_contains(&lm_process.arenas, p) && !lm_is_in_heap_region(p)) return NULL;
+  lm_page_t* page = lm_segment_page_of(lm_segment_of(p), p);
+  bool single = page->block_size > LM_MEDIUM_OBJ_SIZE_MAX && p == page->page_start &&
+                (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED) == 0;
+  return single ? page : NULL;
+}
+
 /* A large block of this thread's heap grows into the free slices right after it, or gives
  * its tail back, without a copy. Not in builds that pad or track blocks (their bookkeeping
  * follows the requested size). */
@@ -213,12 +222,12 @@ static bool realloc_in_place(lm_heap_t* heap, void* p, size_t size, size_t newsi
       newsize > LM_LARGE_OBJ_SIZE_MAX || size <= LM_MEDIUM_OBJ_SIZE_MAX) {
     return false;
   }
-  lm_segment_t* segment = lm_segment_of(p);
-  lm_page_t* page = lm_segment_page_of(segment, p);
-  if (page->is_huge || p != page->page_start || lm_page_heap(page) != heap ||
-      (lm_page_flags(page) & LM_PAGE_HAS_ALIGNED) != 0 || heap->thread_id != lm_thread_id()) {
+  lm_page_t* page = single_block_page(p); /* (NULL for a block of another allocator) */
+  if (page == NULL || page->is_huge || lm_page_heap(page) != heap ||
+      heap->thread_id != lm_thread_id()) {
     return false;
   }
+  lm_segment_t* segment = lm_segment_of(p);
   size_t slices = lm_segment_page_slices(lm_good_size_large(newsize) + segment->guard_size);
   if (!lm_segment_page_resize(&heap->tld->segments, page, slices)) return false;
   size_t area;

@@ -28,6 +28,22 @@ int main(void) {
       free(p);
     }
   }
+  /* Blocks above 64 KiB (glibc maps them) reach realloc's paths for large blocks (to 1 MiB)
+   * and huge ones (to 40 MiB): they must see that these are not ours (growth in place read a
+   * segment header below them until 2026-12-07, and the process crashed). */
+  const size_t big[] = {200 << 10, 3 << 20};
+  const size_t to[] = {1 << 20, 40 << 20};
+  for (int i = 0; i < 2; i++) {
+    for (int j = 0; j < 2; j++) {
+      char* p = libc_malloc(big[i]);
+      if (p == NULL) continue;
+      memset(p, 'a' + j, big[i]);
+      char* q = realloc(p, to[j]);
+      size_t kept = big[i] < to[j] ? big[i] : to[j];
+      if (q == NULL || q[0] != 'a' + j || q[kept - 1] != 'a' + j) failed++;
+      free(q);
+    }
+  }
   char* mine = malloc(100); /* our heap still works */
   strcpy(mine, "ok");
   free(mine);
