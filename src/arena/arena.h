@@ -207,6 +207,10 @@ bool lm_os_has_reuse(const lm_arenas_t* arenas);
  * backend has no reuse step. Harmless on pages that were not purged. */
 void lm_os_reuse(lm_arenas_t* arenas, void* p, size_t size);
 bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect);
+/* Move the memory of [src, src+size) to [dst, dst+size) without copying it, where the backend
+ * can (both committed and page-aligned, apart): returns the bytes moved from the start, after
+ * which those of `src` read as zero; the caller copies the rest. */
+size_t lm_os_move(lm_arenas_t* arenas, void* dst, void* src, size_t size);
 /* Ask for large pages (on) or ordinary pages over the large-page-aligned inside of a range;
  * false when the backend takes no such advice. */
 bool lm_os_advise_large(lm_arenas_t* arenas, void* p, size_t size, bool on);

@@ -321,6 +321,18 @@ bool lm_os_protect(lm_arenas_t* arenas, void* p, size_t size, bool protect) {
   return arenas->backend->protect((void*)start, end - start, protect) == 0;
 }
 
+size_t lm_os_move(lm_arenas_t* arenas, void* dst, void* src, size_t size) {
+  size_t page = arenas->caps.page_size;
+  if (arenas->backend->move == NULL || size == 0 || size % page != 0 ||
+      (uintptr_t)dst % page != 0 || (uintptr_t)src % page != 0) {
+    return 0;
+  }
+  size_t moved = 0;
+  arenas->backend->move(dst, src, size, &moved); /* (an error leaves the rest to copy) */
+  lm_assert(moved <= size && moved % page == 0);
+  return moved;
+}
+
 bool lm_os_advise_large(lm_arenas_t* arenas, void* p, size_t size, bool on) {
   size_t large = arenas->caps.large_page_size;
   if (!arenas->caps.has_large_page_advice || arenas->backend->large_pages_advise == NULL ||

@@ -95,6 +95,13 @@ typedef struct lm_backend_s {
    * engine calls it before it hands such memory out, where it would otherwise skip `commit`;
    * a backend whose purged memory needs no such step leaves it NULL. */
   int (*reuse)(void* addr, size_t size);
+  /* Optional: move the memory of the committed range [src, src+size) to the committed range
+   * [dst, dst+size) without copying a byte (the ranges do not overlap): the moved part of
+   * `dst` then holds what `src` held, and `src` stays accessible and reads as zero, its
+   * physical memory handed to `dst` (Linux: mremap with MREMAP_DONTUNMAP). Moves from the
+   * start; `*moved` (always set) says how many bytes moved, a multiple of page_size. On an
+   * error the rest did not move and the caller copies it. */
+  int (*move)(void* dst, void* src, size_t size, size_t* moved);
   /* Optional: make a committed range inaccessible (true) or accessible again (false): guard
    * pages (secure builds, guarded sampling). */
   int (*protect)(void* addr, size_t size, bool protect);

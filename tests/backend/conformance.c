@@ -126,6 +126,43 @@ static void test_partial_release_when_declared(void) {
   check(os->release(p, g) == 0 && os->release((uint8_t*)p + 2 * g, g) == 0, "and its ends", 0);
 }
 
+static uint8_t pattern(size_t i) { return (uint8_t)(i * 7 + i / 4096 + 1); }
+
+/* move: the moved part of the destination holds what the source held, the moved part of the
+ * source reads zero, the rest of the source is untouched (an error moved only a prefix). The
+ * source crosses a 2 MiB boundary from which large pages are advised where the backend takes
+ * advice (on Linux that splits the mapping, which one mremap before Linux 6.17 cannot cross). */
+static void test_move_when_present(void) {
+  if (os->move == NULL) return;
+  const size_t two = 2 * MiB, size = two + 64 * 1024;
+  void* p = NULL;
+  bool zero = false;
+  if (os->reserve(NULL, 4 * two + size, 0, true, &p, &zero) != 0 || p == NULL) {
+    check(false, "reserve for a move", 0);
+    return;
+  }
+  uint8_t* boundary = (uint8_t*)(((uintptr_t)p + two + two - 1) & ~(uintptr_t)(two - 1));
+  uint8_t* src = boundary - MiB;
+  uint8_t* dst = boundary + two;
+  if (caps.has_large_page_advice && caps.large_page_size == two) {
+    os->large_pages_advise(boundary, two, true);
+  }
+  for (size_t i = 0; i < size; i++) src[i] = pattern(i);
+  memset(dst, 0xEE, size);
+  size_t moved = 1;
+  int err = os->move(dst, src, size, &moved);
+  check(moved <= size && moved % caps.page_size == 0, "move reports whole pages moved",
+        (long long)moved);
+  check(err != 0 || moved == size, "a move without error moves everything", (long long)moved);
+  bool dst_ok = true, src_ok = all_zero(src, moved);
+  for (size_t i = 0; i < moved && dst_ok; i++) dst_ok = dst[i] == pattern(i);
+  for (size_t i = moved; i < size && src_ok; i++) src_ok = src[i] == pattern(i);
+  check(dst_ok, "the destination holds what moved", 0);
+  check(src_ok, "the moved source reads zero, the rest is untouched", 0);
+  touch(src, size, 1); /* the source stays accessible */
+  check(os->release(p, 4 * two + size) == 0, "release after a move", 0);
+}
+
 static void test_try_align_is_a_hint(void) {
   /* The result may be unaligned (the arena layer over-allocates then), but must be usable. */
   int aligned = 0;
@@ -218,6 +255,7 @@ int main(void) {
   test_reserve_committed();
   test_commit_decommit_cycle();
   test_partial_release_when_declared();
+  test_move_when_present();
   test_try_align_is_a_hint();
   test_failure_leaves_out_parameters();
   test_machine();

@@ -51,7 +51,7 @@
 enum { PG_FREE, PG_RESERVED, PG_COMMITTED, PG_DECOMMITTED, PG_PROTECTED, PG_PROTECTED_GONE };
 static const char* const op_names[FAKE_OP_COUNT] = {"reserve", "release",   "commit",
                                                     "decommit", "reset",    "protect",
-                                                    "reserve_huge", "advise_large"};
+                                                    "reserve_huge", "advise_large", "move"};
 
 typedef struct res_s {
   size_t start; /* offset from the buffer base */
@@ -591,6 +591,55 @@ static int fake_large_pages_advise(void* addr, size_t size, bool on) {
   return 0;
 }
 
+/* Copy what the "OS" moves: the allocator may have poisoned free blocks there in ASan builds,
+ * as for os_fill. */
+#if LM_ASAN
+__attribute__((no_sanitize("address"))) static void os_copy(uint8_t* to, const uint8_t* from,
+                                                             size_t n) {
+  volatile uint8_t* v = to;
+  for (size_t i = 0; i < n; i++) v[i] = from[i];
+}
+#else
+static void os_copy(uint8_t* to, const uint8_t* from, size_t n) { memcpy(to, from, n); }
+#endif
+
+/* Every unit of [p, p+size) is accessible (committed, or decommitted Linux-like). */
+static void check_accessible(const void* p, size_t size) {
+  for (size_t i = off_of(p) / unit; i < (off_of(p) + size) / unit; i++) {
+    if (!accessible(pages[i])) {
+      violation("move: page %p is not committed", (void*)(base + i * unit));
+    }
+  }
+}
+
+static int fake_move(void* dst, void* src, size_t size, size_t* moved) {
+  enter();
+  *moved = 0;
+  check_aligned(FAKE_OP_MOVE, dst, size, caps.page_size, "page_size");
+  check_aligned(FAKE_OP_MOVE, src, size, caps.page_size, "page_size");
+  containing(FAKE_OP_MOVE, dst, size);
+  containing(FAKE_OP_MOVE, src, size);
+  if ((uint8_t*)dst < (uint8_t*)src + size && (uint8_t*)src < (uint8_t*)dst + size) {
+    violation("move(%p, %p, %zu): the ranges overlap", dst, src, size);
+  }
+  check_accessible(dst, size);
+  check_accessible(src, size);
+  /* Windows and wasm have no such call; an injected failure strikes half-way, so that callers
+   * copy the rest themselves. */
+  bool no_move = imitate_windows() || fake_backend_imitates_wasm();
+  bool fail = inject_failure(FAKE_OP_MOVE);
+  size_t n = no_move ? 0 : fail ? lm_align_down(size / 2, caps.page_size) : size;
+  os_copy(dst, src, n);
+  /* the advice is the mapping's: it goes along (and stays on the source, which keeps its) */
+  memmove(advice + off_of(dst) / unit, advice + off_of(src) / unit, n / unit);
+  set_state(off_of(dst) / unit, n / unit, PG_COMMITTED, false);
+  real_zero_accessible(off_of(src), n); /* its physical memory went to dst */
+  set_state(off_of(src) / unit, n / unit, PG_DECOMMITTED, false);
+  *moved = n;
+  leave();
+  return no_move ? ENOSYS : fail ? ENOMEM : 0;
+}
+
 static int fake_numa_bind(void* addr, size_t size, int node) {
   enter();
   if (find_reservation(addr, size) == SIZE_MAX) {
@@ -751,6 +800,7 @@ static const lm_backend_t fake = {
     .decommit = fake_decommit,
     .reset = fake_reset,
     .protect = fake_protect,
+    .move = fake_move,
     .reserve_huge = fake_reserve_huge,
     .reserve_large = fake_reserve_large,
     .numa_bind = fake_numa_bind,

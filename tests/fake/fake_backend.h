@@ -24,7 +24,8 @@
  * environment, reset gives Windows' rules instead (64 KiB granularity, no partial release,
  * decommit needs a recommit, no large pages), so a whole layer test runs under them; with
  * FAKE_BACKEND_OS=wasm, wasm's (64 KiB pages, every reservation committed, no decommit, no
- * partial release, no threads, no large pages). `fake_backend()` serves the same state
+ * partial release, no threads, no large pages; under either, `move` fails with ENOSYS, as
+ * those OSes have no such call). `fake_backend()` serves the same state
  * for every caller; `lm_backend_default()` returns it too, so a layer test links this library
  * in place of the OS backend. All functions are thread-safe (one mutex).
  */
@@ -47,6 +48,7 @@ typedef enum {
   FAKE_OP_PROTECT,
   FAKE_OP_RESERVE_HUGE,
   FAKE_OP_ADVISE_LARGE,
+  FAKE_OP_MOVE,
   FAKE_OP_COUNT
 } fake_op_t;
 
@@ -92,13 +94,15 @@ void fake_backend_set_large_pages(bool available, bool pinned);
  * reservation (caps.has_large_page_advice is false by default: set it with set_caps). True
  * when every page of the range was last advised "large"; release forgets the advice. */
 bool fake_backend_is_large_advised(const void* p, size_t size);
-/* Bytes currently advised "large". */
+/* Bytes currently advised "large". (A move carries the advice of the source's pages to the
+ * destination, as a mapping's property moves with it on Linux.) */
 size_t fake_backend_large_advised_bytes(void);
 /* The node of the last numa_bind, or of a reserve_huge given a node (-1 if none), and how
  * many such bindings there were. */
 int fake_backend_numa_bound(size_t* binds);
 
-/* Calls per operation (failed ones included) and failure injection. */
+/* Calls per operation (failed ones included) and failure injection. An injected failure of
+ * `move` strikes half-way: it moves the first half (whole pages) and reports ENOMEM. */
 size_t fake_backend_calls(fake_op_t op);
 /* The n-th call of op from now (1 = the next) fails with ENOMEM; 0 = never. */
 void fake_backend_fail_nth(fake_op_t op, size_t n);

@@ -133,6 +133,55 @@ static int linux_reset(void* addr, size_t size) {
   return madvise(addr, size, MADV_DONTNEED) == 0 ? 0 : errno;
 }
 
+/* mremap(2) with MREMAP_DONTUNMAP (Linux 5.7) leaves the source mapped and empty; without it
+ * the source would be a hole for a moment, which another thread's mmap could take. */
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+static _Atomic(bool) move_unsupported; /* EINVAL: a kernel older than 5.7 */
+
+static bool move_chunk(uint8_t* dst, uint8_t* src, size_t size, int* err) {
+  void* p = mremap(src, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+  *err = p == MAP_FAILED ? errno : 0;
+  return p != MAP_FAILED;
+}
+
+/* Bytes from `s` to the next multiple of `unit`, at most `left`. */
+static size_t to_boundary(const uint8_t* s, size_t unit, size_t left) {
+  size_t next = unit - ((uintptr_t)s & (unit - 1));
+  return next < left ? next : left;
+}
+
+static int linux_move(void* dst, void* src, size_t size, size_t* moved) {
+  *moved = 0;
+  if (lm_load_relaxed(&move_unsupported)) return ENOSYS;
+  uint8_t* d = dst;
+  uint8_t* s = src;
+  while (*moved < size) {
+    /* One call moves a range inside one mapping; EFAULT says the range crosses into the next
+     * (advice, such as huge pages from a 2 MiB boundary on, splits mappings): then move up to
+     * the next 2 MiB boundary, or 64 KiB one (where moved blocks end), or one page, and go on. */
+    const size_t units[] = {0, 2 * LM_MiB, 64 * LM_KiB, page_size};
+    size_t left = size - *moved;
+    size_t chunk = 0;
+    int err = 0;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+      size_t next = units[i] == 0 ? left : to_boundary(s, units[i], left);
+      if (next == chunk) continue; /* tried already */
+      chunk = next;
+      if (move_chunk(d, s, chunk, &err) || err != EFAULT) break;
+    }
+    if (err != 0) {
+      if (err == EINVAL && *moved == 0) lm_store_relaxed(&move_unsupported, true);
+      return err;
+    }
+    d += chunk;
+    s += chunk;
+    *moved += chunk;
+  }
+  return 0;
+}
+
 static int linux_protect(void* addr, size_t size, bool protect) {
   return lm_posix_protect(addr, size, !protect);
 }
@@ -463,6 +512,7 @@ static const lm_backend_t linux_backend = {
     .decommit = linux_decommit,
     .reset = linux_reset,
     .protect = linux_protect,
+    .move = linux_move,
 #if LM_HUGE_PAGES /* else no explicit huge pages; THP advice stays (MIMALLOC_ALLOW_THP) */
     .reserve_huge = linux_reserve_huge,
     .reserve_large = linux_reserve_large,
