@@ -205,7 +205,7 @@ void* mi_mallocn(size_t count, size_t size) mi_attr_noexcept {
 
 /* ---- reallocation ---------------------------------------------------------------------------- */
 
-/* The block p starts a page of one large or huge block of ours. */
+/* The block p starts a page of one large or huge block of ours (what a move may take). */
 static lm_page_t* single_block_page(void* p) {
   if (!lm_arenas_region_contains(&lm_process.arenas, p) && !lm_is_in_heap_region(p)) return NULL;
   lm_page_t* page = lm_segment_page_of(lm_segment_of(p), p);
@@ -237,6 +237,27 @@ static bool realloc_in_place(lm_heap_t* heap, void* p, size_t size, size_t newsi
   return true;
 }
 
+/* A large or huge block that moves takes its memory along instead of a copy, where the backend
+ * can move memory (Linux: mremap): no byte is copied and the new block's pages are not
+ * faulted in one by one. Worth it where a copy would fault them in: a huge block (a copy
+ * faults in 2 MiB pages at best, and copies megabytes), or a large one whose memory is not
+ * resident (untouched or purged). Into resident memory a copy of a large block is cheaper:
+ * the moved-out source would fault its pages in again when it is reused (bench grow, 40
+ * rounds of 64 buffers grown to 2 MiB, moving every block: 56k -> 870k faults, 1.5 -> 2.3 s).
+ * Returns the bytes moved, from the start, in whole slices (moved ranges end on 64 KiB
+ * boundaries); the caller copies the rest. Not in builds that pad or track blocks, whose
+ * bookkeeping follows the requested size. */
+static size_t realloc_move(void* newp, void* p, size_t copy) {
+  /* Below 1 MiB a copy into memory already resident is as quick (512 KiB: 17 us either
+   * way; 1 MiB: a move 30 us, a copy 43; 4 MiB: 126 and 317). */
+  static const size_t move_min = LM_MiB;
+  if (LM_PADDING || LM_TRACK || copy < move_min) return 0;
+  lm_page_t* to = single_block_page(newp);
+  lm_page_t* from = single_block_page(p);
+  if (to == NULL || from == NULL || (!to->is_huge && !to->is_zero_init)) return 0;
+  return lm_segment_move(&lm_process.segments, to, from, lm_align_down(copy, LM_SLICE_SIZE));
+}
+
 void* lm_heap_realloc(lm_heap_t* heap, void* p, size_t newsize, bool zero) {
   if (p == NULL) return lm_heap_malloc(heap, newsize, zero);
   /* A block written past its end is reported here, whether or not it moves; it is left as it
@@ -259,18 +280,16 @@ void* lm_heap_realloc(lm_heap_t* heap, void* p, size_t newsize, bool zero) {
   if (realloc_in_place(heap, p, size, newsize, zero)) return p;
   void* newp = lm_heap_malloc(heap, newsize, false);
   if (lm_unlikely(newp == NULL)) return NULL; /* p is untouched */
-  if (zero) {
-    /* Zero everything past the copied part, to the end of the block, so a later in-place
-     * growth of a zero-allocated block reads zeros too; when growing, start at the last word
-     * of the old size (a free-list link may have been there). */
-    size_t start = newsize > size ? (size >= sizeof(void*) ? size - sizeof(void*) : 0) : newsize;
-    memset((uint8_t*)newp + start, 0, lm_usable_size(newp) - start);
-  }
+  size_t copy = size < newsize ? size : newsize;
+  /* Zero everything past the copied part, to the end of the block, so a later in-place growth
+   * of a zero-allocated block reads zeros too. */
+  if (zero) memset((uint8_t*)newp + copy, 0, lm_usable_size(newp) - copy);
   if (newsize == 0) {
     lm_track_usable(newp, 1);
     *(uint8_t*)newp = 0;
   }
-  memcpy(newp, p, size < newsize ? size : newsize);
+  size_t moved = realloc_move(newp, p, copy);
+  memcpy((uint8_t*)newp + moved, (uint8_t*)p + moved, copy - moved);
   mi_free(p);
   return newp;
 }

@@ -672,6 +672,51 @@ bool lm_segment_discard(lm_segments_t* segs, const lm_page_t* page, void* p, siz
   return lm_os_discard(segs->arenas, p, size);
 }
 
+/* [lo, hi) advised as `on`, less [cut_lo, cut_hi) (a range on each side at most). */
+static void advise_except(lm_segments_t* segs, uint8_t* lo, uint8_t* hi, uint8_t* cut_lo,
+                          uint8_t* cut_hi, bool on) {
+  if (hi <= lo) return;
+  if (cut_hi <= cut_lo || cut_hi <= lo || cut_lo >= hi) {
+    lm_os_advise_large(segs->arenas, lo, (size_t)(hi - lo), on);
+    return;
+  }
+  if (lo < cut_lo) lm_os_advise_large(segs->arenas, lo, (size_t)(cut_lo - lo), on);
+  if (cut_hi < hi) lm_os_advise_large(segs->arenas, cut_hi, (size_t)(hi - cut_hi), on);
+}
+
+/* The part of [lo, lo+size) that `segment` advised to use large pages, shifted by `shift`. */
+static void advised_part(const lm_segment_t* segment, uint8_t* lo, size_t size, ptrdiff_t shift,
+                         uint8_t** from, uint8_t** to) {
+  uint8_t* a = (uint8_t*)segment + segment->large_from;
+  uint8_t* b = (uint8_t*)segment + segment->large_end;
+  if (segment->large_end <= segment->large_from || b <= lo || a >= lo + size) {
+    *from = *to = lo + shift;
+    return;
+  }
+  *from = (a > lo ? a : lo) + shift;
+  *to = (b < lo + size ? b : lo + size) + shift;
+}
+
+size_t lm_segment_move(lm_segments_t* segs, lm_page_t* to, lm_page_t* from, size_t size) {
+  const lm_segment_t* dst = lm_segment_of(to);
+  const lm_segment_t* src = lm_segment_of(from);
+  /* (large OS pages cannot move: the kernel refuses) */
+  if (dst->memid.is_pinned || src->memid.is_pinned) return 0;
+  uint8_t* to_start = lm_page_area(to, NULL);
+  uint8_t* from_start = lm_page_area(from, NULL);
+  size_t moved = lm_os_move(segs->arenas, to_start, from_start, size);
+  if (moved == 0 || segs->config.large_pages_from == 0) return moved;
+  /* The memory came with its source's advice (a mapping's property, which a move takes
+   * along): where the two segments disagree, set the destination's, so that its free takes
+   * back exactly what it asked for and later pages there get the pages it meant them to. */
+  uint8_t *want_lo, *want_hi, *came_lo, *came_hi;
+  advised_part(dst, to_start, moved, 0, &want_lo, &want_hi);
+  advised_part(src, from_start, moved, to_start - from_start, &came_lo, &came_hi);
+  advise_except(segs, want_lo, want_hi, came_lo, came_hi, true);
+  advise_except(segs, came_lo, came_hi, want_lo, want_hi, false);
+  return moved;
+}
+
 /* A page takes `slices` never touched before. While free memory waits for its purge, count
  * them towards the next early purge (lm_segments_offset_growth) and wake the purger each
  * LM_GROWTH_OFFSET_STEP: threads spreading into fresh memory while memory that threads before

@@ -259,6 +259,11 @@ bool lm_segment_discard(lm_segments_t* segs, const lm_page_t* page, void* p, siz
 static inline bool lm_segment_page_discard(lm_segments_t* segs, lm_page_t* page, size_t size) {
   return lm_segment_discard(segs, page, page->page_start, size);
 }
+/* Move the first `size` bytes (a multiple of the OS page) of the single block of page `from`
+ * into the single block of page `to`, without a copy where the OS can (lm_os_move): returns
+ * the bytes moved, from the start; those of `from` then read zero. The moved memory is given
+ * the large-page advice that `to`'s segment asked for there. */
+size_t lm_segment_move(lm_segments_t* segs, lm_page_t* to, lm_page_t* from, size_t size);
 /* Return an empty page to its segment (coalescing, scheduling a purge); frees the segment
  * when it was the last page, and then returns true. */
 bool lm_segment_page_free(lm_page_t* page, lm_segments_tld_t* tld);

@@ -1389,6 +1389,69 @@ static void test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed(void** s
   assert_int_equal(used, 1); /* the segment header was initialised */
 }
 
+static uint64_t word_at(size_t i) { return i * 2654435761u + 17; }
+static void fill_words(uint8_t* p, size_t size) {
+  for (size_t i = 0; i < size / 8; i++) ((uint64_t*)p)[i] = word_at(i);
+}
+static bool words_kept(const uint8_t* p, size_t size) {
+  for (size_t i = 0; i < size / 8; i++) {
+    if (((const uint64_t*)p)[i] != word_at(i)) return false;
+  }
+  return true;
+}
+
+/* realloc to a huge block takes the old block's memory along with the backend's move, one call
+ * per realloc (builds that pad or track blocks copy); a move that stops half-way (injected), or
+ * a backend without one (Windows' and wasm's rules), leaves the rest to a copy; rezalloc's new
+ * tail reads zero either way. A large block moves only into memory known zero. */
+static void test_core_realloc_to_a_huge_block_moves_its_memory(void** state) {
+  (void)state;
+  const bool moves = !LM_PADDING && !LM_TRACK;
+  const size_t mib = LM_MiB;
+  uint8_t* p = mi_malloc(18 * mib);
+  assert_non_null(p);
+  fill_words(p, 18 * mib);
+  size_t calls = fake_backend_calls(FAKE_OP_MOVE);
+  uint8_t* q = mi_realloc(p, 40 * mib);
+  assert_non_null(q);
+  assert_true(words_kept(q, 18 * mib));
+  assert_int_equal(fake_backend_calls(FAKE_OP_MOVE) - calls, moves ? 1 : 0);
+  fill_words(q, 40 * mib);
+  fake_backend_fail_nth(FAKE_OP_MOVE, 1);
+  uint8_t* r = mi_realloc(q, 60 * mib);
+  fake_backend_fail_nth(FAKE_OP_MOVE, 0);
+  assert_non_null(r);
+  assert_true(words_kept(r, 40 * mib));
+  mi_free(r);
+  /* a large block that becomes huge, zero-allocated */
+  p = mi_zalloc(3 * mib);
+  assert_non_null(p);
+  fill_words(p, 3 * mib);
+  q = mi_rezalloc(p, 24 * mib);
+  assert_non_null(q);
+  assert_true(words_kept(q, 3 * mib));
+  assert_true(all_zero(q + 3 * mib, 21 * mib));
+  mi_free(q);
+  /* A large block moves only into memory known zero (untouched or purged), where a copy
+   * would fault every page in; into memory in use before, it is copied. (Here pages are
+   * committed one by one and the fake scribbles what it commits: never known zero.) */
+  for (int round = 0; round < 2; round++) {
+    uint8_t* a = mi_malloc(2 * mib);
+    uint8_t* b = mi_malloc(2 * mib); /* in the way of growing in place */
+    assert_true(a != NULL && b != NULL);
+    fill_words(a, 2 * mib);
+    calls = fake_backend_calls(FAKE_OP_MOVE);
+    uint8_t* c = mi_realloc(a, 5 * mib);
+    assert_non_null(c);
+    assert_true(words_kept(c, 2 * mib));
+    bool zero = page_of(c)->is_zero_init;
+    assert_int_equal(fake_backend_calls(FAKE_OP_MOVE) - calls, moves && zero ? 1 : 0);
+    mi_free(b);
+    mi_free(c);
+  }
+  mi_collect(true);
+}
+
 /* The deprecated mi_reserve_huge_os_pages counts the 1 GiB pages it had, also when a refusal
  * part way stops it (ENOMEM then). Last: the pinned arena it leaves serves later allocations. */
 static void test_core_deprecated_huge_reserve_counts_the_pages_had(void** state) {
@@ -1436,6 +1499,7 @@ int main(void) {
       cmocka_unit_test(test_core_fresh_blocks_come_in_random_order_in_secure_builds),
       cmocka_unit_test(test_core_slow_path_varies_reuse_and_page_in_secure_builds),
       cmocka_unit_test(test_core_calloc_of_a_huge_block_in_a_fresh_arena_is_zeroed),
+      cmocka_unit_test(test_core_realloc_to_a_huge_block_moves_its_memory),
       cmocka_unit_test(test_core_page_known_zero_until_a_block_comes_back),
       cmocka_unit_test(test_core_deprecated_huge_reserve_counts_the_pages_had),
   };

@@ -697,6 +697,57 @@ static void test_segment_outgrown_thread_gets_large_pages_from_the_start(void** 
   assert_int_equal(fake_backend_large_advised_bytes(), 0);
 }
 
+/* lm_segment_move hands a block's memory over (the source reads zero after) and gives the moved
+ * memory the large-page advice of the segment it moved into, whatever it came with: a huge block
+ * that asked, moved into a large block below the threshold, leaves it unadvised; a large block
+ * moved into a huge block that asked is advised. Freeing everything takes all advice back. */
+static void test_segment_move_takes_the_destinations_large_page_advice(void** state) {
+  (void)state;
+  if (fake_backend_imitates_wasm() || fake_backend_imitates_windows()) skip(); /* no move */
+  lm_backend_caps_t caps;
+  fake_backend_get_caps(&caps);
+  caps.has_large_page_advice = true;
+  fake_backend_set_caps(&caps);
+  const size_t chunk = caps.large_page_size, size = 8 * LM_MiB;
+  config_t c = base_config();
+  c.mem.arena_reserve = 8 * SEG;
+  c.seg.large_pages_from = SEG / 2;
+  start(&c);
+  lm_page_t* huge = page_alloc(LM_LARGE_OBJ_SIZE_MAX + 4 * chunk);
+  lm_segment_huge_advise_large(&segs, huge);
+  lm_page_t* large = page_alloc(size); /* from the start of a segment: below the threshold */
+  uint8_t* h = lm_page_area(huge, NULL);
+  uint8_t* l = lm_page_area(large, NULL);
+  uint8_t* h_first = (uint8_t*)lm_align_up((uintptr_t)h, chunk);
+  assert_true(fake_backend_is_large_advised(h_first, 2 * chunk));
+  assert_false(fake_backend_is_large_advised(l + size - chunk, chunk));
+  for (size_t i = 0; i < size; i += 512) h[i] = (uint8_t)(i / 512 + 1);
+  assert_int_equal(lm_segment_move(&segs, large, huge, size), size);
+  for (size_t i = 0; i < size; i += 512) assert_int_equal(l[i], (uint8_t)(i / 512 + 1));
+  assert_true(all_zero(h, size));
+  /* What came along was taken back, over every large page the block covers (the pieces
+   * at its ends, smaller than a large page, keep theirs: no large page fits there). */
+  uint8_t* l_first = (uint8_t*)lm_align_up((uintptr_t)l, chunk);
+  for (uint8_t* q = l_first; q + chunk <= l + size; q += chunk) {
+    assert_false(fake_backend_is_large_advised(q, chunk));
+  }
+  /* and back into a second huge block that asked: advised over its moved part too */
+  lm_page_t* huge2 = page_alloc(LM_LARGE_OBJ_SIZE_MAX + 4 * chunk);
+  lm_segment_huge_advise_large(&segs, huge2);
+  uint8_t* h2 = lm_page_area(huge2, NULL);
+  lm_os_advise_large(&arenas, h2, size, false); /* (so that only the move can set it again) */
+  assert_int_equal(lm_segment_move(&segs, huge2, large, size), size);
+  assert_int_equal(h2[512], 2);
+  uint8_t* h2_first = (uint8_t*)lm_align_up((uintptr_t)h2, chunk);
+  assert_true(fake_backend_is_large_advised(h2_first, (size_t)(h2 + size - h2_first) / chunk *
+                                                          chunk));
+  assert_true(lm_segment_page_free(huge, &tld));
+  assert_true(lm_segment_page_free(large, &tld));
+  assert_true(lm_segment_page_free(huge2, &tld));
+  assert_int_equal(atomic_load(&segs.count), 0);
+  assert_true(fake_backend_large_advised_bytes() < chunk);
+}
+
 static void test_segment_span_available(void** state) {
   (void)state;
   config_t c = base_config();
@@ -1452,6 +1503,7 @@ int main(void) {
       T(test_segment_large_pages_follow_small_pages_past_the_threshold),
       T(test_segment_outgrown_thread_gets_large_pages_from_the_start),
       T(test_segment_huge_block_asks_for_large_pages_when_told),
+      T(test_segment_move_takes_the_destinations_large_page_advice),
     T(test_segment_span_available),
       T(test_segment_lazy_commit_commits_only_the_page),
       T(test_segment_alloc_over_lazily_committed_arena_starts_clean),
