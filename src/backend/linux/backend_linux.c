@@ -175,6 +175,12 @@ static int linux_move(void* dst, void* src, size_t size, size_t* moved) {
       if (err == EINVAL && *moved == 0) lm_store_relaxed(&move_unsupported, true);
       return err;
     }
+    /* The source stays mapped (MREMAP_DONTUNMAP), but an emulator may take it for unmapped:
+     * under qemu-user 7.2 the allocator's next use of that memory crashed. Mapped afresh over
+     * itself it is mapped for everyone; natively one empty mapping replaces another. */
+    if (mmap(s, chunk, PROT_READ | PROT_WRITE, MAP_FIXED | map_flags(), -1, 0) != MAP_FAILED) {
+      name_mapping(s, chunk);
+    }
     d += chunk;
     s += chunk;
     *moved += chunk;
