@@ -161,14 +161,14 @@ static int linux_move(void* dst, void* src, size_t size, size_t* moved) {
     /* One call moves a range inside one mapping; EFAULT says the range crosses into the next
      * (advice, such as huge pages from a 2 MiB boundary on, splits mappings): then move up to
      * the next 2 MiB boundary, or 64 KiB one (where moved blocks end), or one page, and go on. */
-    const size_t units[] = {0, 2 * LM_MiB, 64 * LM_KiB, page_size};
     size_t left = size - *moved;
+    const size_t tries[] = {left, to_boundary(s, 2 * LM_MiB, left),
+                            to_boundary(s, 64 * LM_KiB, left), to_boundary(s, page_size, left)};
     size_t chunk = 0;
     int err = 0;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-      size_t next = units[i] == 0 ? left : to_boundary(s, units[i], left);
-      if (next == chunk) continue; /* tried already */
-      chunk = next;
+    for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+      if (tries[i] == chunk) continue; /* tried already */
+      chunk = tries[i];
       if (move_chunk(d, s, chunk, &err) || err != EFAULT) break;
     }
     if (err != 0) {
